@@ -1,0 +1,21 @@
+//! rkube-api: the object model every rkube component shares, with no I/O.
+//!
+//! Start with [`resource`] (the table of kinds rkube serves), then [`kinds`]
+//! (strict decoding, defaulting and validation per kind, on every create and
+//! update), [`selector`] (label and field selectors), [`manifest`] (reading
+//! YAML/JSON documents) and [`error`] (errors shaped like Kubernetes' Status).
+//! The objects themselves are the k8s-openapi types, re-exported as [`k8s`].
+
+pub mod error;
+pub mod kinds;
+pub mod manifest;
+pub mod patch;
+pub mod quantity;
+pub mod resource;
+pub mod selector;
+pub mod strategy;
+pub mod validation;
+
+pub use error::{ApiError, Cause, Reason, Result};
+pub use k8s_openapi as k8s;
+pub use resource::ResourceInfo;

@@ -1,0 +1,1 @@
+//! Kubernetes resource quantities (`100m`, `1.5Gi`, `2e3`).
