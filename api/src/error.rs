@@ -333,3 +333,75 @@ mod tests {
         assert_eq!(ApiError::from_status_json(&nf.to_status_json()).expect("a Status"), nf);
     }
 }
+
+#[cfg(feature = "grpc")]
+mod grpc {
+    use super::{ApiError, Reason};
+    use tonic::{Code, Status};
+
+    impl Reason {
+        /// The gRPC code that carries this reason.
+        pub fn grpc_code(self) -> Code {
+            match self {
+                Reason::BadRequest | Reason::Invalid | Reason::RequestEntityTooLarge => Code::InvalidArgument,
+                Reason::Forbidden => Code::PermissionDenied,
+                Reason::NotFound => Code::NotFound,
+                Reason::MethodNotAllowed => Code::Unimplemented,
+                Reason::AlreadyExists => Code::AlreadyExists,
+                Reason::Conflict => Code::Aborted,
+                Reason::Expired => Code::OutOfRange,
+                Reason::TooManyRequests => Code::ResourceExhausted,
+                Reason::InternalError => Code::Internal,
+                Reason::ServiceUnavailable => Code::Unavailable,
+                Reason::Timeout => Code::DeadlineExceeded,
+            }
+        }
+    }
+
+    impl From<ApiError> for Status {
+        fn from(e: ApiError) -> Status {
+            Status::with_details(e.reason.grpc_code(), e.message.clone(), e.to_status_json().into())
+        }
+    }
+
+    impl From<Status> for ApiError {
+        fn from(s: Status) -> ApiError {
+            if let Some(e) = ApiError::from_status_json(s.details()) {
+                return e;
+            }
+            let reason = match s.code() {
+                Code::NotFound => Reason::NotFound,
+                Code::AlreadyExists => Reason::AlreadyExists,
+                Code::Aborted => Reason::Conflict,
+                Code::InvalidArgument => Reason::BadRequest,
+                Code::PermissionDenied | Code::Unauthenticated => Reason::Forbidden,
+                Code::OutOfRange => Reason::Expired,
+                Code::Unavailable => Reason::ServiceUnavailable,
+                Code::DeadlineExceeded => Reason::Timeout,
+                Code::Unimplemented => Reason::MethodNotAllowed,
+                Code::ResourceExhausted => Reason::TooManyRequests,
+                _ => Reason::InternalError,
+            };
+            let message = match (reason, s.message()) {
+                (Reason::ServiceUnavailable, m) => format!("the server is unavailable: {m}"),
+                (_, m) => m.to_string(),
+            };
+            ApiError::new(reason, message)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn errors_survive_a_trip_through_grpc() {
+            let e = ApiError::conflict("pods", "web", "the object has been modified");
+            let status: Status = e.clone().into();
+            assert_eq!(status.code(), Code::Aborted);
+            assert_eq!(ApiError::from(status), e);
+            let bare = ApiError::from(Status::unavailable("connection refused"));
+            assert_eq!(bare.reason, Reason::ServiceUnavailable);
+        }
+    }
+}

@@ -1,1 +1,189 @@
-//! placeholder
+//! rkube-apiserver: the only way in to the cluster's state and the only
+//! writer of etcd.
+//!
+//! Start with [`App`]: it binds one port that serves the gRPC API
+//! (`rkube.v1.Resources`, see `grpc.rs`) and plain HTTP `/healthz`, `/readyz`,
+//! `/livez`, `/metrics` and `/version`. The API machinery underneath is
+//! transport-free: [`registry::Registry`] (create/get/list/update/patch/
+//! delete/watch/bind) over [`storage::Storage`] (etcd), with per-kind rules
+//! from `rkube-api`, [`admission`] plugins, and one shared etcd watch per
+//! resource in [`watch`].
+
+pub mod admission;
+pub mod codec;
+pub mod grpc;
+pub mod metrics;
+pub mod registry;
+pub mod service_ip;
+pub mod storage;
+pub mod watch;
+
+use admission::{Admission, NamespaceCache, Plugin};
+use anyhow::Context as _;
+use axum::routing::get;
+use metrics::Metrics;
+use registry::Registry;
+use rkube_proto::v1::resources_server::ResourcesServer;
+use service_ip::ServiceIps;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use storage::Storage;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Largest gRPC message accepted or sent (a List of many objects).
+pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
+
+/// Command-line flags, named after kube-apiserver's.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "rkube-apiserver", version, about = "The rkube API server: the cluster's state, on etcd.")]
+pub struct Args {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "RKUBE_ETCD_SERVERS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_servers: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, env = "RKUBE_BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Port for the API (gRPC) and health/metrics (HTTP); 0 picks a free one.
+    #[arg(long, env = "RKUBE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Range ClusterIPs of Services are allocated from.
+    #[arg(long, env = "RKUBE_SERVICE_CLUSTER_IP_RANGE", default_value = "10.254.0.0/16")]
+    pub service_cluster_ip_range: String,
+    /// Admission plugins, comma-separated, in order.
+    #[arg(long, env = "RKUBE_ENABLE_ADMISSION_PLUGINS", value_delimiter = ',', default_value = "NamespaceLifecycle")]
+    pub enable_admission_plugins: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// A built apiserver, bound and ready to run.
+pub struct App {
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("addr", &self.listener.local_addr().ok()).finish()
+    }
+}
+
+impl App {
+    /// Checks the flags, connects to etcd (lazily) and binds the port.
+    pub async fn build(args: Args) -> anyhow::Result<App> {
+        let plugins = args
+            .enable_admission_plugins
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| Plugin::parse(p.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let service_ips = ServiceIps::parse(&args.service_cluster_ip_range).map_err(anyhow::Error::msg)?;
+        let storage = Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?;
+        let shutdown = CancellationToken::new();
+        let admission = Admission::new(plugins, NamespaceCache::new(storage.clone()));
+        let registry = Arc::new(Registry::new(storage, admission, service_ips, shutdown.clone()));
+        let addr = SocketAddr::new(args.bind_address, args.port);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Ok(App { listener, registry, metrics: Arc::new(Metrics::default()), shutdown })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The registry (for in-process use by tests and benchmarks).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops every task.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let internal = self.shutdown.clone();
+        let ready = Arc::new(AtomicBool::new(false));
+        self.registry.start(&tracker);
+        {
+            let registry = self.registry.clone();
+            let ready = ready.clone();
+            let stop = internal.clone();
+            tracker.spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    match registry.ensure_system_namespaces().await {
+                        Ok(()) => break,
+                        Err(e) => warn!(error = %e.message, "waiting for etcd to create the system namespaces"),
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                ready.store(true, Ordering::SeqCst);
+            });
+        }
+        let http = {
+            let registry = self.registry.clone();
+            let metrics = self.metrics.clone();
+            let ready = ready.clone();
+            axum::Router::new()
+                .route("/healthz", get(|| async { "ok" }))
+                .route("/livez", get(|| async { "ok" }))
+                .route(
+                    "/readyz",
+                    get(move || {
+                        let registry = registry.clone();
+                        let ready = ready.clone();
+                        async move { readyz(&registry, &ready).await }
+                    }),
+                )
+                .route("/metrics", get(move || std::future::ready(metrics.render())))
+                .route("/version", get(|| async { grpc::version_json() }))
+        };
+        let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let routes = tonic::service::Routes::from(http).add_service(api);
+        let addr = self.local_addr();
+        info!(%addr, "rkube-apiserver serving");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let stop = shutdown.clone();
+        let serve = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        // Watches are long-lived: end them when shutting down so the server can drain.
+        let result = tokio::select! {
+            r = serve => r,
+            _ = async { shutdown.cancelled().await; internal.cancel(); std::future::pending::<()>().await } => Ok(()),
+        };
+        internal.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+            warn!("some tasks did not stop within 10s");
+        }
+        result.context("serving the API")
+    }
+}
+
+async fn readyz(registry: &Registry, ready: &AtomicBool) -> (axum::http::StatusCode, String) {
+    if !ready.load(Ordering::SeqCst) {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "bootstrap not finished\n".into());
+    }
+    match registry.storage().healthy().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {}\n", e.message)),
+    }
+}

@@ -1,1 +1,13 @@
-//! placeholder
+//! rkube-client: everything a component needs to talk to the apiserver.
+//!
+//! Start with [`Client`] (the generic gRPC client, lazily connected) and
+//! [`Api`] (its typed view of one resource). [`config`] finds the server the
+//! way rkubectl does; [`daemon`] holds what every daemon's `main` shares.
+
+pub mod client;
+pub mod config;
+pub mod daemon;
+
+pub use client::{Api, Client, DeleteParams, ListParams, ObjectList, RawEvent, WatchEvent, WatchEventType, decode};
+pub use config::ClientConfig;
+pub use rkube_api::{ApiError, Reason, Result};

@@ -1,1 +1,207 @@
-//! placeholder
+//! rkube-testkit: real parts for integration tests, torn down on Drop.
+//!
+//! [`Etcd::start`] runs the machine's `etcd` on free loopback ports with a
+//! temporary data directory; [`TestApiserver::start`] runs a real apiserver
+//! in-process on `127.0.0.1:0` against it; [`wait_for`] polls a condition
+//! instead of sleeping.
+
+use anyhow::{Context as _, bail};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// The etcd binary: `$RKUBE_ETCD` or `etcd` on the PATH (Debian's etcd-server).
+pub fn etcd_binary() -> String {
+    std::env::var("RKUBE_ETCD").unwrap_or_else(|_| "etcd".into())
+}
+
+/// A real etcd process on free loopback ports, killed and wiped on Drop.
+#[derive(Debug)]
+pub struct Etcd {
+    child: Option<Child>,
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers.
+    pub async fn start() -> anyhow::Result<Etcd> {
+        let dir = std::env::temp_dir().join(format!("rkube-etcd-{}-{}", std::process::id(), free_port()));
+        let mut etcd = Etcd { child: None, dir, client_port: free_port(), peer_port: free_port() };
+        etcd.spawn()?;
+        etcd.wait_ready().await?;
+        Ok(etcd)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(etcd_binary())
+            .arg("--name=rkube-test")
+            .arg(format!("--data-dir={}", self.dir.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=rkube-test={peer}"))
+            .arg("--unsafe-no-fsync")
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} (install it with: apt-get install etcd-server)", etcd_binary()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse()?;
+        wait_for(Duration::from_secs(20), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
+            .await
+            .context("etcd did not start listening")
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Stops etcd (keeping its data), as an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts etcd again on the same ports and data after [`Etcd::stop`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("etcd is still running");
+        }
+        self.spawn()?;
+        self.wait_ready().await
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real apiserver running in-process against `etcd`, stopped on Drop.
+#[derive(Debug)]
+pub struct TestApiserver {
+    /// The etcd underneath (dropped after the apiserver).
+    pub etcd: Etcd,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApiserver {
+    /// Starts etcd and an apiserver with the default flags.
+    pub async fn start() -> anyhow::Result<TestApiserver> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts etcd and an apiserver whose flags `tweak` may change.
+    pub async fn start_with(tweak: impl FnOnce(&mut rkube_apiserver::Args)) -> anyhow::Result<TestApiserver> {
+        let etcd = Etcd::start().await?;
+        let mut args = rkube_apiserver::Args {
+            etcd_servers: vec![etcd.url()],
+            bind_address: "127.0.0.1".parse()?,
+            port: 0,
+            service_cluster_ip_range: "10.254.0.0/16".into(),
+            enable_admission_plugins: vec!["NamespaceLifecycle".into()],
+            log_format: "text".into(),
+        };
+        tweak(&mut args);
+        Self::start_on(etcd, args).await
+    }
+
+    async fn start_on(etcd: Etcd, args: rkube_apiserver::Args) -> anyhow::Result<TestApiserver> {
+        let app = rkube_apiserver::App::build(args).await?;
+        let addr = app.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        let url = format!("http://{addr}/readyz");
+        let server = TestApiserver { etcd, addr, shutdown, task: Some(task) };
+        wait_for(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move { http_get(&url).await.is_ok_and(|(code, _)| code == 200) }
+        })
+        .await
+        .context("apiserver did not become ready")?;
+        Ok(server)
+    }
+
+    /// The server URL, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the apiserver and waits for it; etcd keeps running.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestApiserver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection: (status code, body).
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut conn = tokio::net::TcpStream::connect(host).await?;
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,236 @@
+//! Admission control: the plugins named by `--enable-admission-plugins`, run
+//! on every write after validation and before storage.
+//!
+//! The namespace plugins consult a [`NamespaceCache`] fed by the apiserver's
+//! own watch of namespaces, so a create costs no extra etcd read; a namespace
+//! missing from the cache is looked up in etcd before a create is refused.
+
+use crate::registry::{ListOptions, Registry};
+use crate::storage::Storage;
+use futures::StreamExt;
+use rkube_api::resource::lookup;
+use rkube_api::{ApiError, ResourceInfo, Result};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::debug;
+
+/// The admission plugins rkube implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    /// Refuses new objects in namespaces being deleted or missing, and the
+    /// deletion of the system namespaces.
+    NamespaceLifecycle,
+    /// Refuses objects in namespaces that do not exist.
+    NamespaceExists,
+    /// Refuses pods that set securityContext user, group or SELinux options.
+    SecurityContextDeny,
+}
+
+impl Plugin {
+    /// Every plugin, by its Kubernetes name.
+    pub const ALL: [(&'static str, Plugin); 3] = [
+        ("NamespaceLifecycle", Plugin::NamespaceLifecycle),
+        ("NamespaceExists", Plugin::NamespaceExists),
+        ("SecurityContextDeny", Plugin::SecurityContextDeny),
+    ];
+
+    /// The plugin called `name`, or an error that lists the known ones.
+    pub fn parse(name: &str) -> std::result::Result<Plugin, String> {
+        Plugin::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).ok_or_else(|| {
+            let known: Vec<&str> = Plugin::ALL.iter().map(|(n, _)| *n).collect();
+            format!("admission plugin \"{name}\" is not supported (supported: {})", known.join(", "))
+        })
+    }
+}
+
+/// The namespaces the apiserver has seen, with their phase.
+#[derive(Debug)]
+pub struct NamespaceCache {
+    phases: Mutex<HashMap<String, String>>,
+    storage: Storage,
+}
+
+impl NamespaceCache {
+    /// An empty cache that reads through to `storage`.
+    pub fn new(storage: Storage) -> Arc<Self> {
+        Arc::new(NamespaceCache { phases: Mutex::new(HashMap::new()), storage })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.phases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The phase of namespace `name`, or None if it does not exist.
+    pub async fn phase(&self, name: &str) -> Result<Option<String>> {
+        if let Some(p) = self.map().get(name) {
+            return Ok(Some(p.clone()));
+        }
+        let ns = lookup("namespaces").expect("namespaces are in the table");
+        let Some(stored) = self.storage.get(&ns.key("", name)).await? else { return Ok(None) };
+        let obj: Value = crate::codec::decode(&stored.value)?;
+        let phase = phase_of(&obj);
+        self.map().insert(name.to_string(), phase.clone());
+        Ok(Some(phase))
+    }
+
+    /// Keeps the cache current from the registry's namespace watch.
+    pub async fn run(self: Arc<Self>, registry: Arc<Registry>) {
+        let ns = lookup("namespaces").expect("namespaces are in the table");
+        loop {
+            let result = async {
+                let mut stream = registry.watch(ns, "", &ListOptions::default()).await?;
+                // The initial ADDED events replace whatever the cache held.
+                self.map().clear();
+                while let Some(ev) = stream.next().await {
+                    let ev = ev?;
+                    let obj: Value = serde_json::from_slice(&ev.json).unwrap_or_default();
+                    let mut map = self.map();
+                    match ev.kind {
+                        crate::watch::EventType::Deleted => map.remove(&ev.name),
+                        _ => map.insert(ev.name.clone(), phase_of(&obj)),
+                    };
+                }
+                Ok::<(), ApiError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                debug!(error = %e.message, "namespace cache watch ended; restarting");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn phase_of(ns: &Value) -> String {
+    ns.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Active").to_string()
+}
+
+/// The enabled admission plugins.
+#[derive(Debug)]
+pub struct Admission {
+    plugins: Vec<Plugin>,
+    namespaces: Arc<NamespaceCache>,
+}
+
+impl Admission {
+    /// Admission with `plugins`, checking namespaces through `namespaces`.
+    pub fn new(plugins: Vec<Plugin>, namespaces: Arc<NamespaceCache>) -> Self {
+        Admission { plugins, namespaces }
+    }
+
+    /// The namespace cache.
+    pub fn namespaces(&self) -> &Arc<NamespaceCache> {
+        &self.namespaces
+    }
+
+    fn on(&self, p: Plugin) -> bool {
+        self.plugins.contains(&p)
+    }
+
+    /// Admits a new object.
+    pub async fn admit_create(&self, info: &ResourceInfo, namespace: &str, obj: &mut Value) -> Result<()> {
+        if info.namespaced && (self.on(Plugin::NamespaceLifecycle) || self.on(Plugin::NamespaceExists)) {
+            match self.namespaces.phase(namespace).await? {
+                None => return Err(ApiError::not_found("namespaces", namespace)),
+                Some(p) if p == "Terminating" && self.on(Plugin::NamespaceLifecycle) && info.kind != "Event" => {
+                    return Err(ApiError::forbidden(
+                        info.plural,
+                        &obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        &format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
+            security_context_deny(obj)?;
+        }
+        Ok(())
+    }
+
+    /// Admits an update of `old` to `new`.
+    pub fn admit_update(&self, info: &ResourceInfo, _namespace: &str, new: &mut Value, old: &Value) -> Result<()> {
+        if info.kind == "Service" {
+            // An update that leaves clusterIP out keeps the allocated one.
+            let old_ip = old.pointer("/spec/clusterIP").cloned();
+            let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
+            if new_ip.is_empty() {
+                if let Some(ip) = old_ip {
+                    new["spec"]["clusterIP"] = ip;
+                    if let Some(ips) = old.pointer("/spec/clusterIPs") {
+                        new["spec"]["clusterIPs"] = ips.clone();
+                    }
+                }
+            }
+        }
+        if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
+            security_context_deny(new)?;
+        }
+        Ok(())
+    }
+
+    /// Admits a deletion.
+    pub fn admit_delete(&self, info: &ResourceInfo, _namespace: &str, name: &str) -> Result<()> {
+        if info.kind == "Namespace"
+            && self.on(Plugin::NamespaceLifecycle)
+            && matches!(name, "default" | "kube-system" | "kube-public")
+        {
+            return Err(ApiError::forbidden("namespaces", name, "this namespace may not be deleted"));
+        }
+        Ok(())
+    }
+}
+
+fn security_context_deny(pod: &Value) -> Result<()> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let deny = |field: &str| Err(ApiError::forbidden("pods", name, &format!("{field} is forbidden")));
+    for (ptr, field) in [
+        ("/spec/securityContext/seLinuxOptions", "pod.Spec.SecurityContext.SELinuxOptions"),
+        ("/spec/securityContext/runAsUser", "pod.Spec.SecurityContext.RunAsUser"),
+        ("/spec/securityContext/supplementalGroups", "pod.Spec.SecurityContext.SupplementalGroups"),
+        ("/spec/securityContext/fsGroup", "pod.Spec.SecurityContext.FSGroup"),
+    ] {
+        if pod.pointer(ptr).is_some_and(|v| !v.is_null()) {
+            return deny(field);
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        for c in pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten() {
+            for (ptr, field) in [
+                ("/securityContext/seLinuxOptions", "SecurityContext.SELinuxOptions"),
+                ("/securityContext/runAsUser", "SecurityContext.RunAsUser"),
+            ] {
+                if c.pointer(ptr).is_some_and(|v| !v.is_null()) {
+                    return deny(field);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_plugins_are_named_with_the_supported_ones() {
+        let e = Plugin::parse("LimitRangerr").expect_err("unknown");
+        assert!(e.contains("LimitRangerr") && e.contains("NamespaceLifecycle"), "{e}");
+        assert_eq!(Plugin::parse("NamespaceExists"), Ok(Plugin::NamespaceExists));
+    }
+
+    #[test]
+    fn security_context_deny_refuses_run_as_user() {
+        let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "securityContext": {"runAsUser": 0}}]}});
+        assert!(security_context_deny(&pod).is_err());
+        let ok = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "securityContext": {"privileged": true}}]}});
+        assert!(security_context_deny(&ok).is_ok());
+    }
+}

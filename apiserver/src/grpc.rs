@@ -1,0 +1,297 @@
+//! The gRPC front-end: `rkube.v1.Resources` mapped onto the [`Registry`].
+//!
+//! Nothing here decides anything about objects; it translates messages and
+//! errors (an [`ApiError`] travels as a gRPC status whose details are the
+//! Kubernetes `Status` JSON) and records metrics.
+
+use crate::metrics::Metrics;
+use crate::registry::{DeleteOptions, ListOptions, Object, PatchKind, Propagation, Registry};
+use crate::watch::EventType;
+use futures::{Stream, StreamExt};
+use rkube_api::resource::{RESOURCES, for_resource};
+use rkube_api::{ApiError, ResourceInfo};
+use rkube_proto::v1 as pb;
+use rkube_proto::v1::resources_server::Resources;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+}
+
+impl GrpcApi {
+    /// A service over `registry`.
+    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
+        GrpcApi { registry, metrics }
+    }
+
+    /// Records a finished request and turns its result into a gRPC answer.
+    fn finish<T>(
+        &self,
+        verb: &'static str,
+        resource: Option<&pb::ResourceRef>,
+        start: Instant,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        let code = match &result {
+            Ok(_) if verb == "create" => 201,
+            Ok(_) => 200,
+            Err(e) => e.code(),
+        };
+        let r = resource.map(|r| r.resource.as_str()).unwrap_or("pods");
+        self.metrics.record(verb, r, code, start.elapsed());
+        result.map(Response::new).map_err(Status::from)
+    }
+}
+
+fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
+    let r = r.ok_or_else(|| ApiError::bad_request("request names no resource"))?;
+    for_resource(&r.api_version, &r.resource)
+}
+
+/// The wire form of an object.
+pub fn to_pb(o: Object) -> pb::Object {
+    pb::Object {
+        api_version: o.info.api_version.to_string(),
+        kind: o.info.kind.to_string(),
+        namespace: o.namespace,
+        name: o.name,
+        resource_version: o.rv.to_string(),
+        json: o.json.to_vec(),
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Resources for GrpcApi {
+    async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            self.registry.create(info, &req.namespace, &req.body, req.dry_run).await.map(to_pb)
+        }
+        .await;
+        self.finish("create", req.resource.as_ref(), start, result)
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            self.registry.get(info, &req.namespace, &req.name).await.map(to_pb)
+        }
+        .await;
+        self.finish("get", req.resource.as_ref(), start, result)
+    }
+
+    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let opts = ListOptions {
+                label_selector: req.label_selector.clone(),
+                field_selector: req.field_selector.clone(),
+                limit: req.limit,
+                continue_token: req.continue_token.clone(),
+                resource_version: String::new(),
+            };
+            let list = self.registry.list(info, &req.namespace, &opts).await?;
+            Ok(pb::ListResponse {
+                api_version: info.api_version.to_string(),
+                kind: info.list_kind(),
+                resource_version: list.rv.to_string(),
+                items: list.items.into_iter().map(to_pb).collect(),
+                continue_token: list.continue_token,
+            })
+        }
+        .await;
+        self.finish("list", req.resource.as_ref(), start, result)
+    }
+
+    async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            self.registry.update(info, &req.namespace, &req.name, &req.body, false, req.dry_run).await.map(to_pb)
+        }
+        .await;
+        self.finish("update", req.resource.as_ref(), start, result)
+    }
+
+    async fn update_status(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            if !info.has_status {
+                return Err(ApiError::new(
+                    rkube_api::Reason::MethodNotAllowed,
+                    format!("{} have no status subresource", info.plural),
+                ));
+            }
+            self.registry.update(info, &req.namespace, &req.name, &req.body, true, req.dry_run).await.map(to_pb)
+        }
+        .await;
+        self.finish("update_status", req.resource.as_ref(), start, result)
+    }
+
+    async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let kind = match pb::PatchType::try_from(req.patch_type) {
+                Ok(pb::PatchType::Merge) | Ok(pb::PatchType::Unspecified) => PatchKind::Merge,
+                Ok(pb::PatchType::Json) => PatchKind::Json,
+                Err(_) => return Err(ApiError::bad_request(format!("unknown patch type {}", req.patch_type))),
+            };
+            if req.status && !info.has_status {
+                return Err(ApiError::new(
+                    rkube_api::Reason::MethodNotAllowed,
+                    format!("{} have no status subresource", info.plural),
+                ));
+            }
+            self.registry
+                .patch(info, &req.namespace, &req.name, kind, &req.patch, req.status, req.dry_run)
+                .await
+                .map(to_pb)
+        }
+        .await;
+        self.finish("patch", req.resource.as_ref(), start, result)
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let propagation = match pb::PropagationPolicy::try_from(req.propagation_policy) {
+                Ok(pb::PropagationPolicy::Unspecified) | Ok(pb::PropagationPolicy::Background) => {
+                    Propagation::Background
+                }
+                Ok(pb::PropagationPolicy::Foreground) => Propagation::Foreground,
+                Ok(pb::PropagationPolicy::Orphan) => Propagation::Orphan,
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown propagationPolicy {}: use Orphan, Background or Foreground",
+                        req.propagation_policy
+                    )));
+                }
+            };
+            if req.grace_period_seconds.is_some_and(|g| g < 0) {
+                return Err(ApiError::bad_request("gracePeriodSeconds must be zero or positive"));
+            }
+            let pre = req.preconditions.clone().unwrap_or_default();
+            let opts = DeleteOptions {
+                grace_period_seconds: req.grace_period_seconds,
+                uid: pre.uid,
+                resource_version: pre.resource_version,
+                propagation,
+                dry_run: req.dry_run,
+            };
+            let (obj, finished) = self.registry.delete(info, &req.namespace, &req.name, &opts).await?;
+            Ok(pb::DeleteResponse { object: Some(to_pb(obj)), finished })
+        }
+        .await;
+        self.finish("delete", req.resource.as_ref(), start, result)
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let opts = ListOptions {
+                label_selector: req.label_selector.clone(),
+                field_selector: req.field_selector.clone(),
+                resource_version: req.resource_version.clone(),
+                ..Default::default()
+            };
+            let stream = self.registry.watch(info, &req.namespace, &opts).await?;
+            let api_version = info.api_version;
+            let kind = info.kind;
+            let out = stream.map(move |ev| {
+                let ev = ev.map_err(Status::from)?;
+                let t = match ev.kind {
+                    EventType::Added => pb::EventType::Added,
+                    EventType::Modified => pb::EventType::Modified,
+                    EventType::Deleted => pb::EventType::Deleted,
+                };
+                Ok(pb::WatchEvent {
+                    r#type: t as i32,
+                    object: Some(pb::Object {
+                        api_version: api_version.to_string(),
+                        kind: kind.to_string(),
+                        namespace: ev.namespace,
+                        name: ev.name,
+                        resource_version: ev.rev.to_string(),
+                        json: ev.json.to_vec(),
+                    }),
+                })
+            });
+            Ok(Box::pin(out) as WatchStream)
+        }
+        .await;
+        self.finish("watch", req.resource.as_ref(), start, result)
+    }
+
+    async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::BindResponse>, Status> {
+        let req = req.into_inner();
+        let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
+        let start = Instant::now();
+        let result = async {
+            let _ = resource_of(Some(&pods))?;
+            let pod = self.registry.bind(&req.namespace, &req.name, &req.body).await?;
+            Ok(pb::BindResponse { pod: Some(to_pb(pod)) })
+        }
+        .await;
+        self.finish("bind", Some(&pods), start, result)
+    }
+
+    async fn version(&self, _req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse { json: version_json().into_bytes() }))
+    }
+
+    async fn discovery(&self, _req: Request<pb::DiscoveryRequest>) -> Result<Response<pb::DiscoveryResponse>, Status> {
+        let resources = RESOURCES
+            .iter()
+            .map(|r| pb::ResourceInfo {
+                api_version: r.api_version.into(),
+                kind: r.kind.into(),
+                resource: r.plural.into(),
+                namespaced: r.namespaced,
+                short_names: r.short_names.iter().map(|s| s.to_string()).collect(),
+                singular: r.singular.into(),
+            })
+            .collect();
+        Ok(Response::new(pb::DiscoveryResponse { resources }))
+    }
+}
+
+/// The server's version, as Kubernetes' `version.Info` JSON.
+pub fn version_json() -> String {
+    serde_json::json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": concat!("v1.33.0-rkube.", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+    .to_string()
+}

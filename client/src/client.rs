@@ -1,0 +1,469 @@
+//! The gRPC client: [`Client`] speaks the generic resource API with raw JSON
+//! bodies; [`Api<K>`] is the typed view of one resource (like kube-rs' `Api`).
+
+use crate::config::ClientConfig;
+use futures::{Stream, StreamExt};
+use k8s_openapi::Metadata;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rkube_api::resource::for_kind;
+use rkube_api::{ApiError, ResourceInfo, Result};
+use rkube_proto::v1 as pb;
+use rkube_proto::v1::resources_client::ResourcesClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest gRPC message accepted or sent.
+const MAX_MESSAGE_BYTES: usize = 512 << 20;
+
+/// A connection to the apiserver. Cheap to clone; connects lazily.
+#[derive(Clone)]
+pub struct Client {
+    inner: ResourcesClient<Channel>,
+    server: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("server", &self.server).finish()
+    }
+}
+
+fn resource_ref(info: &ResourceInfo) -> Option<pb::ResourceRef> {
+    Some(pb::ResourceRef { api_version: info.api_version.into(), resource: info.plural.into() })
+}
+
+/// Options of a list or watch.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    /// Label selector (`app=web,tier in (a,b)`).
+    pub label_selector: String,
+    /// Field selector (`spec.nodeName=n1`).
+    pub field_selector: String,
+    /// Page size (0: all).
+    pub limit: i64,
+    /// Continue token of the previous page.
+    pub continue_token: String,
+}
+
+impl ListParams {
+    /// With a label selector.
+    pub fn labels(mut self, s: &str) -> Self {
+        self.label_selector = s.to_string();
+        self
+    }
+
+    /// With a field selector.
+    pub fn fields(mut self, s: &str) -> Self {
+        self.field_selector = s.to_string();
+        self
+    }
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteParams {
+    /// Grace period in seconds (None: the object's default).
+    pub grace_period_seconds: Option<i64>,
+    /// Only if the object still has this uid.
+    pub uid: String,
+    /// Only if the object still has this resourceVersion.
+    pub resource_version: String,
+    /// `Orphan`, `Background` (default) or `Foreground`.
+    pub propagation_policy: Option<String>,
+}
+
+/// A raw watch event.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// ADDED, MODIFIED, DELETED or BOOKMARK.
+    pub kind: WatchEventType,
+    /// The object.
+    pub object: pb::Object,
+}
+
+/// The type of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEventType {
+    /// The object appeared or entered the selection.
+    Added,
+    /// The object changed.
+    Modified,
+    /// The object was deleted or left the selection.
+    Deleted,
+    /// Progress: only the resourceVersion is meaningful.
+    Bookmark,
+}
+
+impl WatchEventType {
+    /// The kubectl name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventType::Added => "ADDED",
+            WatchEventType::Modified => "MODIFIED",
+            WatchEventType::Deleted => "DELETED",
+            WatchEventType::Bookmark => "BOOKMARK",
+        }
+    }
+}
+
+fn unreachable_server(server: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!(
+        "the connection to the server {server} failed ({e}) - is rkube-apiserver running there, and is --server right?"
+    ))
+}
+
+impl Client {
+    /// A client for the apiserver at `server` (e.g. `http://127.0.0.1:8080`).
+    /// Nothing is sent until the first request.
+    pub fn new(server: &str) -> Result<Client> {
+        let server = crate::config::normalize(server);
+        let endpoint = Endpoint::from_shared(server.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid server URL \"{server}\": {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let inner = ResourcesClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Client { inner, server })
+    }
+
+    /// A client for a resolved configuration.
+    pub fn from_config(cfg: &ClientConfig) -> Result<Client> {
+        Client::new(&cfg.server)
+    }
+
+    /// The server URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn err(&self, s: tonic::Status) -> ApiError {
+        // A transport failure carries no Kubernetes status: say which server failed.
+        if s.details().is_empty() && s.code() == tonic::Code::Unavailable {
+            return unreachable_server(&self.server, s.message());
+        }
+        ApiError::from(s)
+    }
+
+    /// Creates an object from its JSON (or YAML) body.
+    pub async fn create(&self, info: &ResourceInfo, namespace: &str, body: Vec<u8>) -> Result<pb::Object> {
+        let req = pb::CreateRequest { resource: resource_ref(info), namespace: namespace.into(), body, dry_run: false };
+        self.inner.clone().create(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Reads an object.
+    pub async fn get(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<pb::Object> {
+        let req = pb::GetRequest { resource: resource_ref(info), namespace: namespace.into(), name: name.into() };
+        self.inner.clone().get(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Lists objects ("" namespace: all namespaces).
+    pub async fn list(&self, info: &ResourceInfo, namespace: &str, p: &ListParams) -> Result<pb::ListResponse> {
+        let req = pb::ListRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            label_selector: p.label_selector.clone(),
+            field_selector: p.field_selector.clone(),
+            limit: p.limit,
+            continue_token: p.continue_token.clone(),
+        };
+        self.inner.clone().list(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Replaces an object (its status is kept).
+    pub async fn update(&self, info: &ResourceInfo, namespace: &str, name: &str, body: Vec<u8>) -> Result<pb::Object> {
+        let req = pb::UpdateRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            name: name.into(),
+            body,
+            dry_run: false,
+        };
+        self.inner.clone().update(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Replaces an object's status.
+    pub async fn update_status(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<pb::Object> {
+        let req = pb::UpdateRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            name: name.into(),
+            body,
+            dry_run: false,
+        };
+        self.inner.clone().update_status(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Applies a JSON merge patch (or, with `status`, patches the status).
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<pb::Object> {
+        let req = pb::PatchRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            name: name.into(),
+            patch_type: pb::PatchType::Merge as i32,
+            patch: serde_json::to_vec(patch).expect("a Value always serializes"),
+            status,
+            dry_run: false,
+        };
+        self.inner.clone().patch(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Deletes an object; returns it and whether it is gone already.
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        p: &DeleteParams,
+    ) -> Result<(pb::Object, bool)> {
+        let propagation = match p.propagation_policy.as_deref() {
+            None | Some("") => pb::PropagationPolicy::Unspecified,
+            Some("Background") => pb::PropagationPolicy::Background,
+            Some("Foreground") => pb::PropagationPolicy::Foreground,
+            Some("Orphan") => pb::PropagationPolicy::Orphan,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy \"{other}\" is not one of Orphan, Background, Foreground"
+                )));
+            }
+        };
+        let req = pb::DeleteRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            name: name.into(),
+            grace_period_seconds: p.grace_period_seconds,
+            preconditions: Some(pb::Preconditions { uid: p.uid.clone(), resource_version: p.resource_version.clone() }),
+            propagation_policy: propagation as i32,
+            dry_run: false,
+        };
+        let resp = self.inner.clone().delete(req).await.map_err(|s| self.err(s))?.into_inner();
+        let obj = resp.object.ok_or_else(|| ApiError::internal("delete response without object"))?;
+        Ok((obj, resp.finished))
+    }
+
+    /// Watches objects after `resource_version` ("" or "0": current objects first).
+    pub async fn watch(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        p: &ListParams,
+        resource_version: &str,
+    ) -> Result<impl Stream<Item = Result<RawEvent>> + Send + 'static + use<>> {
+        let req = pb::WatchRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            label_selector: p.label_selector.clone(),
+            field_selector: p.field_selector.clone(),
+            resource_version: resource_version.into(),
+            allow_bookmarks: false,
+        };
+        let stream = self.inner.clone().watch(req).await.map_err(|s| self.err(s))?.into_inner();
+        let me = self.clone();
+        Ok(stream.map(move |ev| {
+            let ev = ev.map_err(|s| me.err(s))?;
+            let kind = match pb::EventType::try_from(ev.r#type) {
+                Ok(pb::EventType::Added) => WatchEventType::Added,
+                Ok(pb::EventType::Modified) => WatchEventType::Modified,
+                Ok(pb::EventType::Deleted) => WatchEventType::Deleted,
+                Ok(pb::EventType::Bookmark) => WatchEventType::Bookmark,
+                _ => return Err(ApiError::internal(format!("unknown watch event type {}", ev.r#type))),
+            };
+            let object = ev.object.ok_or_else(|| ApiError::internal("watch event without object"))?;
+            Ok(RawEvent { kind, object })
+        }))
+    }
+
+    /// Binds a pod to a node.
+    pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<pb::Object> {
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": pod, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        let req = pb::BindRequest {
+            namespace: namespace.into(),
+            name: pod.into(),
+            body: serde_json::to_vec(&body).expect("a Value always serializes"),
+        };
+        let resp = self.inner.clone().bind(req).await.map_err(|s| self.err(s))?.into_inner();
+        resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))
+    }
+
+    /// The server's version (Kubernetes `version.Info` JSON).
+    pub async fn version(&self) -> Result<serde_json::Value> {
+        let resp = self.inner.clone().version(pb::VersionRequest {}).await.map_err(|s| self.err(s))?.into_inner();
+        serde_json::from_slice(&resp.json).map_err(|e| ApiError::internal(format!("bad version JSON: {e}")))
+    }
+}
+
+/// Decodes an object's JSON into `K`.
+pub fn decode<K: DeserializeOwned>(o: &pb::Object) -> Result<K> {
+    serde_json::from_slice(&o.json)
+        .map_err(|e| ApiError::internal(format!("decoding {} {}/{}: {e}", o.kind, o.namespace, o.name)))
+}
+
+fn encode<K: Serialize>(k: &K) -> Result<Vec<u8>> {
+    serde_json::to_vec(k).map_err(|e| ApiError::bad_request(format!("encoding object: {e}")))
+}
+
+/// A typed list.
+#[derive(Debug, Clone)]
+pub struct ObjectList<K> {
+    /// The objects.
+    pub items: Vec<K>,
+    /// The snapshot's resourceVersion.
+    pub resource_version: String,
+    /// Continue token of the next page ("" when done).
+    pub continue_token: String,
+}
+
+/// A typed watch event.
+#[derive(Debug, Clone)]
+pub enum WatchEvent<K> {
+    /// The object appeared or entered the selection.
+    Added(K),
+    /// The object changed.
+    Modified(K),
+    /// The object was deleted or left the selection.
+    Deleted(K),
+}
+
+/// The typed view of one resource in one namespace (or all).
+#[derive(Clone)]
+pub struct Api<K> {
+    client: Client,
+    namespace: String,
+    info: &'static ResourceInfo,
+    _k: PhantomData<fn() -> K>,
+}
+
+impl<K> std::fmt::Debug for Api<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("resource", &self.info.plural).field("namespace", &self.namespace).finish()
+    }
+}
+
+impl<K> Api<K>
+where
+    K: k8s_openapi::Resource + Metadata<Ty = ObjectMeta> + Serialize + DeserializeOwned + Clone + Send + 'static,
+{
+    fn info() -> &'static ResourceInfo {
+        for_kind(K::API_VERSION, K::KIND).expect("every k8s-openapi type rkube uses is in the resource table")
+    }
+
+    /// The resource in namespace `ns`.
+    pub fn namespaced(client: Client, ns: &str) -> Self {
+        Api { client, namespace: ns.to_string(), info: Self::info(), _k: PhantomData }
+    }
+
+    /// The resource across all namespaces (or a cluster-scoped resource).
+    pub fn all(client: Client) -> Self {
+        Api { client, namespace: String::new(), info: Self::info(), _k: PhantomData }
+    }
+
+    /// The resource's table entry.
+    pub fn resource(&self) -> &'static ResourceInfo {
+        self.info
+    }
+
+    /// The untyped client underneath.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn ns_of(&self, k: &K) -> String {
+        k.metadata().namespace.clone().unwrap_or_else(|| self.namespace.clone())
+    }
+
+    /// Creates `k`.
+    pub async fn create(&self, k: &K) -> Result<K> {
+        decode(&self.client.create(self.info, &self.ns_of(k), encode(k)?).await?)
+    }
+
+    /// Reads `name`.
+    pub async fn get(&self, name: &str) -> Result<K> {
+        decode(&self.client.get(self.info, &self.namespace, name).await?)
+    }
+
+    /// Reads `name`, or None if it does not exist.
+    pub async fn get_opt(&self, name: &str) -> Result<Option<K>> {
+        match self.get(name).await {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if e.reason == rkube_api::Reason::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists objects.
+    pub async fn list(&self, p: &ListParams) -> Result<ObjectList<K>> {
+        let resp = self.client.list(self.info, &self.namespace, p).await?;
+        let items = resp.items.iter().map(decode).collect::<Result<Vec<K>>>()?;
+        Ok(ObjectList { items, resource_version: resp.resource_version, continue_token: resp.continue_token })
+    }
+
+    /// Replaces `k` (conditional on its resourceVersion, if set).
+    pub async fn replace(&self, k: &K) -> Result<K> {
+        let name = k.metadata().name.clone().unwrap_or_default();
+        decode(&self.client.update(self.info, &self.ns_of(k), &name, encode(k)?).await?)
+    }
+
+    /// Replaces `k`'s status.
+    pub async fn replace_status(&self, k: &K) -> Result<K> {
+        let name = k.metadata().name.clone().unwrap_or_default();
+        decode(&self.client.update_status(self.info, &self.ns_of(k), &name, encode(k)?).await?)
+    }
+
+    /// Applies a JSON merge patch to `name`.
+    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+        decode(&self.client.patch(self.info, &self.namespace, name, patch, false).await?)
+    }
+
+    /// Applies a JSON merge patch to `name`'s status.
+    pub async fn patch_status(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+        decode(&self.client.patch(self.info, &self.namespace, name, patch, true).await?)
+    }
+
+    /// Deletes `name`; returns the object and whether it is gone already.
+    pub async fn delete(&self, name: &str, p: &DeleteParams) -> Result<(K, bool)> {
+        let (o, gone) = self.client.delete(self.info, &self.namespace, name, p).await?;
+        Ok((decode(&o)?, gone))
+    }
+
+    /// Watches from `resource_version` ("" or "0": current objects first, as Added).
+    pub async fn watch(
+        &self,
+        p: &ListParams,
+        resource_version: &str,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static + use<K>> {
+        let raw = self.client.watch(self.info, &self.namespace, p, resource_version).await?;
+        Ok(raw.filter_map(|ev| async move {
+            match ev {
+                Err(e) => Some(Err(e)),
+                Ok(RawEvent { kind: WatchEventType::Bookmark, .. }) => None,
+                Ok(RawEvent { kind, object }) => Some(decode::<K>(&object).map(|k| match kind {
+                    WatchEventType::Added => WatchEvent::Added(k),
+                    WatchEventType::Modified => WatchEvent::Modified(k),
+                    _ => WatchEvent::Deleted(k),
+                })),
+            }
+        }))
+    }
+}
