@@ -315,10 +315,10 @@ pub fn validate_label_key(key: &str) -> std::result::Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !crate::validation::is_dns1123_subdomain(p) {
-            return Err(format!("prefix part of {key:?} must be a DNS-1123 subdomain"));
-        }
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !crate::validation::is_dns1123_subdomain(p))
+    {
+        return Err(format!("prefix part of {key:?} must be a DNS-1123 subdomain"));
     }
     if name.is_empty() || name.len() > 63 || !is_qualified_name_part(name) {
         return Err(format!(

@@ -1,6 +1,11 @@
 //! Validation helpers shared by every kind: name rules (DNS-1123), metadata,
 //! and the constructors of field causes (`Required value`, `Invalid value`).
 
+pub mod causes;
+pub mod checks;
+pub mod resources;
+pub mod syntax;
+
 use crate::error::Cause;
 use crate::resource::ResourceInfo;
 use crate::selector::{validate_label_key, validate_label_value};
@@ -59,8 +64,8 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name')";
+pub(crate) const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
+pub(crate) const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name')";
 
 /// Which name rule a kind's object names follow.
 fn name_is_label(info: &ResourceInfo) -> bool {
