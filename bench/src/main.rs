@@ -1,1 +1,275 @@
-fn main() {}
+//! rkube-bench: measures the control plane on this machine, beside its floor.
+//!
+//! `apiserver` starts a real etcd (on free loopback ports) and the real
+//! `rkube-apiserver` binary, then measures, in one run:
+//! - pod creates through the apiserver at 1, 8 and 64 concurrent clients,
+//!   side by side with raw etcd puts of the same JSON at the same concurrency;
+//! - watch fan-out: 100 watchers of pods, delivery latency from the write;
+//! - apiserver resident memory idle and with 10,000 pods stored.
+//!
+//! See bench/README.md for how to run it and the last figures.
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures::StreamExt;
+use rkube_api::resource::lookup;
+use rkube_client::{Client, ListParams};
+use rkube_testkit::{Etcd, free_port, http_get, wait_for};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Parser)]
+#[command(about = "rkube benchmarks")]
+struct Args {
+    /// The rkube-apiserver binary to measure.
+    #[arg(long, default_value = "target/release/rkube-apiserver")]
+    apiserver_bin: PathBuf,
+    /// Operations per concurrency level.
+    #[arg(long, default_value_t = 4000)]
+    ops: usize,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Watchers in the fan-out test.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Pods stored for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    stored_pods: usize,
+}
+
+/// A pod of about 2 KB, like a real one.
+fn pod_json(name: &str, stamp: u128) -> Vec<u8> {
+    let env: Vec<serde_json::Value> = (0..12)
+        .map(|i| serde_json::json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-abcdefgh")}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default",
+            "labels": {"app": "bench", "tier": "backend", "release": "stable"},
+            "annotations": {"bench/stamp": stamp.to_string(), "description": "a pod created by rkube-bench to measure the apiserver"}},
+        "spec": {"containers": [
+            {"name": "app", "image": "rkube/toolbox:1.0", "command": ["sh", "-c", "httpd -f -p 8080"],
+             "ports": [{"name": "http", "containerPort": 8080}], "env": env,
+             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+             "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "initialDelaySeconds": 5}},
+            {"name": "sidecar", "image": "rkube/toolbox:1.0", "command": ["sh", "-c", "while true; do sleep 3600; done"]}
+        ]}
+    }))
+    .expect("serializes")
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+struct Run {
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs `ops` calls of `op(i)` from `concurrency` tasks; returns throughput and latencies.
+async fn drive<F, Fut>(ops: usize, concurrency: usize, op: F) -> anyhow::Result<Run>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let op = op.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ops {
+                    break;
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(ops);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let took = start.elapsed();
+    all.sort();
+    Ok(Run { ops_per_sec: ops as f64 / took.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) })
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+struct Apiserver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Apiserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_apiserver(bin: &PathBuf, etcd: &Etcd) -> anyhow::Result<Apiserver> {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["--etcd-servers", &etcd.url(), "--port", &port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!("starting {} (build it with cargo build --release -p rkube-apiserver)", bin.display())
+        })?;
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = format!("{url}/readyz");
+    wait_for(Duration::from_secs(20), || {
+        let ready = ready.clone();
+        async move { http_get(&ready).await.is_ok_and(|(c, _)| c == 200) }
+    })
+    .await?;
+    Ok(Apiserver { child, url })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let etcd = Etcd::start().await?;
+    let api = start_apiserver(&args.apiserver_bin, &etcd).await?;
+    let pid = api.child.id();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_kib(pid)?;
+    let client = Client::new(&api.url)?;
+    let pods = lookup("pods")?;
+    let body_len = pod_json("x", 0).len();
+    println!("pod JSON: {body_len} bytes; {} ops per level\n", args.ops);
+    println!(
+        "| clients | raw etcd puts/s | etcd p50 | etcd p99 | apiserver creates/s | create p50 | create p99 | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (round, &c) in args.concurrency.iter().enumerate() {
+        let etcd_client = etcd_client::Client::connect([etcd.url()], None).await?;
+        let raw = drive(args.ops, c, move |i| {
+            let mut kv = etcd_client.kv_client();
+            async move {
+                let key = format!("/bench/raw/{round}/{i}");
+                kv.put(key, pod_json(&format!("raw-{round}-{i}"), 0), None).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let cl = client.clone();
+        let api_run = drive(args.ops, c, move |i| {
+            let cl = cl.clone();
+            async move {
+                cl.create(pods, "default", pod_json(&format!("p-{round}-{i}"), 0)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "| {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+            raw.ops_per_sec,
+            raw.p50.as_secs_f64() * 1e3,
+            raw.p99.as_secs_f64() * 1e3,
+            api_run.ops_per_sec,
+            api_run.p50.as_secs_f64() * 1e3,
+            api_run.p99.as_secs_f64() * 1e3,
+            100.0 * api_run.ops_per_sec / raw.ops_per_sec
+        );
+    }
+
+    // Watch fan-out.
+    let start_rv = client.list(pods, "default", &ListParams { limit: 1, ..Default::default() }).await?.resource_version;
+    let events = 200usize;
+    let mut watchers = Vec::new();
+    for _ in 0..args.watchers {
+        let mut stream =
+            Box::pin(client.watch(pods, "default", &ListParams::default().labels("app=fanout"), &start_rv).await?);
+        watchers.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(events);
+            while lat.len() < events {
+                let ev = stream.next().await.context("watch ended")??;
+                let v: serde_json::Value = serde_json::from_slice(&ev.object.json)?;
+                let stamp: u128 = v["metadata"]["annotations"]["bench/stamp"].as_str().unwrap_or("0").parse()?;
+                lat.push(Duration::from_nanos((now_nanos().saturating_sub(stamp)) as u64));
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    for i in 0..events {
+        let mut body: serde_json::Value = serde_json::from_slice(&pod_json(&format!("fan-{i}"), now_nanos()))?;
+        body["metadata"]["labels"]["app"] = "fanout".into();
+        client.create(pods, "default", serde_json::to_vec(&body)?).await?;
+        // About 200 writes per second: the latency of delivery, not of a backlog.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut all = Vec::new();
+    for w in watchers {
+        all.extend(w.await??);
+    }
+    all.sort();
+    println!(
+        "\nwatch fan-out: {} watchers x {events} events ({} deliveries in {:.1}s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        args.watchers,
+        all.len(),
+        t.elapsed().as_secs_f64(),
+        percentile(&all, 0.5).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        all.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+
+    // Memory with many pods stored.
+    let have = client.list(pods, "", &ListParams::default()).await?.items.len();
+    let cl = client.clone();
+    let more = args.stored_pods.saturating_sub(have);
+    drive(more, 32, move |i| {
+        let cl = cl.clone();
+        async move {
+            cl.create(pods, "default", pod_json(&format!("mem-{i}"), 0)).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let t = Instant::now();
+    let listed = client.list(pods, "", &ListParams::default()).await?.items.len();
+    let list_took = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full_rss = rss_kib(pid)?;
+    println!(
+        "\napiserver RSS: idle {:.1} MiB; with {listed} pods stored {:.1} MiB (listing them all took {:.0} ms)",
+        idle_rss as f64 / 1024.0,
+        full_rss as f64 / 1024.0,
+        list_took.as_secs_f64() * 1e3
+    );
+    Ok(())
+}

@@ -105,6 +105,7 @@ impl Drop for Etcd {
 pub struct TestApiserver {
     /// The etcd underneath (dropped after the apiserver).
     pub etcd: Etcd,
+    args: rkube_apiserver::Args,
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -132,19 +133,35 @@ impl TestApiserver {
     }
 
     async fn start_on(etcd: Etcd, args: rkube_apiserver::Args) -> anyhow::Result<TestApiserver> {
-        let app = rkube_apiserver::App::build(args).await?;
-        let addr = app.local_addr();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run(shutdown.clone()));
-        let url = format!("http://{addr}/readyz");
-        let server = TestApiserver { etcd, addr, shutdown, task: Some(task) };
+        let mut server = TestApiserver {
+            etcd,
+            args,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown: CancellationToken::new(),
+            task: None,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let app = rkube_apiserver::App::build(self.args.clone()).await?;
+        self.addr = app.local_addr();
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(app.run(self.shutdown.clone())));
+        let url = format!("http://{}/readyz", self.addr);
         wait_for(Duration::from_secs(20), || {
             let url = url.clone();
             async move { http_get(&url).await.is_ok_and(|(code, _)| code == 200) }
         })
         .await
-        .context("apiserver did not become ready")?;
-        Ok(server)
+        .context("apiserver did not become ready")
+    }
+
+    /// Stops the apiserver and starts a new one (on a new port) on the same etcd.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.launch().await
     }
 
     /// The server URL, for clients.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what rkube needs on Debian 12, idempotently: etcd, protoc, Docker,
+# nftables, busybox-static, and cargo-nextest. Safe to run again: it only
+# installs what is missing.
+set -euo pipefail
+
+need_apt=()
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is not installed. rkube needs a Rust toolchain (1.88 or newer)." >&2
+    exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Brings up (or down) a local rkube cluster on this machine.
+#
+#   deploy/local-cluster.sh up      install what is missing, build, start
+#   deploy/local-cluster.sh down    stop everything it started
+#   deploy/local-cluster.sh status  show what runs
+#
+# State (etcd data, logs, pid files, kubeconfig) lives in $RKUBE_HOME
+# (default: .rkube/ in the checkout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RKUBE_HOME=${RKUBE_HOME:-$ROOT/.rkube}
+ETCD_PORT=${ETCD_PORT:-2379}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
+API_PORT=${API_PORT:-8080}
+SERVICE_RANGE=${SERVICE_RANGE:-10.254.0.0/16}
+BIN=$ROOT/target/debug
+
+start() { # name, command...
+    local name=$1; shift
+    if [ -f "$RKUBE_HOME/$name.pid" ] && kill -0 "$(cat "$RKUBE_HOME/$name.pid")" 2>/dev/null; then
+        echo "$name already running (pid $(cat "$RKUBE_HOME/$name.pid"))"
+        return
+    fi
+    nohup "$@" >"$RKUBE_HOME/logs/$name.log" 2>&1 &
+    echo $! >"$RKUBE_HOME/$name.pid"
+    echo "started $name (pid $!, log $RKUBE_HOME/logs/$name.log)"
+}
+
+wait_http() { # url, what
+    for _ in $(seq 1 100); do
+        if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "error: $2 did not become ready ($1); see $RKUBE_HOME/logs" >&2
+    exit 1
+}
+
+up() {
+    deploy/install-deps.sh
+    cargo build --workspace --bins
+    mkdir -p "$RKUBE_HOME/logs" "$RKUBE_HOME/etcd"
+    start etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name rkube --data-dir "$RKUBE_HOME/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "rkube=http://127.0.0.1:$ETCD_PEER_PORT"
+    wait_http "http://127.0.0.1:$ETCD_PORT/health" etcd
+    start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+        --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE"
+    wait_http "http://127.0.0.1:$API_PORT/readyz" rkube-apiserver
+    cat >"$RKUBE_HOME/kubeconfig" <<CFG
+apiVersion: v1
+kind: Config
+current-context: rkube-local
+clusters:
+- name: rkube-local
+  cluster:
+    server: http://127.0.0.1:$API_PORT
+contexts:
+- name: rkube-local
+  context:
+    cluster: rkube-local
+    namespace: default
+users: []
+CFG
+    echo
+    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT."
+    echo "Point rkubectl at it:"
+    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
+    echo "  rkubectl get namespaces"
+    echo "Stop it with: deploy/local-cluster.sh down"
+}
+
+down() {
+    for name in apiserver etcd; do
+        local pidfile=$RKUBE_HOME/$name.pid
+        if [ -f "$pidfile" ]; then
+            local pid; pid=$(cat "$pidfile")
+            if kill "$pid" 2>/dev/null; then
+                for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+                kill -9 "$pid" 2>/dev/null || true
+                echo "stopped $name"
+            fi
+            rm -f "$pidfile"
+        fi
+    done
+}
+
+status() {
+    for name in etcd apiserver; do
+        local pidfile=$RKUBE_HOME/$name.pid
+        if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            echo "$name: running (pid $(cat "$pidfile"))"
+        else
+            echo "$name: stopped"
+        fi
+    done
+}
+
+case "${1:-up}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,66 @@
+//! rkube-proxy: programs the Service datapath on its node.
+//!
+//! This build is the daemon's frame only: it parses its flags, finds the
+//! apiserver the way rkubectl does, checks that it answers, and serves
+//! `/healthz`, `/readyz` and `/metrics`. It does no proxy work yet, and says
+//! so in its log and on `/metrics`.
+
+use clap::Parser;
+use rkube_client::{Client, ClientConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// Command-line flags.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rkube-proxy", version, about = "rkube-proxy: programs the Service datapath on its node.")]
+pub struct Args {
+    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
+    #[arg(long, env = "RKUBE_SERVER")]
+    pub server: Option<String>,
+    /// A kubeconfig-style file naming the apiserver.
+    #[arg(long, env = "RKUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, env = "RKUBE_HEALTHZ_BIND_ADDRESS", default_value = "127.0.0.1:10256")]
+    pub healthz_bind_address: SocketAddr,
+    /// Log format: text or json.
+    #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// The built daemon.
+#[derive(Debug)]
+pub struct App {
+    client: Client,
+    health: tokio::net::TcpListener,
+}
+
+impl App {
+    /// Resolves the apiserver and binds the health port.
+    pub async fn build(args: Args) -> anyhow::Result<App> {
+        let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
+        let client = Client::from_config(&cfg)?;
+        let health = rkube_client::daemon::bind_health(args.healthz_bind_address).await?;
+        Ok(App { client, health })
+    }
+
+    /// The health listener's address.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves health endpoints until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        match self.client.version().await {
+            Ok(v) => tracing::info!(server = %self.client.server(), version = %v["gitVersion"], "apiserver reachable"),
+            Err(e) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
+        }
+        tracing::warn!("this build of rkube-proxy serves health endpoints only; it does no proxy work yet");
+        let metrics = || {
+            "# HELP rkube_component_implemented Whether this component does its work yet.\n# TYPE rkube_component_implemented gauge\nrkube_component_implemented 0\n".to_string()
+        };
+        rkube_client::daemon::serve_health(self.health, metrics, shutdown).await?;
+        Ok(())
+    }
+}
