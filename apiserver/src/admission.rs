@@ -75,10 +75,10 @@ impl NamespaceCache {
         Ok(Some(phase))
     }
 
-    /// Keeps the cache current from the registry's namespace watch.
-    pub async fn run(self: Arc<Self>, registry: Arc<Registry>) {
+    /// Keeps the cache current from the registry's namespace watch, until `shutdown`.
+    pub async fn run(self: Arc<Self>, registry: Arc<Registry>, shutdown: tokio_util::sync::CancellationToken) {
         let ns = lookup("namespaces").expect("namespaces are in the table");
-        loop {
+        while !shutdown.is_cancelled() {
             let result = async {
                 let mut stream = registry.watch(ns, "", &ListOptions::default()).await?;
                 // The initial ADDED events replace whatever the cache held.
@@ -93,12 +93,18 @@ impl NamespaceCache {
                     };
                 }
                 Ok::<(), ApiError>(())
-            }
-            .await;
+            };
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = result => r,
+            };
             if let Err(e) = result {
                 debug!(error = %e.message, "namespace cache watch ended; restarting");
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     }
 }
@@ -137,7 +143,7 @@ impl Admission {
                 Some(p) if p == "Terminating" && self.on(Plugin::NamespaceLifecycle) && info.kind != "Event" => {
                     return Err(ApiError::forbidden(
                         info.plural,
-                        &obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
                         &format!(
                             "unable to create new content in namespace {namespace} because it is being terminated"
                         ),
@@ -158,12 +164,12 @@ impl Admission {
             // An update that leaves clusterIP out keeps the allocated one.
             let old_ip = old.pointer("/spec/clusterIP").cloned();
             let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
-            if new_ip.is_empty() {
-                if let Some(ip) = old_ip {
-                    new["spec"]["clusterIP"] = ip;
-                    if let Some(ips) = old.pointer("/spec/clusterIPs") {
-                        new["spec"]["clusterIPs"] = ips.clone();
-                    }
+            if new_ip.is_empty()
+                && let Some(ip) = old_ip
+            {
+                new["spec"]["clusterIP"] = ip;
+                if let Some(ips) = old.pointer("/spec/clusterIPs") {
+                    new["spec"]["clusterIPs"] = ips.clone();
                 }
             }
         }

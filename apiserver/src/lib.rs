@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use storage::Storage;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -156,7 +157,12 @@ impl App {
         let routes = tonic::service::Routes::from(http).add_service(api);
         let addr = self.local_addr();
         info!(%addr, "rkube-apiserver serving");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        // Small request/response exchanges must not wait for Nagle's algorithm.
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener).map(|conn| {
+            conn.inspect(|c| {
+                let _ = c.set_nodelay(true);
+            })
+        });
         let stop = shutdown.clone();
         let serve = tonic::transport::Server::builder()
             .accept_http1(true)

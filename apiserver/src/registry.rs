@@ -217,7 +217,8 @@ impl Registry {
             tracker.spawn(hub.clone().run(self.shutdown.clone()));
         }
         let me = self.clone();
-        tracker.spawn(async move { me.admission.namespaces().clone().run(me.clone()).await });
+        let stop = self.shutdown.clone();
+        tracker.spawn(async move { me.admission.namespaces().clone().run(me.clone(), stop).await });
     }
 
     /// Creates the system namespaces if they are missing.
@@ -313,10 +314,11 @@ impl Registry {
         }
         // Status is the controllers' to write; a new object starts with none
         // (a node registers with its status, as kubelets do).
-        if info.has_status && info.kind != "Node" {
-            if let Some(map) = obj.as_object_mut() {
-                map.remove("status");
-            }
+        if info.has_status
+            && info.kind != "Node"
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
         }
         let mut obj = kinds::prepare_create(info, &obj)?;
         let namespace = meta(&obj, "namespace");
@@ -671,10 +673,10 @@ impl Registry {
                     "pod is being deleted, cannot be assigned to a host",
                 ));
             }
-            if let Some(uid) = binding.metadata.uid.as_deref() {
-                if uid != meta(&pod, "uid") {
-                    return Err(ApiError::conflict(pods.plural, name, "the pod's UID does not match the binding's"));
-                }
+            if let Some(uid) = binding.metadata.uid.as_deref()
+                && uid != meta(&pod, "uid")
+            {
+                return Err(ApiError::conflict(pods.plural, name, "the pod's UID does not match the binding's"));
             }
             let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
             if !assigned.is_empty() {
@@ -724,10 +726,11 @@ fn plan_delete(info: &ResourceInfo, old: &Value, opts: &DeleteOptions) -> Delete
         Propagation::Orphan => Some("orphan"),
         Propagation::Background => None,
     };
-    if let Some(f) = policy_finalizer {
-        if !has(&finalizers, f) && !being_deleted {
-            finalizers.push(f.into());
-        }
+    if let Some(f) = policy_finalizer
+        && !has(&finalizers, f)
+        && !being_deleted
+    {
+        finalizers.push(f.into());
     }
     // Namespaces finish through their own spec.finalizers ("kubernetes").
     let ns_finalizers = info.kind == "Namespace"
@@ -867,7 +870,7 @@ fn encode_continue(rev: i64, key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(i64, String)> {
     let bad = || ApiError::bad_request(format!("invalid continue token \"{token}\""));
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Option<Vec<u8>> =

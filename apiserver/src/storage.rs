@@ -56,6 +56,9 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// Largest etcd response accepted (a List of many objects).
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
 /// How long one etcd request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -85,6 +88,10 @@ impl Storage {
         Ok(Storage { client, endpoints: endpoints.join(",") })
     }
 
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
     fn map_err(&self, e: etcd_client::Error) -> ApiError {
         let text = e.to_string();
         if text.contains("required revision has been compacted") {
@@ -109,7 +116,7 @@ impl Storage {
 
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(|e| self.map_err(e))?;
+        let resp = self.kv().get(key, None).await.map_err(|e| self.map_err(e))?;
         Ok(resp.kvs().first().map(Stored::from_kv))
     }
 
@@ -132,7 +139,7 @@ impl Storage {
         if limit > 0 {
             options = options.with_limit(limit);
         }
-        let resp = self.client.kv_client().get(start, Some(options)).await.map_err(|e| self.map_err(e))?;
+        let resp = self.kv().get(start, Some(options)).await.map_err(|e| self.map_err(e))?;
         let rev = resp.header().map_or(0, |h| h.revision());
         let items: Vec<Stored> = resp.kvs().iter().map(Stored::from_kv).collect();
         Ok((items, if revision > 0 { revision } else { rev }, resp.more()))
@@ -183,7 +190,7 @@ impl Storage {
     }
 
     async fn run(&self, txn: Txn) -> Result<Write> {
-        let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.map_err(e))?;
+        let resp = self.kv().txn(txn).await.map_err(|e| self.map_err(e))?;
         if resp.succeeded() {
             return Ok(Write::Done(resp.header().map_or(0, |h| h.revision())));
         }
@@ -197,7 +204,12 @@ impl Storage {
     /// Opens an etcd watch on `prefix` from `start_revision`, with previous values.
     pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream> {
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start_revision);
-        self.client.watch_client().watch(prefix, Some(options)).await.map_err(|e| self.map_err(e))
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .watch(prefix, Some(options))
+            .await
+            .map_err(|e| self.map_err(e))
     }
 
     /// Whether etcd answers (for /readyz).

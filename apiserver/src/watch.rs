@@ -316,10 +316,10 @@ impl Hub {
             };
             for c in batch {
                 cursor = c.rev;
-                if let Some(ev) = filter.event_for(&c) {
-                    if tx.send(Ok(ev)).await.is_err() {
-                        return Ok(());
-                    }
+                if let Some(ev) = filter.event_for(&c)
+                    && tx.send(Ok(ev)).await.is_err()
+                {
+                    return Ok(());
                 }
             }
             cursor = cursor.max(head);
@@ -361,10 +361,10 @@ impl Hub {
                 return Err(ApiError::unavailable(format!("etcd canceled the watch: {}", resp.cancel_reason())));
             }
             for e in resp.events() {
-                if let Some(ev) = to_change(self.info, e).and_then(|c| filter.event_for(&c)) {
-                    if tx.send(Ok(ev)).await.is_err() {
-                        return Ok(());
-                    }
+                if let Some(ev) = to_change(self.info, e).and_then(|c| filter.event_for(&c))
+                    && tx.send(Ok(ev)).await.is_err()
+                {
+                    return Ok(());
                 }
             }
         }

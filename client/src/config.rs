@@ -127,10 +127,10 @@ impl ClientConfig {
 }
 
 fn default_kubeconfig() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("RKUBECONFIG") {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
+    if let Ok(p) = std::env::var("RKUBECONFIG")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rkube").join("config"))
 }

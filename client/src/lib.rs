@@ -4,10 +4,19 @@
 //! [`Api`] (its typed view of one resource). [`config`] finds the server the
 //! way rkubectl does; [`daemon`] holds what every daemon's `main` shares.
 
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod leader;
+pub mod queue;
+pub mod reflector;
+pub mod store;
 
 pub use client::{Api, Client, DeleteParams, ListParams, ObjectList, RawEvent, WatchEvent, WatchEventType, decode};
 pub use config::ClientConfig;
+pub use leader::LeaderElector;
+pub use queue::WorkQueue;
+pub use reflector::{Event, Informer, Reflector};
 pub use rkube_api::{ApiError, Reason, Result};
+pub use store::{ObjectKey, Store, Writer};

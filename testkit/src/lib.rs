@@ -147,6 +147,8 @@ impl TestApiserver {
     async fn launch(&mut self) -> anyhow::Result<()> {
         let app = rkube_apiserver::App::build(self.args.clone()).await?;
         self.addr = app.local_addr();
+        // A restart comes back on the same port, so clients can follow it.
+        self.args.port = self.addr.port();
         self.shutdown = CancellationToken::new();
         self.task = Some(tokio::spawn(app.run(self.shutdown.clone())));
         let url = format!("http://{}/readyz", self.addr);
@@ -158,7 +160,7 @@ impl TestApiserver {
         .context("apiserver did not become ready")
     }
 
-    /// Stops the apiserver and starts a new one (on a new port) on the same etcd.
+    /// Stops the apiserver and starts a new one on the same port and etcd.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
         self.launch().await
