@@ -1,0 +1,1 @@
+//! rkube-podnet: the pod network (being written).
