@@ -1,0 +1,368 @@
+//! The command line: kubectl's commands and flags, as clap types.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// rkubectl controls the rkube cluster manager.
+#[derive(Debug, Parser)]
+#[command(name = "rkubectl", version, propagate_version = true, max_term_width = 120)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The address and port of the rkube API server (also $RKUBE_SERVER).
+    #[arg(short = 's', long, global = true)]
+    pub server: Option<String>,
+    /// Path to the kubeconfig file to use (also $RKUBECONFIG; default ~/.rkube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The namespace scope for this request (default: the kubeconfig context's, or "default").
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a resource from a file or from stdin, or a config map, secret or namespace.
+    Create(CreateArgs),
+    /// Display one or many resources.
+    Get(GetArgs),
+    /// Show details of a specific resource or group of resources.
+    Describe(DescribeArgs),
+    /// Delete resources by file names, stdin, resources and names, or by resources and label selector.
+    Delete(DeleteArgs),
+    /// Update the labels on a resource.
+    Label(MetadataArgs),
+    /// Update the annotations on a resource.
+    Annotate(MetadataArgs),
+    /// Set a new size for a replication controller, replica set or deployment.
+    Scale(ScaleArgs),
+    /// Print the client and server version information.
+    Version(VersionArgs),
+    /// Print the supported API resources on the server.
+    ApiResources(ApiResourcesArgs),
+}
+
+/// `create -f FILE` or `create configmap|namespace|secret ...`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CreateArgs {
+    /// Files, directories or "-" (stdin) that contain the resources to create.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Output format: name, yaml or json (default: "kind/name created").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// What to create without a file.
+    #[command(subcommand)]
+    pub what: Option<CreateWhat>,
+}
+
+/// Objects `create` builds from flags.
+#[derive(Debug, Subcommand)]
+pub enum CreateWhat {
+    /// Create a config map from literal values, files or directories.
+    #[command(visible_alias = "cm")]
+    Configmap(CreateConfigMapArgs),
+    /// Create a namespace.
+    #[command(visible_alias = "ns")]
+    Namespace(CreateNamespaceArgs),
+    /// Create a secret.
+    Secret {
+        /// The kind of secret.
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+}
+
+/// Kinds of secrets `create secret` makes.
+#[derive(Debug, Subcommand)]
+pub enum SecretKind {
+    /// Create a secret from literal values, files or directories.
+    Generic(CreateSecretArgs),
+}
+
+/// Where the keys of a config map or secret come from.
+#[derive(Debug, Args)]
+pub struct DataSources {
+    /// A key and literal value: key=value (repeatable).
+    #[arg(long = "from-literal")]
+    pub literals: Vec<String>,
+    /// A file ([key=]path; the key defaults to the file name) or a directory of files (repeatable).
+    #[arg(long = "from-file")]
+    pub files: Vec<String>,
+    /// A file of KEY=value lines (repeatable).
+    #[arg(long = "from-env-file")]
+    pub env_files: Vec<String>,
+}
+
+/// Output of the `create` subcommands.
+#[derive(Debug, Args)]
+pub struct CreateOutput {
+    /// Output format: name, yaml or json (default: "kind/name created").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// "none" (default) or "client": only print the object that would be sent.
+    #[arg(long = "dry-run", default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
+}
+
+/// `create configmap NAME ...`.
+#[derive(Debug, Args)]
+pub struct CreateConfigMapArgs {
+    /// The config map's name.
+    pub name: String,
+    /// Its keys.
+    #[command(flatten)]
+    pub sources: DataSources,
+    /// Where the result goes.
+    #[command(flatten)]
+    pub output: CreateOutput,
+}
+
+/// `create secret generic NAME ...`.
+#[derive(Debug, Args)]
+pub struct CreateSecretArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The secret's type.
+    #[arg(long = "type", default_value = "Opaque")]
+    pub kind: String,
+    /// Its keys.
+    #[command(flatten)]
+    pub sources: DataSources,
+    /// Where the result goes.
+    #[command(flatten)]
+    pub output: CreateOutput,
+}
+
+/// `create namespace NAME`.
+#[derive(Debug, Args)]
+pub struct CreateNamespaceArgs {
+    /// The namespace's name.
+    pub name: String,
+    /// Where the result goes.
+    #[command(flatten)]
+    pub output: CreateOutput,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// TYPE[,TYPE...] [NAME...], or TYPE/NAME ...
+    pub resources: Vec<String>,
+    /// Output format: wide, yaml, json or name.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Label selector (e.g. -l app=web,tier!=db).
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Field selector (e.g. --field-selector status.phase=Running).
+    #[arg(long = "field-selector")]
+    pub field_selector: Option<String>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// After listing, watch for changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Watch for changes without listing first.
+    #[arg(long = "watch-only")]
+    pub watch_only: bool,
+    /// Show all labels as the last column.
+    #[arg(long = "show-labels")]
+    pub show_labels: bool,
+    /// Show these labels as columns (-L app,tier).
+    #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
+    pub label_columns: Vec<String>,
+    /// Don't print headers.
+    #[arg(long = "no-headers")]
+    pub no_headers: bool,
+    /// Don't report objects that do not exist.
+    #[arg(long = "ignore-not-found")]
+    pub ignore_not_found: bool,
+}
+
+/// `describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// TYPE [NAME_PREFIX...], or TYPE/NAME ...
+    pub resources: Vec<String>,
+    /// Label selector.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Describe across all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Show the events of each object.
+    #[arg(long = "show-events", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub show_events: bool,
+}
+
+/// `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// TYPE [NAME...], or TYPE/NAME ...
+    pub resources: Vec<String>,
+    /// Files, directories or "-" (stdin) naming the resources to delete.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Label selector.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Field selector.
+    #[arg(long = "field-selector")]
+    pub field_selector: Option<String>,
+    /// Delete every object of the types in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Delete across all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Seconds given to the object to terminate gracefully (-1: its own default).
+    #[arg(long = "grace-period", default_value_t = -1, allow_negative_numbers = true)]
+    pub grace_period: i64,
+    /// Signal the object to stop at once (grace period 1).
+    #[arg(long)]
+    pub now: bool,
+    /// Remove the object from the API at once, without waiting for it to stop (grace period 0).
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until the objects are gone.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub wait: bool,
+    /// How long to wait for deletion (e.g. 30s, 2m).
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+    /// Don't report objects that do not exist.
+    #[arg(long = "ignore-not-found")]
+    pub ignore_not_found: bool,
+    /// background, foreground or orphan: what happens to the objects' dependents.
+    #[arg(long, default_value = "background", num_args = 0..=1, default_missing_value = "background")]
+    pub cascade: String,
+    /// Output format: name (default: `kind "name" deleted`).
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `label` and `annotate`.
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// TYPE NAME... KEY=VALUE... KEY-..., or TYPE/NAME ... KEY=VALUE ...
+    pub args: Vec<String>,
+    /// Allow changing the value of an existing key.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Label selector of the objects to change.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Change every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Change objects across all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Only change the object if it still has this resourceVersion.
+    #[arg(long = "resource-version")]
+    pub resource_version: Option<String>,
+    /// List the keys and values instead of changing them.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// `scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// TYPE NAME..., or TYPE/NAME ...
+    pub resources: Vec<String>,
+    /// The new number of replicas.
+    #[arg(long)]
+    pub replicas: i32,
+    /// Only scale if the current number of replicas is this (-1: any).
+    #[arg(long = "current-replicas", default_value_t = -1, allow_negative_numbers = true)]
+    pub current_replicas: i32,
+    /// Label selector of the objects to scale.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Scale every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Only the client version.
+    #[arg(long)]
+    pub client: bool,
+    /// Output format: yaml or json.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `api-resources`.
+#[derive(Debug, Args)]
+pub struct ApiResourcesArgs {
+    /// true: only namespaced resources; false: only cluster-scoped ones.
+    #[arg(long)]
+    pub namespaced: Option<bool>,
+    /// Only resources of this API group ("" for core).
+    #[arg(long = "api-group")]
+    pub api_group: Option<String>,
+    /// Output format: wide or name.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Don't print headers.
+    #[arg(long = "no-headers")]
+    pub no_headers: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_takes_files_or_a_subcommand() {
+        let cli = Cli::parse_from(["rkubectl", "create", "-f", "a.yaml", "-f", "dir", "-n", "x"]);
+        let Command::Create(c) = cli.command else { panic!("create") };
+        assert_eq!(c.filenames, ["a.yaml", "dir"]);
+        assert_eq!(cli.global.namespace.as_deref(), Some("x"));
+        let cli = Cli::parse_from(["rkubectl", "create", "cm", "app", "--from-literal=a=b", "--from-file=k=p"]);
+        let Command::Create(CreateArgs { what: Some(CreateWhat::Configmap(cm)), .. }) = cli.command else {
+            panic!("configmap")
+        };
+        assert_eq!((cm.name.as_str(), cm.sources.literals.len(), cm.sources.files.len()), ("app", 1, 1));
+    }
+
+    #[test]
+    fn boolean_flags_accept_explicit_values() {
+        let cli = Cli::parse_from(["rkubectl", "delete", "pod", "web", "--wait=false", "--grace-period=0", "--force"]);
+        let Command::Delete(d) = cli.command else { panic!("delete") };
+        assert!(!d.wait && d.force);
+        assert_eq!(d.grace_period, 0);
+        let cli = Cli::parse_from(["rkubectl", "describe", "pods", "--show-events=false"]);
+        let Command::Describe(d) = cli.command else { panic!("describe") };
+        assert!(!d.show_events);
+    }
+}
