@@ -30,9 +30,22 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>> {
     for k in ["apiVersion", "kind"] {
         put(&mut out, k, map.get(k).unwrap_or(&Value::Null))?;
     }
-    let mut meta: Map<String, Value> = map.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
-    meta.remove("resourceVersion");
-    put(&mut out, "metadata", &Value::Object(meta))?;
+    // metadata without resourceVersion, written without copying the map.
+    out.extend_from_slice(b",\"metadata\":{");
+    let mut first_field = true;
+    for (k, v) in map.get("metadata").and_then(Value::as_object).into_iter().flatten() {
+        if k == "resourceVersion" {
+            continue;
+        }
+        if !first_field {
+            out.push(b',');
+        }
+        first_field = false;
+        serde_json::to_writer(&mut out, k).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    out.push(b'}');
     for (k, v) in map {
         if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             put(&mut out, k, v)?;

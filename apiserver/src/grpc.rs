@@ -62,7 +62,7 @@ pub fn to_pb(o: Object) -> pb::Object {
         namespace: o.namespace,
         name: o.name,
         resource_version: o.rv.to_string(),
-        json: o.json.to_vec(),
+        json: o.json,
     }
 }
 
@@ -237,7 +237,7 @@ impl Resources for GrpcApi {
                         namespace: ev.namespace,
                         name: ev.name,
                         resource_version: ev.rev.to_string(),
-                        json: ev.json.to_vec(),
+                        json: ev.json,
                     }),
                 })
             });
@@ -261,7 +261,7 @@ impl Resources for GrpcApi {
     }
 
     async fn version(&self, _req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
-        Ok(Response::new(pb::VersionResponse { json: version_json().into_bytes() }))
+        Ok(Response::new(pb::VersionResponse { json: version_json().into_bytes().into() }))
     }
 
     async fn discovery(&self, _req: Request<pb::DiscoveryRequest>) -> Result<Response<pb::DiscoveryResponse>, Status> {

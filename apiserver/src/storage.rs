@@ -32,6 +32,13 @@ impl Stored {
             mod_revision: kv.mod_revision(),
         }
     }
+
+    fn from_owned_kv(kv: KeyValue) -> Stored {
+        let mod_revision = kv.mod_revision();
+        let (key, value) = kv.into_key_value();
+        let key = String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Stored { key, value: Bytes::from(value), mod_revision }
+    }
 }
 
 /// The outcome of a conditional write.
@@ -139,10 +146,11 @@ impl Storage {
         if limit > 0 {
             options = options.with_limit(limit);
         }
-        let resp = self.kv().get(start, Some(options)).await.map_err(|e| self.map_err(e))?;
+        let mut resp = self.kv().get(start, Some(options)).await.map_err(|e| self.map_err(e))?;
         let rev = resp.header().map_or(0, |h| h.revision());
-        let items: Vec<Stored> = resp.kvs().iter().map(Stored::from_kv).collect();
-        Ok((items, if revision > 0 { revision } else { rev }, resp.more()))
+        let more = resp.more();
+        let items: Vec<Stored> = resp.take_kvs().into_iter().map(Stored::from_owned_kv).collect();
+        Ok((items, if revision > 0 { revision } else { rev }, more))
     }
 
     /// Creates `key` if it is absent, together with `also` (extra keys that

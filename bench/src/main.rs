@@ -39,11 +39,14 @@ struct Args {
     /// Pods stored for the memory figure.
     #[arg(long, default_value_t = 10_000)]
     stored_pods: usize,
+    /// Which measurements to run.
+    #[arg(long, value_delimiter = ',', default_value = "creates,watch,memory")]
+    phases: Vec<String>,
 }
 
 /// A pod of about 2 KB, like a real one.
 fn pod_json(name: &str, stamp: u128) -> Vec<u8> {
-    let env: Vec<serde_json::Value> = (0..12)
+    let env: Vec<serde_json::Value> = (0..28)
         .map(|i| serde_json::json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-abcdefgh")}))
         .collect();
     serde_json::to_vec(&serde_json::json!({
@@ -169,12 +172,13 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::new(&api.url)?;
     let pods = lookup("pods")?;
     let body_len = pod_json("x", 0).len();
-    println!("pod JSON: {body_len} bytes; {} ops per level\n", args.ops);
+    println!("apiserver pid {pid}; pod JSON: {body_len} bytes; {} ops per level\n", args.ops);
+    let phase = |p: &str| args.phases.iter().any(|x| x == p);
     println!(
         "| clients | raw etcd puts/s | etcd p50 | etcd p99 | apiserver creates/s | create p50 | create p99 | ratio |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (round, &c) in args.concurrency.iter().enumerate() {
+    for (round, &c) in args.concurrency.iter().enumerate().filter(|_| phase("creates")) {
         let etcd_client = etcd_client::Client::connect([etcd.url()], None).await?;
         let raw = drive(args.ops, c, move |i| {
             let mut kv = etcd_client.kv_client();
@@ -206,11 +210,22 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // Watch fan-out.
+    if phase("watch") {
+        watch_fan_out(&client, args.watchers).await?;
+    }
+    if phase("memory") {
+        memory(&client, pid, idle_rss, args.stored_pods).await?;
+    }
+    Ok(())
+}
+
+/// 100 watchers of pods; delivery latency from the write to each watcher.
+async fn watch_fan_out(client: &Client, watchers_n: usize) -> anyhow::Result<()> {
+    let pods = lookup("pods")?;
     let start_rv = client.list(pods, "default", &ListParams { limit: 1, ..Default::default() }).await?.resource_version;
     let events = 200usize;
     let mut watchers = Vec::new();
-    for _ in 0..args.watchers {
+    for _ in 0..watchers_n {
         let mut stream =
             Box::pin(client.watch(pods, "default", &ListParams::default().labels("app=fanout"), &start_rv).await?);
         watchers.push(tokio::spawn(async move {
@@ -240,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
     all.sort();
     println!(
         "\nwatch fan-out: {} watchers x {events} events ({} deliveries in {:.1}s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        args.watchers,
+        watchers_n,
         all.len(),
         t.elapsed().as_secs_f64(),
         percentile(&all, 0.5).as_secs_f64() * 1e3,
@@ -248,10 +263,15 @@ async fn main() -> anyhow::Result<()> {
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
 
-    // Memory with many pods stored.
+    Ok(())
+}
+
+/// Resident memory of the apiserver with `stored` pods in etcd.
+async fn memory(client: &Client, pid: u32, idle_rss: u64, stored: usize) -> anyhow::Result<()> {
+    let pods = lookup("pods")?;
     let have = client.list(pods, "", &ListParams::default()).await?.items.len();
     let cl = client.clone();
-    let more = args.stored_pods.saturating_sub(have);
+    let more = stored.saturating_sub(have);
     drive(more, 32, move |i| {
         let cl = cl.clone();
         async move {
@@ -260,16 +280,20 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored_rss = rss_kib(pid)?;
     let t = Instant::now();
     let listed = client.list(pods, "", &ListParams::default()).await?.items.len();
     let list_took = t.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let full_rss = rss_kib(pid)?;
+    let after_list_rss = rss_kib(pid)?;
     println!(
-        "\napiserver RSS: idle {:.1} MiB; with {listed} pods stored {:.1} MiB (listing them all took {:.0} ms)",
+        "\napiserver RSS: idle {:.1} MiB; with {listed} pods stored {:.1} MiB; \
+         after listing them all in one request ({:.0} ms) {:.1} MiB",
         idle_rss as f64 / 1024.0,
-        full_rss as f64 / 1024.0,
-        list_took.as_secs_f64() * 1e3
+        stored_rss as f64 / 1024.0,
+        list_took.as_secs_f64() * 1e3,
+        after_list_rss as f64 / 1024.0,
     );
     Ok(())
 }

@@ -152,7 +152,12 @@ impl Client {
 
     /// Creates an object from its JSON (or YAML) body.
     pub async fn create(&self, info: &ResourceInfo, namespace: &str, body: Vec<u8>) -> Result<pb::Object> {
-        let req = pb::CreateRequest { resource: resource_ref(info), namespace: namespace.into(), body, dry_run: false };
+        let req = pb::CreateRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            body: body.into(),
+            dry_run: false,
+        };
         self.inner.clone().create(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
@@ -181,7 +186,7 @@ impl Client {
             resource: resource_ref(info),
             namespace: namespace.into(),
             name: name.into(),
-            body,
+            body: body.into(),
             dry_run: false,
         };
         self.inner.clone().update(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
@@ -199,7 +204,7 @@ impl Client {
             resource: resource_ref(info),
             namespace: namespace.into(),
             name: name.into(),
-            body,
+            body: body.into(),
             dry_run: false,
         };
         self.inner.clone().update_status(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
@@ -219,7 +224,7 @@ impl Client {
             namespace: namespace.into(),
             name: name.into(),
             patch_type: pb::PatchType::Merge as i32,
-            patch: serde_json::to_vec(patch).expect("a Value always serializes"),
+            patch: serde_json::to_vec(patch).expect("a Value always serializes").into(),
             status,
             dry_run: false,
         };
@@ -301,7 +306,7 @@ impl Client {
         let req = pb::BindRequest {
             namespace: namespace.into(),
             name: pod.into(),
-            body: serde_json::to_vec(&body).expect("a Value always serializes"),
+            body: serde_json::to_vec(&body).expect("a Value always serializes").into(),
         };
         let resp = self.inner.clone().bind(req).await.map_err(|s| self.err(s))?.into_inner();
         resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))

@@ -89,7 +89,7 @@ pub fn name_problem(info: &ResourceInfo, name: &str) -> Option<&'static str> {
 /// generateName), namespace presence by scope, label and annotation syntax.
 pub fn object_meta(obj: &Value, info: &ResourceInfo) -> Vec<Cause> {
     let mut causes = Vec::new();
-    let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
+    let meta = obj.get("metadata").unwrap_or(&Value::Null);
     let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
