@@ -1,0 +1,112 @@
+//! The registry of controllers: every controller by name, so
+//! `--controllers` can pick them, and what each needs to start.
+//!
+//! A controller lives in its own module (`controllers/<name>/`) and exports
+//! one [`Controller`] entry. Its `start` spawns its tasks (reflectors,
+//! workers) on the tracker it is given and returns at once; they end when the
+//! token is cancelled (on shutdown, or when this instance stops leading).
+
+pub mod nodeipam;
+
+use crate::metrics::Metrics;
+use rkube_client::Client;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Settings of the controllers, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--cluster-cidr`: the pod network, cut into one subnet per node.
+    pub cluster_cidr: String,
+    /// `--node-cidr-mask-size`: the prefix length of a node's subnet.
+    pub node_cidr_mask_size: u8,
+    /// `--allocate-node-cidrs`: whether node IPAM hands out podCIDRs.
+    pub allocate_node_cidrs: bool,
+}
+
+/// What every controller gets when it starts.
+#[derive(Debug, Clone)]
+pub struct ControllerContext {
+    /// The apiserver.
+    pub client: Client,
+    /// The flags.
+    pub settings: Settings,
+    /// Shared metrics.
+    pub metrics: Arc<Metrics>,
+    /// This process's identity (host name and a random suffix), for Events.
+    pub identity: String,
+}
+
+/// Starts a controller's tasks on the tracker, until the token is cancelled.
+/// An error says why the controller cannot run (a bad flag).
+pub type StartFn = fn(&ControllerContext, &TaskTracker, CancellationToken) -> Result<(), String>;
+
+/// One controller in the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Controller {
+    /// Its name in `--controllers`.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub about: &'static str,
+    /// Whether `*` includes it.
+    pub enabled_by_default: bool,
+    /// How to start it.
+    pub start: StartFn,
+}
+
+/// Every controller, by name.
+pub const CONTROLLERS: &[Controller] = &[nodeipam::CONTROLLER];
+
+/// The controllers `--controllers` selects, Kubernetes-style: `*` enables
+/// every on-by-default controller, `foo` enables `foo`, `-foo` disables it.
+/// Unknown names are errors that list the known ones.
+pub fn select(spec: &[String]) -> Result<Vec<&'static Controller>, String> {
+    let known = || CONTROLLERS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+    let mut star = false;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for item in spec.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (list, name) = match item.strip_prefix('-') {
+            Some(name) => (&mut off, name),
+            None => (&mut on, item),
+        };
+        if name == "*" {
+            star = true;
+            continue;
+        }
+        if !CONTROLLERS.iter().any(|c| c.name == name) {
+            return Err(format!("--controllers: unknown controller \"{name}\" (known: {})", known()));
+        }
+        list.push(name);
+    }
+    Ok(CONTROLLERS
+        .iter()
+        .filter(|c| !off.contains(&c.name) && (on.contains(&c.name) || (star && c.enabled_by_default)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(spec: &[&str]) -> Result<Vec<&'static str>, String> {
+        let spec: Vec<String> = spec.iter().map(|s| s.to_string()).collect();
+        select(&spec).map(|cs| cs.iter().map(|c| c.name).collect())
+    }
+
+    #[test]
+    fn star_enables_the_default_controllers_and_minus_disables() {
+        assert_eq!(names(&["*"]).unwrap(), ["nodeipam"]);
+        assert_eq!(names(&["nodeipam"]).unwrap(), ["nodeipam"]);
+        assert!(names(&["*", "-nodeipam"]).unwrap().is_empty());
+        assert!(names(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_controllers_are_rejected_with_the_known_ones() {
+        assert_eq!(
+            names(&["*", "replicaset"]).unwrap_err(),
+            "--controllers: unknown controller \"replicaset\" (known: nodeipam)"
+        );
+    }
+}
