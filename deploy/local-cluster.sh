@@ -15,7 +15,7 @@ ETCD_PORT=${ETCD_PORT:-2379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 API_PORT=${API_PORT:-8080}
 SERVICE_RANGE=${SERVICE_RANGE:-10.254.0.0/16}
-BIN=$ROOT/target/debug
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 start() { # name, command...
     local name=$1; shift
@@ -28,12 +28,17 @@ start() { # name, command...
     echo "started $name (pid $!, log $RKUBE_HOME/logs/$name.log)"
 }
 
-wait_http() { # url, what
+wait_http() { # url, name
     for _ in $(seq 1 100); do
         if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$(cat "$RKUBE_HOME/$2.pid")" 2>/dev/null; then
+            echo "error: $2 exited; the end of its log ($RKUBE_HOME/logs/$2.log):" >&2
+            tail -n 20 "$RKUBE_HOME/logs/$2.log" >&2
+            exit 1
+        fi
         sleep 0.2
     done
-    echo "error: $2 did not become ready ($1); see $RKUBE_HOME/logs" >&2
+    echo "error: $2 did not become ready ($1); see $RKUBE_HOME/logs/$2.log" >&2
     exit 1
 }
 
@@ -48,7 +53,7 @@ up() {
     wait_http "http://127.0.0.1:$ETCD_PORT/health" etcd
     start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
         --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE"
-    wait_http "http://127.0.0.1:$API_PORT/readyz" rkube-apiserver
+    wait_http "http://127.0.0.1:$API_PORT/readyz" apiserver
     cat >"$RKUBE_HOME/kubeconfig" <<CFG
 apiVersion: v1
 kind: Config
