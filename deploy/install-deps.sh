@@ -12,6 +12,9 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs every test of the workspace: unit tests,
-# and integration tests that start their own etcd on free loopback ports.
+# Installs what is missing, starts Docker and builds the local images if
+# needed, then runs every test of the workspace: unit tests, integration tests
+# that start their own etcd on free loopback ports, and tests on real Docker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
+deploy/start-docker.sh
 cargo nextest run --workspace --no-fail-fast "$@"

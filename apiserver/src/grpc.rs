@@ -5,6 +5,7 @@
 //! Kubernetes `Status` JSON) and records metrics.
 
 use crate::metrics::Metrics;
+use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
 use crate::registry::{DeleteOptions, ListOptions, Object, PatchKind, Propagation, Registry};
 use crate::watch::EventType;
 use futures::{Stream, StreamExt};
@@ -22,12 +23,14 @@ use tonic::{Request, Response, Status};
 pub struct GrpcApi {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    proxy: Arc<NodeProxy>,
 }
 
 impl GrpcApi {
     /// A service over `registry`.
     pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
-        GrpcApi { registry, metrics }
+        let proxy = Arc::new(NodeProxy::new(registry.clone()));
+        GrpcApi { registry, metrics, proxy }
     }
 
     /// Records a finished request and turns its result into a gRPC answer.
@@ -67,6 +70,8 @@ pub fn to_pb(o: Object) -> pb::Object {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
+type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecOutput, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Resources for GrpcApi {
@@ -258,6 +263,73 @@ impl Resources for GrpcApi {
         }
         .await;
         self.finish("bind", Some(&pods), start, result)
+    }
+
+    type LogsStream = LogStream;
+
+    async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogStream>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
+        let result = async {
+            let target = self.proxy.target(&req.namespace, &req.pod, &req.container).await?;
+            let mut kubelet = target.kubelet;
+            let forwarded = pb::LogsRequest { container: target.container, ..req.clone() };
+            let stream = kubelet.logs(forwarded).await.map_err(kubelet_error)?.into_inner();
+            Ok(Box::pin(stream) as LogStream)
+        }
+        .await;
+        self.finish("logs", Some(&pods), start, result)
+    }
+
+    type ExecStream = ExecStream;
+
+    async fn exec(&self, req: Request<tonic::Streaming<pb::ExecInput>>) -> Result<Response<ExecStream>, Status> {
+        let started = Instant::now();
+        let mut input = req.into_inner();
+        let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
+        let result = async {
+            let first = input
+                .message()
+                .await
+                .map_err(|s| ApiError::bad_request(format!("reading the exec request: {}", s.message())))?;
+            let Some(pb::ExecInput { input: Some(pb::exec_input::Input::Start(start)) }) = first else {
+                return Err(ApiError::bad_request("an exec stream must begin with its start message"));
+            };
+            if start.command.is_empty() {
+                return Err(ApiError::bad_request("you must specify at least one command for the container"));
+            }
+            let target = self.proxy.target(&start.namespace, &start.pod, &start.container).await?;
+            let mut kubelet = target.kubelet;
+            let first = start_for(&start, &target.container);
+            // The client's further input (stdin, resizes) follows the start message.
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            tx.send(first).await.map_err(|_| ApiError::internal("exec relay closed"))?;
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = input.message().await {
+                    if tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let stream = kubelet.exec(outbound).await.map_err(kubelet_error)?.into_inner();
+            Ok(Box::pin(stream) as ExecStream)
+        }
+        .await;
+        self.finish("exec", Some(&pods), started, result)
+    }
+
+    async fn node_stats(&self, req: Request<pb::NodeStatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let nodes = pb::ResourceRef { api_version: "v1".into(), resource: "nodes".into() };
+        let result = async {
+            let mut kubelet = self.proxy.kubelet(&req.node).await?;
+            Ok(kubelet.stats(pb::StatsRequest {}).await.map_err(kubelet_error)?.into_inner())
+        }
+        .await;
+        self.finish("stats", Some(&nodes), start, result)
     }
 
     async fn version(&self, _req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {

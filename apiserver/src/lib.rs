@@ -13,6 +13,7 @@ pub mod admission;
 pub mod codec;
 pub mod grpc;
 pub mod metrics;
+pub mod node_proxy;
 pub mod registry;
 pub mod service_ip;
 pub mod storage;

@@ -312,6 +312,55 @@ impl Client {
         resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))
     }
 
+    /// Streams a container's logs (relayed by the apiserver from the kubelet).
+    pub async fn logs(
+        &self,
+        req: pb::LogsRequest,
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes>> + Send + 'static + use<>> {
+        let stream = self.inner.clone().logs(req).await.map_err(|s| self.err(s))?.into_inner();
+        let me = self.clone();
+        Ok(stream.map(move |chunk| chunk.map(|c| c.data).map_err(|s| me.err(s))))
+    }
+
+    /// Runs a command in a container: `input` yields stdin and resizes after
+    /// the start message this method sends; the answer streams stdout,
+    /// stderr and finally the exit code.
+    pub async fn exec<I>(
+        &self,
+        start: pb::ExecStart,
+        input: I,
+    ) -> Result<impl Stream<Item = Result<pb::exec_output::Output>> + Send + 'static + use<I>>
+    where
+        I: Stream<Item = pb::exec_input::Input> + Send + 'static,
+    {
+        let first = pb::ExecInput { input: Some(pb::exec_input::Input::Start(start)) };
+        let outbound = futures::stream::iter([first]).chain(input.map(|i| pb::ExecInput { input: Some(i) }));
+        let stream = self.inner.clone().exec(outbound).await.map_err(|s| self.err(s))?.into_inner();
+        let me = self.clone();
+        Ok(stream.filter_map(move |m| {
+            let me = me.clone();
+            async move {
+                match m {
+                    Ok(pb::ExecOutput { output: Some(o) }) => Some(Ok(o)),
+                    Ok(pb::ExecOutput { output: None }) => None,
+                    Err(s) => Some(Err(me.err(s))),
+                }
+            }
+        }))
+    }
+
+    /// A node's resource usage summary (kubelet `/stats/summary`-shaped JSON).
+    pub async fn node_stats(&self, node: &str) -> Result<serde_json::Value> {
+        let resp = self
+            .inner
+            .clone()
+            .node_stats(pb::NodeStatsRequest { node: node.into() })
+            .await
+            .map_err(|s| self.err(s))?
+            .into_inner();
+        serde_json::from_slice(&resp.json).map_err(|e| ApiError::internal(format!("bad stats JSON: {e}")))
+    }
+
     /// The server's version (Kubernetes `version.Info` JSON).
     pub async fn version(&self) -> Result<serde_json::Value> {
         let resp = self.inner.clone().version(pb::VersionRequest {}).await.map_err(|s| self.err(s))?.into_inner();

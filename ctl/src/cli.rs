@@ -46,6 +46,10 @@ pub enum Command {
     Annotate(MetadataArgs),
     /// Set a new size for a replication controller, replica set or deployment.
     Scale(ScaleArgs),
+    /// Print the logs for a container in a pod.
+    Logs(LogsArgs),
+    /// Execute a command in a container.
+    Exec(ExecArgs),
     /// Print the client and server version information.
     Version(VersionArgs),
     /// Print the supported API resources on the server.
@@ -365,4 +369,43 @@ mod tests {
         let Command::Describe(d) = cli.command else { panic!("describe") };
         assert!(!d.show_events);
     }
+}
+
+/// `logs POD [-c CONTAINER]`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The pod (or `pod/NAME`).
+    pub pod: String,
+    /// The container (default: the pod's only or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Stream new lines as they are written.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Print the logs of the previous instance of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Lines of recent log to show (-1: all).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tail: i64,
+    /// Prefix each line with its timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+/// `exec [-i] [-t] POD [-c CONTAINER] -- COMMAND [ARGS...]`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Pass stdin to the container.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Stdin is a TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The container (default: the pod's only or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// The pod (or `pod/NAME`), then `--` and the command.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             if let Some(message) = report::message(&e) {
                 eprintln!("{message}");
             }
-            ExitCode::FAILURE
+            e.downcast_ref::<report::ExitWith>().map_or(ExitCode::FAILURE, |code| ExitCode::from(code.0))
         }
     }
 }

@@ -17,6 +17,18 @@ impl fmt::Display for Reported {
 
 impl std::error::Error for Reported {}
 
+/// The command ran and wants this exit code (exec passes its command's on).
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command terminated with exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 /// A plain `error: ...` from the client, e.g. a bad argument.
 pub fn usage(message: impl fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{message}")
@@ -83,7 +95,7 @@ pub fn api_error_in(e: &ApiError, verb: &str, source: &str) -> String {
 
 /// What to print for a failed command (None: printed already or nothing to say).
 pub fn message(e: &anyhow::Error) -> Option<String> {
-    if e.downcast_ref::<Reported>().is_some() {
+    if e.downcast_ref::<Reported>().is_some() || e.downcast_ref::<ExitWith>().is_some() {
         return None;
     }
     if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {

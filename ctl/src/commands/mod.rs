@@ -7,8 +7,10 @@ mod api_resources;
 mod create;
 mod delete;
 mod describe;
+mod exec;
 mod get;
 mod label;
+mod logs;
 mod scale;
 mod version;
 mod watch;
@@ -37,6 +39,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(a) => label::run(&session, a, label::Field::Labels).await,
         Command::Annotate(a) => label::run(&session, a, label::Field::Annotations).await,
         Command::Scale(a) => scale::run(&session, a).await,
+        Command::Logs(a) => logs::run(&session, a).await,
+        Command::Exec(a) => exec::run(&session, a).await,
         Command::Version(a) => version::run(Some(&session), a).await,
         Command::ApiResources(_) => unreachable!("handled above"),
     }
