@@ -170,14 +170,26 @@ fn encode<K: Serialize>(k: &K) -> Result<Value> {
 /// Strictly decodes `obj` as its kind, applies defaults and validates it as a
 /// new object; returns the canonical JSON to store.
 pub fn prepare_create(info: &ResourceInfo, obj: &Value) -> Result<Value> {
-    with_kind!(info.kind, T => {
-        let mut typed: T = decode_strict(obj, &what(info), info.kind)?;
-        typed.default_fields();
-        let mut causes = crate::validation::object_meta(obj, info);
-        causes.extend(typed.validate());
-        finish(info, obj, causes)?;
-        encode(&typed)
-    }, else Err(ApiError::bad_request(format!("kind {} cannot be created", info.kind))))
+    with_kind!(info.kind, T => encode(&create_typed::<T>(info, obj)?),
+        else Err(ApiError::bad_request(format!("kind {} cannot be created", info.kind))))
+}
+
+/// Like [`prepare_create`], but returns the object's JSON bytes, serialized
+/// straight from the typed object (apiVersion, kind and metadata first), for
+/// storage without an intermediate JSON tree.
+pub fn prepare_create_json(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>> {
+    with_kind!(info.kind, T => serde_json::to_vec(&create_typed::<T>(info, obj)?)
+            .map_err(|e| ApiError::internal(format!("encoding object: {e}"))),
+        else Err(ApiError::bad_request(format!("kind {} cannot be created", info.kind))))
+}
+
+fn create_typed<T: Strategy>(info: &ResourceInfo, obj: &Value) -> Result<T> {
+    let mut typed: T = decode_strict(obj, &what(info), info.kind)?;
+    typed.default_fields();
+    let mut causes = crate::validation::object_meta(obj, info);
+    causes.extend(typed.validate());
+    finish(info, obj, causes)?;
+    Ok(typed)
 }
 
 /// Like [`prepare_create`] for an update of `old`: decodes, defaults, and

@@ -320,14 +320,14 @@ impl Registry {
         {
             map.remove("status");
         }
-        let mut obj = kinds::prepare_create(info, &obj)?;
         let namespace = meta(&obj, "namespace");
         let name = meta(&obj, "name");
         self.admission.admit_create(info, &namespace, &mut obj).await?;
         let key = info.key(&namespace, &name);
         for attempt in 0.. {
             let reservation = if info.kind == "Service" { self.service_ips.assign(&mut obj, attempt)? } else { None };
-            let stored = codec::encode(&obj)?;
+            // Decode strictly, default, validate, and serialize for storage.
+            let stored = kinds::prepare_create_json(info, &obj)?;
             if dry_run {
                 return Ok(self.object_from(info, &namespace, &name, 0, &stored));
             }

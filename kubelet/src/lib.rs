@@ -1,15 +1,88 @@
-//! rkubelet: runs the pods bound to its node.
+//! rkubelet: the node agent. It registers its Node, keeps the Node's Lease
+//! and status fresh, and runs the pods bound to it on Docker (or on an
+//! in-memory runtime for hollow nodes).
 //!
-//! This build is the daemon's frame only: it parses its flags, finds the
-//! apiserver the way rkubectl does, checks that it answers, and serves
-//! `/healthz`, `/readyz` and `/metrics`. It does no kubelet work yet, and says
-//! so in its log and on `/metrics`.
+//! Where to start reading:
+//! - [`App`] wires one node (or many hollow nodes) together; [`run_node`]
+//!   is everything one node runs;
+//! - [`node`]: registration, Lease and status heartbeat, node conditions;
+//! - [`pod`]: the watch → queue → sync loop; [`pod::lifecycle`] is the
+//!   pod's state machine, [`pod::status`] the status it reports;
+//! - [`runtime`]: the [`runtime::Runtime`] trait with Docker and fake
+//!   implementations; [`containers`] turns a container spec into a runtime
+//!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
+//!   volumes on disk, [`images`] handles pull policies and credentials;
+//! - [`events`]: Events about pods.
+//!
+//! Probes, static pods, logs/exec and stats are not implemented yet;
+//! readiness probes will plug into [`pod::status::StatusInput::unready`].
+
+#![warn(missing_docs)]
+
+pub mod containers;
+pub mod events;
+pub mod host;
+pub mod images;
+pub mod node;
+pub mod pod;
+pub mod runtime;
+pub mod volumes;
 
 use clap::Parser;
+use host::HostInfo;
+use node::{NetworkState, NodeAgent, NodeConfig};
+use pod::{NodeFacts, PodManager};
 use rkube_client::{Client, ClientConfig};
-use std::net::SocketAddr;
+use runtime::Runtime;
+use runtime::docker::DockerRuntime;
+use runtime::fake::FakeRuntime;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for in-flight work.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What can go wrong in the kubelet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The apiserver refused or failed a request.
+    #[error(transparent)]
+    Api(#[from] rkube_client::ApiError),
+    /// The container runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] runtime::Error),
+    /// A file operation on the node failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the kubelet was doing.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A flag or setting is not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// `Result` with the kubelet's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which container runtime runs the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// The Docker engine on this host.
+    Docker,
+    /// No containers at all: a hollow node for tests and benchmarks.
+    Fake,
+}
 
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
@@ -27,6 +100,267 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// The node's name (default: the hostname, lower-cased).
+    #[arg(long, env = "RKUBE_HOSTNAME_OVERRIDE")]
+    pub hostname_override: Option<String>,
+    /// The node's InternalIP (default: the host's first non-loopback IPv4 address).
+    #[arg(long, env = "RKUBE_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Labels to add to the node: `key=value,key2=value2`.
+    #[arg(long, env = "RKUBE_NODE_LABELS", value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    /// The container runtime: docker, or fake for a hollow node.
+    #[arg(long, env = "RKUBE_CONTAINER_RUNTIME", value_enum, default_value_t = RuntimeKind::Docker)]
+    pub runtime: RuntimeKind,
+    /// Where pod directories (volumes) live: `<root-dir>/pods/<uid>`.
+    #[arg(long, env = "RKUBE_ROOT_DIR", default_value = "/var/lib/rkubelet")]
+    pub root_dir: PathBuf,
+    /// The most pods the node takes.
+    #[arg(long, env = "RKUBE_MAX_PODS", default_value_t = 110)]
+    pub max_pods: u32,
+    /// The node's pod CIDR, for running without rkube-controller-manager
+    /// (which otherwise assigns it); set as the Node's `spec.podCIDR`.
+    #[arg(long, env = "RKUBE_POD_CIDR")]
+    pub pod_cidr: Option<String>,
+    /// The cluster's pod network; every node's pod CIDR lies inside it.
+    #[arg(long, env = "RKUBE_CLUSTER_CIDR", default_value = "10.1.0.0/16")]
+    pub cluster_cidr: String,
+    /// The image of the pods' infrastructure (pause) container.
+    #[arg(long, env = "RKUBE_POD_INFRA_CONTAINER_IMAGE", default_value = runtime::docker::DEFAULT_PAUSE_IMAGE)]
+    pub pod_infra_container_image: String,
+    /// Run this many hollow nodes (`<hostname>-hollow-<i>`, fake runtime) instead of one node.
+    #[arg(long, env = "RKUBE_HOLLOW_NODES", default_value_t = 0)]
+    pub hollow_nodes: usize,
+}
+
+/// Counters and gauges of one node, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    syncs: AtomicU64,
+    sync_errors: AtomicU64,
+    pods: AtomicUsize,
+    running_containers: AtomicUsize,
+}
+
+impl Metrics {
+    pub(crate) fn count_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_sync_error(&self) {
+        self.sync_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_pods(&self, n: usize) {
+        self.pods.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_running_containers(&self, n: usize) {
+        self.running_containers.store(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text of several nodes' metrics, summed.
+    pub fn render(all: &[Arc<Metrics>]) -> String {
+        let sum64 = |f: fn(&Metrics) -> &AtomicU64| all.iter().map(|m| f(m).load(Ordering::Relaxed)).sum::<u64>();
+        let sum = |f: fn(&Metrics) -> &AtomicUsize| all.iter().map(|m| f(m).load(Ordering::Relaxed)).sum::<usize>();
+        format!(
+            "# HELP rkube_component_implemented Whether this component does its work yet.\n\
+             # TYPE rkube_component_implemented gauge\nrkube_component_implemented 1\n\
+             # HELP rkubelet_nodes Nodes this process runs.\n# TYPE rkubelet_nodes gauge\nrkubelet_nodes {}\n\
+             # HELP rkubelet_pods Pods bound to this process's nodes.\n# TYPE rkubelet_pods gauge\nrkubelet_pods {}\n\
+             # HELP rkubelet_running_containers Running app and init containers.\n\
+             # TYPE rkubelet_running_containers gauge\nrkubelet_running_containers {}\n\
+             # HELP rkubelet_pod_syncs_total Pod syncs.\n# TYPE rkubelet_pod_syncs_total counter\n\
+             rkubelet_pod_syncs_total {}\n\
+             # HELP rkubelet_pod_sync_errors_total Pod syncs that failed.\n\
+             # TYPE rkubelet_pod_sync_errors_total counter\nrkubelet_pod_sync_errors_total {}\n",
+            all.len(),
+            sum(|m| &m.pods),
+            sum(|m| &m.running_containers),
+            sum64(|m| &m.syncs),
+            sum64(|m| &m.sync_errors),
+        )
+    }
+}
+
+/// Parses `--node-labels` entries (`key=value`).
+pub fn parse_labels(entries: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for e in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (k, v) = e
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| Error::Config(format!("--node-labels: \"{e}\" is not key=value")))?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Checks a node name: a lower-case DNS subdomain.
+fn check_node_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("node name \"{name}\" is not a lower-case DNS subdomain; set --hostname-override")))
+    }
+}
+
+/// Checks `--pod-cidr` against `--cluster-cidr`.
+fn check_cidrs(pod_cidr: Option<&str>, cluster_cidr: &str) -> Result<()> {
+    let parse =
+        |flag: &str, v: &str| v.parse::<rkube_podnet::Ipv4Cidr>().map_err(|e| Error::Config(format!("{flag}: {e}")));
+    let cluster = parse("--cluster-cidr", cluster_cidr)?;
+    if let Some(p) = pod_cidr {
+        let pod = parse("--pod-cidr", p)?;
+        if !cluster.contains_cidr(&pod) {
+            return Err(Error::Config(format!("--pod-cidr {pod} is not inside --cluster-cidr {cluster}")));
+        }
+    }
+    Ok(())
+}
+
+/// One node's kubelet: where it keeps pod directories, and whether
+/// memory-backed volumes get a real tmpfs.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// The Node and its heartbeat.
+    pub config: NodeConfig,
+    /// `--root-dir` of this node.
+    pub root_dir: PathBuf,
+    /// Mount tmpfs for `medium: Memory` emptyDirs and secrets.
+    pub use_tmpfs: bool,
+}
+
+/// Runs one node until `shutdown`: registration and heartbeat, the pods,
+/// events, and (for runtimes with a pod network) routes to other nodes.
+/// Returns once every task has ended.
+pub async fn run_node<R: Runtime>(
+    client: Client,
+    setup: NodeSetup,
+    runtime: Arc<R>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let config = Arc::new(setup.config);
+    let (network_tx, network_rx) = watch::channel(NetworkState::default());
+    let (recorder, event_writer) = events::Recorder::new(client.clone(), &config.name, shutdown.clone());
+    tracker.spawn(event_writer);
+    tracker.spawn(NodeAgent::new(client.clone(), config.clone(), runtime.clone(), network_tx).run(shutdown.clone()));
+    if runtime.needs_pod_cidr() {
+        tracker.spawn(node::sync_routes(client.clone(), config.name.clone(), runtime.clone(), shutdown.clone()));
+    }
+    let facts = NodeFacts {
+        name: config.name.clone(),
+        ip: config.node_ip.to_string(),
+        cpu_millis: config.cpu_millis(),
+        memory_bytes: config.memory_bytes(),
+    };
+    let volumes = volumes::VolumeManager::new(&setup.root_dir, client.clone(), setup.use_tmpfs);
+    let pods = PodManager::new(client, facts, runtime, volumes, recorder, network_rx, metrics);
+    pods.run(shutdown, tracker.clone()).await;
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Hollow nodes: many fake-runtime nodes in one process, for the scheduler
+/// benchmark and tests (Kubernetes' kubemark).
+#[derive(Debug, Clone)]
+pub struct HollowNodes {
+    /// Nodes are named `<prefix>-hollow-<i>`.
+    pub prefix: String,
+    /// How many.
+    pub count: usize,
+    /// CPUs each reports.
+    pub cpus: u32,
+    /// Memory each reports, in bytes.
+    pub memory_bytes: u64,
+    /// Pods each takes.
+    pub max_pods: u32,
+    /// The InternalIP they report.
+    pub node_ip: IpAddr,
+    /// Their pod directories go under `<root_dir>/<node>`.
+    pub root_dir: PathBuf,
+    /// Lease renewal period (10 s).
+    pub heartbeat_period: Duration,
+}
+
+impl HollowNodes {
+    /// `count` nodes named `<prefix>-hollow-<i>`, each with 4 CPUs, 16 GiB and 110 pods.
+    pub fn new(prefix: &str, count: usize) -> HollowNodes {
+        HollowNodes {
+            prefix: prefix.to_string(),
+            count,
+            cpus: 4,
+            memory_bytes: 16 << 30,
+            max_pods: 110,
+            node_ip: IpAddr::from([127, 0, 0, 1]),
+            root_dir: std::env::temp_dir().join(format!("rkubelet-hollow-{}", std::process::id())),
+            heartbeat_period: Duration::from_secs(10),
+        }
+    }
+
+    /// The node names.
+    pub fn names(&self) -> Vec<String> {
+        (0..self.count).map(|i| format!("{}-hollow-{i}", self.prefix)).collect()
+    }
+
+    fn setups(&self, cluster_cidr: &str) -> Vec<NodeSetup> {
+        let host = HostInfo::detect();
+        self.names()
+            .into_iter()
+            .map(|name| NodeSetup {
+                root_dir: self.root_dir.join(&name),
+                use_tmpfs: false,
+                config: NodeConfig {
+                    node_ip: self.node_ip,
+                    labels: BTreeMap::from([("rkube.io/hollow".to_string(), "true".to_string())]),
+                    pod_cidr: None,
+                    cluster_cidr: cluster_cidr.to_string(),
+                    max_pods: self.max_pods,
+                    kubelet_port: 0,
+                    host: HostInfo {
+                        hostname: name.clone(),
+                        cpus: self.cpus,
+                        memory_bytes: self.memory_bytes,
+                        ..host.clone()
+                    },
+                    heartbeat_period: self.heartbeat_period,
+                    status_period: Duration::from_secs(60),
+                    name,
+                },
+            })
+            .collect()
+    }
+
+    /// Runs the nodes until `shutdown`; returns once all have stopped.
+    pub async fn run(&self, client: Client, shutdown: CancellationToken) -> Vec<Arc<Metrics>> {
+        let tracker = TaskTracker::new();
+        let mut all = Vec::new();
+        for setup in self.setups("10.1.0.0/16") {
+            let metrics = Arc::new(Metrics::default());
+            all.push(metrics.clone());
+            let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
+            tracker.spawn(run_node(client.clone(), setup, runtime, metrics, shutdown.clone()));
+        }
+        tracker.close();
+        tracker.wait().await;
+        let _ = std::fs::remove_dir_all(&self.root_dir);
+        all
+    }
+}
+
+/// Runs `n` hollow nodes named `<hostname>-hollow-<i>` until `shutdown`.
+pub async fn run_hollow_nodes(client: Client, n: usize, shutdown: CancellationToken) {
+    HollowNodes::new(&HostInfo::detect().hostname, n).run(client, shutdown).await;
 }
 
 /// The built daemon.
@@ -34,15 +368,29 @@ pub struct Args {
 pub struct App {
     client: Client,
     health: tokio::net::TcpListener,
+    args: Args,
+    host: HostInfo,
+    name: String,
+    node_ip: IpAddr,
+    labels: BTreeMap<String, String>,
 }
 
 impl App {
-    /// Resolves the apiserver and binds the health port.
+    /// Checks the flags, resolves the apiserver and binds the health port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
         let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
         let client = Client::from_config(&cfg)?;
+        let host = HostInfo::detect();
+        let name = args.hostname_override.clone().unwrap_or_else(|| host.hostname.clone()).to_lowercase();
+        check_node_name(&name)?;
+        let labels = parse_labels(&args.node_labels)?;
+        check_cidrs(args.pod_cidr.as_deref(), &args.cluster_cidr)?;
+        if args.hollow_nodes > 0 && args.runtime != RuntimeKind::Fake {
+            return Err(Error::Config("--hollow-nodes needs --runtime fake".into()).into());
+        }
+        let node_ip = args.node_ip.unwrap_or_else(host::default_node_ip);
         let health = rkube_client::daemon::bind_health(args.healthz_bind_address).await?;
-        Ok(App { client, health })
+        Ok(App { client, health, args, host, name, node_ip, labels })
     }
 
     /// The health listener's address.
@@ -50,17 +398,126 @@ impl App {
         self.health.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves health endpoints until `shutdown`.
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    fn setup(&self) -> NodeSetup {
+        NodeSetup {
+            root_dir: self.args.root_dir.clone(),
+            use_tmpfs: self.args.runtime == RuntimeKind::Docker,
+            config: NodeConfig {
+                name: self.name.clone(),
+                node_ip: self.node_ip,
+                labels: self.labels.clone(),
+                pod_cidr: self.args.pod_cidr.clone(),
+                cluster_cidr: self.args.cluster_cidr.clone(),
+                max_pods: self.args.max_pods,
+                kubelet_port: self.health_addr().port(),
+                host: self.host.clone(),
+                heartbeat_period: Duration::from_secs(10),
+                status_period: Duration::from_secs(60),
+            },
+        }
+    }
+
+    /// Runs the node (or hollow nodes) and the health endpoints until
+    /// `shutdown`; returns once every task has ended (or after
+    /// [`SHUTDOWN_GRACE`]). Running containers are left running: a new
+    /// kubelet adopts them.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         match self.client.version().await {
             Ok(v) => tracing::info!(server = %self.client.server(), version = %v["gitVersion"], "apiserver reachable"),
             Err(e) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
         }
-        tracing::warn!("this build of rkubelet serves health endpoints only; it does no kubelet work yet");
-        let metrics = || {
-            "# HELP rkube_component_implemented Whether this component does its work yet.\n# TYPE rkube_component_implemented gauge\nrkube_component_implemented 0\n".to_string()
-        };
-        rkube_client::daemon::serve_health(self.health, metrics, shutdown).await?;
+        let tracker = TaskTracker::new();
+        // Everything stops when `shutdown` comes or the health server fails.
+        let shutdown = shutdown.child_token();
+        let mut metrics = Vec::new();
+        match (self.args.runtime, self.args.hollow_nodes) {
+            (RuntimeKind::Docker, _) => {
+                let m = Arc::new(Metrics::default());
+                metrics.push(m.clone());
+                let runtime = Arc::new(DockerRuntime::new(&self.name, &self.args.pod_infra_container_image));
+                tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
+            }
+            (RuntimeKind::Fake, 0) => {
+                let m = Arc::new(Metrics::default());
+                metrics.push(m.clone());
+                let runtime = Arc::new(FakeRuntime::new(&self.name));
+                tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
+            }
+            (RuntimeKind::Fake, n) => {
+                let mut hollow = HollowNodes::new(&self.name, n);
+                hollow.max_pods = self.args.max_pods;
+                hollow.node_ip = self.node_ip;
+                hollow.root_dir = self.args.root_dir.join("hollow");
+                for setup in hollow.setups(&self.args.cluster_cidr) {
+                    let m = Arc::new(Metrics::default());
+                    metrics.push(m.clone());
+                    let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
+                    tracker.spawn(run_node(self.client.clone(), setup, runtime, m, shutdown.clone()));
+                }
+            }
+        }
+        tracing::info!(node = %self.name, runtime = ?self.args.runtime, nodes = metrics.len(), health = %self.health_addr(), "rkubelet running");
+        let render = move || Metrics::render(&metrics);
+        let health = rkube_client::daemon::serve_health(self.health, render, shutdown.clone());
+        let served = health.await;
+        shutdown.cancel();
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+            tracing::warn!("some kubelet tasks did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        served?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_labels_parse_as_key_value_pairs() {
+        let labels = parse_labels(&["zone=a".into(), " disk=ssd ".into(), "".into()]).unwrap();
+        assert_eq!(labels, BTreeMap::from([("disk".into(), "ssd".into()), ("zone".into(), "a".into())]));
+        assert!(parse_labels(&["novalue".into()]).is_err());
+        assert!(parse_labels(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn node_names_must_be_dns_subdomains() {
+        assert!(check_node_name("node-1.example").is_ok());
+        assert!(check_node_name("Node_1").is_err());
+        assert!(check_node_name("").is_err());
+    }
+
+    #[test]
+    fn pod_cidr_must_lie_in_the_cluster_cidr() {
+        assert!(check_cidrs(Some("10.1.2.0/24"), "10.1.0.0/16").is_ok());
+        assert!(check_cidrs(None, "10.1.0.0/16").is_ok());
+        let err = check_cidrs(Some("10.2.2.0/24"), "10.1.0.0/16").unwrap_err().to_string();
+        assert_eq!(err, "--pod-cidr 10.2.2.0/24 is not inside --cluster-cidr 10.1.0.0/16");
+        assert!(check_cidrs(Some("nonsense"), "10.1.0.0/16").is_err());
+    }
+
+    #[test]
+    fn hollow_nodes_are_numbered_after_the_prefix() {
+        assert_eq!(HollowNodes::new("bench", 2).names(), ["bench-hollow-0", "bench-hollow-1"]);
+    }
+
+    #[test]
+    fn metrics_sum_over_nodes() {
+        let a = Arc::new(Metrics::default());
+        let b = Arc::new(Metrics::default());
+        a.count_sync();
+        b.count_sync();
+        b.set_pods(3);
+        let text = Metrics::render(&[a, b]);
+        assert!(text.contains("rkubelet_pod_syncs_total 2\n"), "{text}");
+        assert!(text.contains("rkubelet_pods 3\n"), "{text}");
+        assert!(text.contains("rkube_component_implemented 1\n"), "{text}");
     }
 }

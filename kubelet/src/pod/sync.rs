@@ -1,0 +1,601 @@
+//! One pod sync: find the pod's state, carry out the plan's steps against
+//! the runtime, and report the status. Everything a bad spec or a missing
+//! object causes ends as a waiting reason and an Event, never as a panic.
+
+use super::backoff::Backoff;
+use super::lifecycle::{self, Observed, PlanInput, PodState, Step, Waiting, backoff_key, grace_seconds};
+use super::status::{StatusInput, pod_status};
+use super::{NodeFacts, PodManager};
+use crate::Metrics;
+use crate::containers::{self, ContainerInputs, EnvSources, PodContext};
+use crate::events::Recorder;
+use crate::images::{self, PullPolicy};
+use crate::node::NetworkState;
+use crate::runtime::{self, ContainerKind, ContainerMeta, Runtime, RuntimeContainer, SANDBOX_NAME, SandboxSpec};
+use crate::volumes::{self, PodVolumes, VolumeError, VolumeManager};
+use crate::{Error, Result};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use rkube_client::{Api, Client, DeleteParams, ObjectKey, Reason, Store};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// How soon a pod waiting for a missing object is looked at again.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// What the kubelet remembers about pods between syncs (lost on restart;
+/// everything else is rebuilt from the API and the runtime).
+#[derive(Debug, Default)]
+struct Records {
+    crash: Backoff,
+    pulls: Backoff,
+    states: HashMap<String, PodState>,
+    written: HashMap<String, serde_json::Value>,
+}
+
+impl Records {
+    fn forget(&mut self, uid: &str) {
+        let prefix = format!("{uid}/");
+        self.crash.forget_prefix(&prefix);
+        self.pulls.forget_prefix(&prefix);
+        self.states.remove(uid);
+        self.written.remove(uid);
+    }
+}
+
+/// Syncs pods of one node; shared by the workers.
+pub(crate) struct Syncer<R: Runtime> {
+    client: Client,
+    node: NodeFacts,
+    runtime: Arc<R>,
+    volumes: VolumeManager,
+    recorder: Recorder,
+    pods: Store<Pod>,
+    network: watch::Receiver<NetworkState>,
+    metrics: Arc<Metrics>,
+    records: Mutex<Records>,
+    cleanup: Mutex<HashSet<ObjectKey>>,
+}
+
+/// A step's outcome for the status: containers that wait, and when to look again.
+#[derive(Debug, Default)]
+struct Outcome {
+    waiting: BTreeMap<String, Waiting>,
+    requeue: Option<Duration>,
+}
+
+impl Outcome {
+    fn requeue(&mut self, after: Duration) {
+        self.requeue = Some(self.requeue.map_or(after, |d| d.min(after)));
+    }
+
+    fn wait(&mut self, container: &str, waiting: Waiting, recheck: Duration) {
+        self.waiting.insert(container.to_string(), waiting);
+        self.requeue(recheck);
+    }
+}
+
+fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or_default()
+}
+
+fn name_of(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+fn namespace_of(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+impl<R: Runtime> Syncer<R> {
+    pub(crate) fn new(m: &PodManager<R>, pods: Store<Pod>) -> Self {
+        Syncer {
+            client: m.client.clone(),
+            node: m.node.clone(),
+            runtime: m.runtime.clone(),
+            volumes: m.volumes.clone(),
+            recorder: m.recorder.clone(),
+            pods,
+            network: m.network.clone(),
+            metrics: m.metrics.clone(),
+            records: Mutex::new(Records::default()),
+            cleanup: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    pub(crate) fn volumes(&self) -> &VolumeManager {
+        &self.volumes
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn records(&self) -> MutexGuard<'_, Records> {
+        // Records are plain maps, consistent between statements.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the next sync of `key` to remove containers of other pods by that name.
+    pub(crate) fn mark_for_cleanup(&self, key: ObjectKey) {
+        self.cleanup.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    /// Syncs the pod `key`; returns when to sync it again (None: on the
+    /// next event or resync).
+    pub(crate) async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>> {
+        self.metrics.count_sync();
+        let pod = self
+            .pods
+            .get(key)
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&self.node.name));
+        let flagged = self.cleanup.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        if flagged || pod.is_none() {
+            self.remove_strays(key, pod.as_deref().map(uid_of)).await?;
+        }
+        let Some(pod) = pod else { return Ok(None) };
+        let result = self.sync_pod(&pod).await;
+        if result.is_err() {
+            self.metrics.count_sync_error();
+        }
+        result
+    }
+
+    async fn sync_pod(&self, pod: &Pod) -> Result<Option<Duration>> {
+        let uid = uid_of(pod);
+        let observed = Observed::new(self.runtime.pod_containers(uid).await?);
+        let network = self.network.borrow().clone();
+        let now = Timestamp::now();
+        let plan = {
+            let records = self.records();
+            lifecycle::plan(PlanInput {
+                pod,
+                observed: &observed,
+                network_ready: network.ready,
+                crash_backoff: &records.crash,
+                now,
+            })
+        };
+        self.note_state(pod, plan.state);
+        if plan.state == PodState::Terminating {
+            return self.terminate(pod, &observed).await.map(|()| None);
+        }
+
+        let mut outcome = Outcome { waiting: plan.waiting.clone(), requeue: plan.requeue_after };
+        for (name, w) in plan.waiting.iter().filter(|(_, w)| w.reason == "CrashLoopBackOff") {
+            let message = format!(
+                "Back-off restarting failed container {name} in pod {}_{}({uid})",
+                name_of(pod),
+                namespace_of(pod)
+            );
+            debug!(pod = %name_of(pod), container = %name, waiting = %w.message, "crash loop back-off");
+            self.recorder.warning(pod, "BackOff", message);
+        }
+        if plan.state == PodState::WaitingForNetwork {
+            let message = format!("network is not ready: {}", network.message);
+            for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                outcome.waiting.insert(c.name.clone(), Waiting::new("ContainerCreating", message.clone()));
+            }
+        }
+        let wants_volumes = matches!(plan.state, PodState::Creating | PodState::Initializing | PodState::Running);
+        let volumes = if wants_volumes { self.setup_volumes(pod, &observed, &mut outcome).await } else { None };
+
+        let mut acted = false;
+        for step in &plan.steps {
+            let needs_volumes = matches!(step, Step::CreateSandbox { .. } | Step::StartContainer { .. });
+            if needs_volumes && volumes.is_none() {
+                continue;
+            }
+            acted = true;
+            self.execute(pod, step, &observed, volumes.as_ref(), &mut outcome).await?;
+        }
+        let observed = if acted { Observed::new(self.runtime.pod_containers(uid).await?) } else { observed };
+        self.write_status(pod, &observed, plan.state, &outcome.waiting).await?;
+        Ok(outcome.requeue)
+    }
+
+    fn note_state(&self, pod: &Pod, state: PodState) {
+        let previous = self.records().states.insert(uid_of(pod).to_string(), state);
+        if previous != Some(state) {
+            info!(
+                pod = %format!("{}/{}", namespace_of(pod), name_of(pod)),
+                node = %self.node.name,
+                from = previous.map_or("New", PodState::name),
+                to = state.name(),
+                "pod state"
+            );
+        }
+    }
+
+    /// Sets up the pod's volumes; on failure records why (event + waiting
+    /// reason on every container not running) and returns None.
+    async fn setup_volumes(&self, pod: &Pod, observed: &Observed, outcome: &mut Outcome) -> Option<PodVolumes> {
+        match self.volumes.setup(pod).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.recorder.warning(pod, "FailedMount", e.to_string());
+                let waiting = match &e {
+                    VolumeError::Missing { .. } => Waiting::new("CreateContainerConfigError", e.message()),
+                    VolumeError::Failed { .. } => Waiting::new("ContainerCreating", e.to_string()),
+                };
+                let spec = pod.spec.as_ref();
+                let all = spec.iter().flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()));
+                for c in all {
+                    let running = observed
+                        .instances(ContainerKind::App, &c.name)
+                        .iter()
+                        .chain(observed.instances(ContainerKind::Init, &c.name))
+                        .any(RuntimeContainer::is_running);
+                    if !running {
+                        outcome.waiting.insert(c.name.clone(), waiting.clone());
+                    }
+                }
+                // Look again soon, whatever else the plan wanted: nothing
+                // can start before the volumes are there.
+                outcome.requeue = Some(RECHECK);
+                None
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        pod: &Pod,
+        step: &Step,
+        observed: &Observed,
+        volumes: Option<&PodVolumes>,
+        outcome: &mut Outcome,
+    ) -> Result<()> {
+        match step {
+            Step::CreateSandbox { attempt } => match self.create_sandbox(pod, *attempt).await {
+                // Plan the containers at once, against the new sandbox.
+                Ok(_) => outcome.requeue(Duration::ZERO),
+                Err(e @ runtime::Error::Unavailable { .. }) => return Err(e.into()),
+                Err(e) => {
+                    self.recorder.warning(pod, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}"));
+                    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                        outcome.wait(&c.name, Waiting::new("ContainerCreating", e.to_string()), Duration::from_secs(5));
+                    }
+                }
+            },
+            Step::KillPod { grace_seconds } => self.kill_pod(pod, observed, *grace_seconds).await?,
+            Step::KillContainer { id, name, reason } => {
+                self.recorder.normal(pod, "Killing", reason.clone());
+                self.runtime.stop_container(id, Duration::from_secs(grace_seconds(pod) as u64)).await?;
+                debug!(container = %name, "stopped for a spec change");
+            }
+            Step::RemoveContainer { id } => self.runtime.remove_container(id).await?,
+            Step::StartContainer { kind, index, attempt, after_exit, ran_long } => {
+                let Some(spec) = pod.spec.as_ref() else { return Ok(()) };
+                let c = match kind {
+                    ContainerKind::Init => spec.init_containers.as_ref().and_then(|l| l.get(*index)),
+                    _ => spec.containers.get(*index),
+                };
+                let Some(c) = c else { return Ok(()) };
+                let volumes = volumes.cloned().unwrap_or_default();
+                let start = StartRequest {
+                    container: c,
+                    kind: *kind,
+                    attempt: *attempt,
+                    after_exit: *after_exit,
+                    ran_long: *ran_long,
+                };
+                if let Err((waiting, recheck)) = self.start_container(pod, &start, observed, &volumes).await {
+                    outcome.wait(&c.name, waiting, recheck);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_sandbox(&self, pod: &Pod, attempt: u32) -> runtime::Result<String> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let hostname = spec.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| name_of(pod).to_string());
+        let sandbox = SandboxSpec {
+            meta: self.meta(pod, SANDBOX_NAME, ContainerKind::Sandbox, attempt, String::new()),
+            hostname: hostname.chars().take(63).collect(),
+            host_network: spec.host_network == Some(true),
+            ports: containers::host_ports(pod),
+        };
+        let id = self.runtime.run_sandbox(&sandbox).await?;
+        info!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), sandbox = %id, "sandbox started");
+        Ok(id)
+    }
+
+    fn meta(&self, pod: &Pod, name: &str, kind: ContainerKind, attempt: u32, hash: String) -> ContainerMeta {
+        ContainerMeta {
+            pod_uid: uid_of(pod).to_string(),
+            pod_namespace: namespace_of(pod).to_string(),
+            pod_name: name_of(pod).to_string(),
+            name: name.to_string(),
+            kind,
+            attempt,
+            hash,
+            grace_period: pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30),
+        }
+    }
+
+    /// Creates and starts one container; on failure, why it waits and when to retry.
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        req: &StartRequest<'_>,
+        observed: &Observed,
+        volumes: &PodVolumes,
+    ) -> Result<(), (Waiting, Duration)> {
+        let c = req.container;
+        let uid = uid_of(pod);
+        let Some(sandbox) = observed.running_sandbox() else {
+            return Err((Waiting::new("ContainerCreating", "the pod sandbox is not running"), Duration::from_secs(5)));
+        };
+        let image = self.ensure_image(pod, c).await?;
+        let config_error = |e: String| {
+            self.recorder.warning(pod, "Failed", format!("Error: {e}"));
+            (Waiting::new("CreateContainerConfigError", e), RECHECK)
+        };
+        let sources = self.env_sources(pod, c).await.map_err(|e| config_error(e.to_string()))?;
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let pod_ip = if host_network { self.node.ip.clone() } else { sandbox.ip.clone().unwrap_or_default() };
+        let ctx = PodContext {
+            pod,
+            pod_ip: &pod_ip,
+            host_ip: &self.node.ip,
+            node_cpu_millis: self.node.cpu_millis,
+            node_memory_bytes: self.node.memory_bytes,
+        };
+        let env = containers::resolve_env(c, &ctx, &sources).map_err(|e| config_error(e.0))?;
+        let mounts = volumes::container_mounts(c, volumes).map_err(|e| config_error(e.0))?;
+        let spec = containers::container_spec(ContainerInputs {
+            container: c,
+            meta: self.meta(pod, &c.name, req.kind, req.attempt, containers::container_hash(c)),
+            image: &image,
+            env,
+            mounts,
+            sandbox_id: &sandbox.id,
+            host_network,
+        });
+        let runtime_error = |reason: &str, e: runtime::Error| {
+            self.recorder.warning(pod, "Failed", format!("Error: {e}"));
+            (Waiting::new(reason, e.to_string()), Duration::from_secs(5))
+        };
+        let id = self.runtime.create_container(&spec).await.map_err(|e| runtime_error("CreateContainerError", e))?;
+        self.recorder.normal(pod, "Created", format!("Created container {}", c.name));
+        if req.after_exit {
+            let key = backoff_key(uid, &c.name);
+            let mut records = self.records();
+            if req.ran_long {
+                records.crash.reset(&key);
+            }
+            records.crash.next(&key, Timestamp::now());
+        }
+        self.runtime.start_container(&id).await.map_err(|e| runtime_error("RunContainerError", e))?;
+        self.recorder.normal(pod, "Started", format!("Started container {}", c.name));
+        Ok(())
+    }
+
+    /// Makes the container's image present per its pull policy, with
+    /// `ErrImagePull` / `ImagePullBackOff` / `ErrImageNeverPull` on failure.
+    async fn ensure_image(&self, pod: &Pod, c: &Container) -> Result<runtime::ImageDetails, (Waiting, Duration)> {
+        let image = c.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            return Err((Waiting::new("InvalidImageName", "the container names no image"), RECHECK));
+        }
+        let pull_error = |e: runtime::Error| (Waiting::new("ErrImagePull", e.to_string()), Duration::from_secs(5));
+        let present = self.runtime.image_details(&image).await.map_err(pull_error)?;
+        let policy = PullPolicy::of(c.image_pull_policy.as_deref(), &image);
+        match (policy, present) {
+            (PullPolicy::Never, None) => {
+                let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.recorder.warning(pod, "ErrImageNeverPull", message.clone());
+                return Err((Waiting::new("ErrImageNeverPull", message), Duration::from_secs(10)));
+            }
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(details)) => {
+                self.recorder.normal(pod, "Pulled", format!("Container image \"{image}\" already present on machine"));
+                return Ok(details);
+            }
+            _ => {}
+        }
+        let key = format!("{}/{image}", uid_of(pod));
+        let remaining = self.records().pulls.remaining_since_update(&key, Timestamp::now());
+        if let Some(remaining) = remaining {
+            let message = format!("Back-off pulling image \"{image}\"");
+            self.recorder.normal(pod, "BackOff", message.clone());
+            return Err((Waiting::new("ImagePullBackOff", message), remaining));
+        }
+        self.recorder.normal(pod, "Pulling", format!("Pulling image \"{image}\""));
+        let secrets = self.pull_secrets(pod).await;
+        let auths = images::credentials_for(&image, &secrets);
+        let started = Instant::now();
+        match self.runtime.pull_image(&image, &auths).await {
+            Ok(()) => {
+                self.records().pulls.reset(&key);
+                self.recorder.normal(
+                    pod,
+                    "Pulled",
+                    format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64()),
+                );
+            }
+            Err(e) => {
+                self.records().pulls.next(&key, Timestamp::now());
+                let message = match &e {
+                    runtime::Error::ImagePull { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                self.recorder.warning(pod, "Failed", format!("Failed to pull image \"{image}\": {message}"));
+                self.recorder.warning(pod, "Failed", "Error: ErrImagePull");
+                // Look again soon: the pod then shows ImagePullBackOff until the back-off ends.
+                return Err((Waiting::new("ErrImagePull", message), Duration::from_secs(1)));
+            }
+        }
+        match self.runtime.image_details(&image).await {
+            Ok(Some(details)) => Ok(details),
+            Ok(None) => {
+                Err((Waiting::new("ErrImagePull", format!("image \"{image}\" is missing after its pull")), RECHECK))
+            }
+            Err(e) => Err(pull_error(e)),
+        }
+    }
+
+    /// The pod's imagePullSecrets that exist (a missing one is reported and skipped).
+    async fn pull_secrets(&self, pod: &Pod) -> Vec<Secret> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        let mut out = Vec::new();
+        for r in pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()) {
+            match api.get_opt(&r.name).await {
+                Ok(Some(s)) => out.push(s),
+                Ok(None) => self.recorder.warning(
+                    pod,
+                    "FailedToRetrieveImagePullSecret",
+                    format!("Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.", r.name),
+                ),
+                Err(e) => warn!(secret = %r.name, error = %e, "could not read an imagePullSecret"),
+            }
+        }
+        out
+    }
+
+    async fn env_sources(&self, pod: &Pod, c: &Container) -> Result<EnvSources> {
+        let (cms, secrets) = containers::env_references(c);
+        let mut sources = EnvSources::default();
+        let cm_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        for name in cms {
+            let cm = cm_api.get_opt(&name).await?;
+            sources.config_maps.insert(name, cm);
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        for name in secrets {
+            let s = secret_api.get_opt(&name).await?;
+            sources.secrets.insert(name, s);
+        }
+        Ok(sources)
+    }
+
+    /// Stops the pod's running containers (in parallel, each with `grace`
+    /// seconds), then its sandbox.
+    async fn kill_pod(&self, pod: &Pod, observed: &Observed, grace: i64) -> Result<()> {
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let running: Vec<&RuntimeContainer> =
+            observed.all().filter(|c| c.is_running() && c.meta.kind != ContainerKind::Sandbox).collect();
+        for c in &running {
+            self.recorder.normal(pod, "Killing", format!("Stopping container {}", c.meta.name));
+        }
+        let stops = running.iter().map(|c| self.runtime.stop_container(&c.id, grace));
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        for s in observed.sandboxes.iter().filter(|s| s.is_running()) {
+            self.runtime.stop_container(&s.id, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletion: stop everything within the grace period, remove the
+    /// containers and the pod's directory, then delete the pod for good.
+    async fn terminate(&self, pod: &Pod, observed: &Observed) -> Result<()> {
+        let uid = uid_of(pod);
+        self.kill_pod(pod, observed, grace_seconds(pod)).await?;
+        for c in observed.all() {
+            self.runtime.remove_container(&c.id).await?;
+        }
+        self.volumes
+            .teardown(uid)
+            .await
+            .map_err(|e| Error::Io { context: format!("removing the directory of pod {uid}"), source: e })?;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        let params = DeleteParams { grace_period_seconds: Some(0), uid: uid.to_string(), ..Default::default() };
+        match api.delete(name_of(pod), &params).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        info!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), node = %self.node.name, "pod terminated and deleted");
+        self.records().forget(uid);
+        Ok(())
+    }
+
+    /// Removes the containers (and directories) of pods named `key` other
+    /// than `keep` (the uid of the pod that now has that name, if any).
+    async fn remove_strays(&self, key: &ObjectKey, keep: Option<&str>) -> Result<()> {
+        let all = self.runtime.list_containers().await?;
+        let strays: Vec<_> = all
+            .into_iter()
+            .filter(|c| c.meta.pod_namespace == key.namespace && c.meta.pod_name == key.name)
+            .filter(|c| Some(c.meta.pod_uid.as_str()) != keep)
+            .collect();
+        let uids: BTreeSet<String> = strays.iter().map(|c| c.meta.pod_uid.clone()).collect();
+        let (sandboxes, containers): (Vec<_>, Vec<_>) =
+            strays.iter().partition(|c| c.meta.kind == ContainerKind::Sandbox);
+        let stops = containers
+            .iter()
+            .filter(|c| c.is_running())
+            .map(|c| self.runtime.stop_container(&c.id, Duration::from_secs(c.meta.grace_period.clamp(0, 300) as u64)));
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        for c in containers.iter().chain(sandboxes.iter()) {
+            self.runtime.remove_container(&c.id).await?;
+        }
+        for uid in uids {
+            info!(pod = %key, uid = %uid, node = %self.node.name, "removed the containers of a pod that is gone");
+            self.volumes
+                .teardown(&uid)
+                .await
+                .map_err(|e| Error::Io { context: format!("removing the directory of pod {uid}"), source: e })?;
+            self.records().forget(&uid);
+        }
+        Ok(())
+    }
+
+    /// Computes the status and writes it if it changed.
+    async fn write_status(
+        &self,
+        pod: &Pod,
+        observed: &Observed,
+        state: PodState,
+        waiting: &BTreeMap<String, Waiting>,
+    ) -> Result<()> {
+        let status = pod_status(&StatusInput {
+            pod,
+            observed,
+            state,
+            waiting,
+            unready: &BTreeSet::new(),
+            host_ip: &self.node.ip,
+            id_scheme: self.runtime.id_scheme(),
+            now: Timestamp::now(),
+        });
+        let new = serde_json::to_value(&status).expect("a PodStatus always serializes");
+        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).expect("a PodStatus always serializes");
+        let uid = uid_of(pod);
+        if new == old || self.records().written.get(uid) == Some(&new) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        match api.patch_status(name_of(pod), &serde_json::json!({ "status": new })).await {
+            Ok(_) => {
+                debug!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), phase = ?status.phase, "status written");
+                self.records().written.insert(uid.to_string(), new);
+                Ok(())
+            }
+            Err(e) if e.reason == Reason::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// One container to start.
+#[derive(Debug)]
+struct StartRequest<'a> {
+    container: &'a Container,
+    kind: ContainerKind,
+    attempt: u32,
+    after_exit: bool,
+    ran_long: bool,
+}
