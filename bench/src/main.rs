@@ -13,12 +13,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
+use rkube_bench::{drive, percentile, rss_kib, start_daemon};
 use rkube_client::{Client, ListParams};
-use rkube_testkit::{Etcd, free_port, http_get, wait_for};
+use rkube_testkit::Etcd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Parser)]
@@ -69,103 +67,11 @@ fn now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-struct Run {
-    ops_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Runs `ops` calls of `op(i)` from `concurrency` tasks; returns throughput and latencies.
-async fn drive<F, Fut>(ops: usize, concurrency: usize, op: F) -> anyhow::Result<Run>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let op = op.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ops {
-                    break;
-                }
-                let t = Instant::now();
-                op(i).await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut all = Vec::with_capacity(ops);
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let took = start.elapsed();
-    all.sort();
-    Ok(Run { ops_per_sec: ops as f64 / took.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) })
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
-}
-
-struct Apiserver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Apiserver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_apiserver(bin: &PathBuf, etcd: &Etcd) -> anyhow::Result<Apiserver> {
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["--etcd-servers", &etcd.url(), "--port", &port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| {
-            format!("starting {} (build it with cargo build --release -p rkube-apiserver)", bin.display())
-        })?;
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = format!("{url}/readyz");
-    wait_for(Duration::from_secs(20), || {
-        let ready = ready.clone();
-        async move { http_get(&ready).await.is_ok_and(|(c, _)| c == 200) }
-    })
-    .await?;
-    Ok(Apiserver { child, url })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api = start_apiserver(&args.apiserver_bin, &etcd).await?;
+    let api = start_daemon(&args.apiserver_bin, &["--etcd-servers", &etcd.url()], "--port", "/readyz").await?;
     let pid = api.child.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid)?;
