@@ -1,3 +1,5 @@
+//! The rkube-scheduler daemon; everything but flag parsing lives in the library (`rkube_scheduler`).
+
 use clap::Parser;
 use rkube_scheduler::{App, Args};
 
