@@ -1,0 +1,329 @@
+//! rkube-e2e: a whole cluster from the real binaries, for end-to-end tests.
+//!
+//! [`Cluster::start`] runs etcd, `rkube-apiserver`, `rkube-controller-manager`,
+//! `rkube-scheduler` and two `rkubelet`s (two nodes on this host, on the real
+//! Docker engine) as processes on free loopback ports, and [`Cluster::rkubectl`]
+//! drives them as a user would. Everything is torn down on drop: processes,
+//! containers of the cluster's nodes, their pod networks and rules, temporary
+//! directories. Each cluster takes its own 10.249.X.0/24-sized slice of
+//! 10.249.0.0/16 per node, cut by its own controller-manager from a /20.
+
+use anyhow::{Context as _, bail};
+use rkube_client::Client;
+use rkube_testkit::{Etcd, free_port, http_get, wait_for};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The cluster CIDR slice of one test cluster: 10.249.<16*k>.0/20.
+fn cluster_cidr() -> String {
+    format!("10.249.{}.0/20", 16 * fastrand::u8(..16))
+}
+
+/// Where the workspace's binaries are (next to the test executable's deps dir).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let deps = exe.parent().expect("tests live in target/<profile>/deps");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!("{} is not built (cargo build --workspace --bins)", path.display());
+    }
+    Ok(path)
+}
+
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// etcd (dropped last).
+    etcd: Etcd,
+    procs: Vec<Process>,
+    /// The apiserver URL.
+    pub server: String,
+    /// A client for it.
+    pub client: Client,
+    /// The node names.
+    pub nodes: Vec<String>,
+    /// The cluster CIDR the controller-manager cuts.
+    pub cluster_cidr: String,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts a cluster with `nodes` kubelets and waits until every node is Ready.
+    pub async fn start(nodes: usize) -> anyhow::Result<Cluster> {
+        ensure_docker_and_images().await?;
+        let etcd = Etcd::start().await?;
+        let tag = format!("{:06x}", fastrand::u32(..0xff_ffff));
+        let dir = std::env::temp_dir().join(format!("rkube-e2e-{tag}"));
+        std::fs::create_dir_all(&dir)?;
+        let api_port = free_port();
+        let server = format!("http://127.0.0.1:{api_port}");
+        let cluster_cidr = cluster_cidr();
+        let mut cluster = Cluster {
+            etcd,
+            procs: Vec::new(),
+            client: Client::new(&server)?,
+            server: server.clone(),
+            nodes: (1..=nodes).map(|i| format!("e2e-{tag}-{i}")).collect(),
+            cluster_cidr: cluster_cidr.clone(),
+            dir,
+        };
+        let etcd_url = cluster.etcd.url();
+        cluster.spawn(
+            "apiserver",
+            "rkube-apiserver",
+            &["--etcd-servers", &etcd_url, "--port", &api_port.to_string()],
+        )?;
+        cluster.wait_healthy("apiserver", &format!("{server}/readyz")).await?;
+        let cm_health = format!("127.0.0.1:{}", free_port());
+        cluster.spawn(
+            "controller-manager",
+            "rkube-controller-manager",
+            &[
+                "--server",
+                &server,
+                "--cluster-cidr",
+                &cluster_cidr,
+                "--node-cidr-mask-size",
+                "24",
+                "--healthz-bind-address",
+                &cm_health,
+            ],
+        )?;
+        let sched_health = format!("127.0.0.1:{}", free_port());
+        cluster.spawn(
+            "scheduler",
+            "rkube-scheduler",
+            &["--server", &server, "--healthz-bind-address", &sched_health],
+        )?;
+        for node in cluster.nodes.clone() {
+            let root = cluster.dir.join(&node);
+            let manifests = root.join("manifests");
+            std::fs::create_dir_all(&manifests)?;
+            let health = format!("127.0.0.1:{}", free_port());
+            cluster.spawn(
+                &node,
+                "rkubelet",
+                &[
+                    "--server",
+                    &server,
+                    "--hostname-override",
+                    &node,
+                    "--node-ip",
+                    "127.0.0.1",
+                    "--root-dir",
+                    &root.display().to_string(),
+                    "--cluster-cidr",
+                    &cluster_cidr,
+                    "--healthz-bind-address",
+                    &health,
+                ],
+            )?;
+        }
+        let nodes = cluster.nodes.clone();
+        let client = cluster.client.clone();
+        let ready = wait_for(Duration::from_secs(60), || {
+            let (client, nodes) = (client.clone(), nodes.clone());
+            async move { all_ready(&client, &nodes).await }
+        })
+        .await;
+        if ready.is_err() {
+            bail!("nodes did not become Ready within 60s\n{}", cluster.logs());
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, name: &str, bin: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = self.dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(binary(bin)?)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {bin}"))?;
+        self.procs.push(Process { name: name.to_string(), child, log });
+        Ok(())
+    }
+
+    async fn wait_healthy(&mut self, name: &str, url: &str) -> anyhow::Result<()> {
+        let url = url.to_string();
+        if wait_for(Duration::from_secs(30), || {
+            let url = url.clone();
+            async move { http_get(&url).await.is_ok_and(|(c, _)| c == 200) }
+        })
+        .await
+        .is_err()
+        {
+            bail!("{name} did not become healthy\n{}", self.logs());
+        }
+        Ok(())
+    }
+
+    /// The last lines of every daemon's log (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for p in &self.procs {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!("--- {} ---\n{}\n", p.name, tail.join("\n")));
+        }
+        out
+    }
+
+    /// Runs rkubectl against the cluster.
+    pub fn rkubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(binary("rkubectl")?).arg("--server").arg(&self.server).args(args).output()?)
+    }
+
+    /// Runs rkubectl and returns its stdout, failing with its stderr if it fails.
+    pub fn rkubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.rkubectl(args)?;
+        if !out.status.success() {
+            bail!(
+                "rkubectl {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates objects from YAML text through `rkubectl create -f`.
+    pub fn create(&self, yaml: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(format!("manifest-{:08x}.yaml", fastrand::u32(..)));
+        std::fs::write(&path, yaml)?;
+        self.rkubectl_ok(&["create", "-f", &path.display().to_string()])
+    }
+
+    /// A pod's JSON.
+    pub fn pod(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.rkubectl_ok(&["get", "pod", name, "-o", "json"])?)?)
+    }
+
+    /// Waits until pod `name` satisfies `pred`, or fails with its state and the logs.
+    pub async fn wait_pod(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(p) = self.pod(name) {
+                if pred(&p) {
+                    return Ok(p);
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "pod {name} did not reach the expected state in {timeout:?}: {}\n{}",
+                        serde_json::to_string_pretty(&p["status"]).unwrap_or_default(),
+                        self.logs()
+                    );
+                }
+            } else if std::time::Instant::now() > deadline {
+                bail!("pod {name} not found\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The directory of static pod manifests of node `i` (0-based).
+    pub fn manifests_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(&self.nodes[i]).join("manifests")
+    }
+
+    fn cleanup(&mut self) {
+        // Stop the daemons (scheduler and kubelets first), then clean what the
+        // kubelets leave running by design: containers, networks, rules.
+        for p in self.procs.iter_mut().rev() {
+            let _ = Command::new("kill").arg(p.child.id().to_string()).status();
+        }
+        for p in self.procs.iter_mut().rev() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline && matches!(p.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        let nodes = self.nodes.clone();
+        let cidr = self.cluster_cidr.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(async move {
+                for node in &nodes {
+                    let _ = remove_node_leftovers(node, &cidr).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+async fn all_ready(client: &Client, nodes: &[String]) -> bool {
+    let info = rkube_api::resource::lookup("nodes").expect("nodes are in the table");
+    let Ok(list) = client.list(info, "", &rkube_client::ListParams::default()).await else { return false };
+    let ready: HashMap<String, bool> = list
+        .items
+        .iter()
+        .filter_map(|o| {
+            let v: serde_json::Value = serde_json::from_slice(&o.json).ok()?;
+            let ok =
+                v["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Some((o.name.clone(), ok))
+        })
+        .collect();
+    nodes.iter().all(|n| ready.get(n).copied().unwrap_or(false))
+}
+
+/// Removes a node's containers, pod network and rules.
+async fn remove_node_leftovers(node: &str, cluster_cidr: &str) -> anyhow::Result<()> {
+    let ids =
+        Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=io.rkube.node={node}")]).output()?;
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_string).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+    }
+    let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
+    let network = format!("rkube-{node}");
+    if let Ok(n) = docker.inspect_network(&network, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+        let subnet = n.ipam.and_then(|i| i.config).and_then(|c| c.into_iter().find_map(|c| c.subnet));
+        if let Some(subnet) = subnet {
+            // ensure() adopts the existing network; teardown() removes it with its rules.
+            if let Ok(net) = rkube_podnet::PodNetwork::ensure(&docker, node, &subnet, cluster_cidr).await {
+                let _ = net.teardown(&docker).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts Docker if needed and builds the local images if missing.
+async fn ensure_docker_and_images() -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/start-docker.sh");
+    let out = tokio::process::Command::new("bash").arg(&script).output().await?;
+    if !out.status.success() {
+        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}

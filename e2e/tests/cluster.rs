@@ -1,0 +1,133 @@
+//! The walkthrough's pods on a whole cluster of real binaries: two nodes
+//! join and go Ready with their own pod subnets, pods are scheduled and run on
+//! Docker with one IP per pod, pods reach each other across nodes, and
+//! nodeSelector follows `rkubectl label nodes`.
+
+use rkube_e2e::Cluster;
+use serde_json::Value;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p["status"]["containerStatuses"].as_array().is_some_and(|cs| cs.iter().all(|c| c["ready"] == true))
+}
+
+fn in_subnet(ip: &str, cidr: &str) -> bool {
+    let (net, bits) = cidr.split_once('/').expect("a CIDR");
+    let parse = |s: &str| -> u32 { s.parse::<std::net::Ipv4Addr>().map(u32::from).expect("an IPv4 address") };
+    let bits: u32 = bits.parse().expect("a prefix length");
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    parse(ip) & mask == parse(net) & mask
+}
+
+#[tokio::test]
+async fn nodes_join_pods_run_and_node_selectors_follow_labels() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+
+    // Both nodes are Ready, on Docker, each with its own subnet of the cluster CIDR.
+    let table = cluster.rkubectl_ok(&["get", "nodes"])?;
+    for node in &cluster.nodes {
+        let row = table.lines().find(|l| l.starts_with(node.as_str())).expect("a row per node");
+        assert!(row.contains(" Ready "), "{table}");
+    }
+    let nodes: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "nodes", "-o", "json"])?)?;
+    let mut cidrs = Vec::new();
+    for n in nodes["items"].as_array().expect("items") {
+        let cidr = n["spec"]["podCIDR"].as_str().expect("a podCIDR").to_string();
+        assert!(in_subnet(cidr.split('/').next().expect("net"), &cluster.cluster_cidr), "{cidr}");
+        assert!(
+            n["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().is_some_and(|v| v.starts_with("docker://"))
+        );
+        cidrs.push(cidr);
+    }
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), 2, "each node has its own subnet");
+
+    // The walkthrough's two-container pod: scheduled, Running, 2/2, one IP.
+    cluster.create(include_str!("../../examples/two-container-pod.yaml"))?;
+    let pod = cluster.wait_pod("redis-php", TIMEOUT, running).await?;
+    let node = pod["spec"]["nodeName"].as_str().expect("scheduled").to_string();
+    let ip = pod["status"]["podIP"].as_str().expect("a pod IP").to_string();
+    let node_cidr = nodes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|n| n["metadata"]["name"] == node.as_str())
+        .and_then(|n| n["spec"]["podCIDR"].as_str())
+        .expect("the node's podCIDR")
+        .to_string();
+    assert!(in_subnet(&ip, &node_cidr), "pod IP {ip} is not in {node}'s {node_cidr}");
+    let pods = cluster.rkubectl_ok(&["get", "pods"])?;
+    let row = pods.lines().find(|l| l.starts_with("redis-php")).expect("a row");
+    assert!(row.contains("2/2") && row.contains("Running"), "{pods}");
+
+    // nodeSelector: nothing matches → Pending with the scheduler's reason;
+    // after labelling a node, a matching pod lands there.
+    cluster.create(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: south}\nspec:\n  nodeSelector: {zone: south}\n  containers:\n  - {name: c, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sleep, '3600']}\n",
+    )?;
+    let south = cluster
+        .wait_pod("south", TIMEOUT, |p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
+        })
+        .await?;
+    let message = south["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.starts_with("0/2 nodes are available"), "{message}");
+    assert!(message.contains("didn't match Pod's node affinity/selector"), "{message}");
+
+    let target = cluster.nodes[1].clone();
+    cluster.rkubectl_ok(&["label", "nodes", &target, "zone=north"])?;
+    cluster.create(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: north}\nspec:\n  nodeSelector: {zone: north}\n  containers:\n  - {name: c, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sleep, '3600']}\n",
+    )?;
+    let north = cluster.wait_pod("north", TIMEOUT, running).await?;
+    assert_eq!(north["spec"]["nodeName"], target.as_str());
+
+    // Deleting a pod removes its containers.
+    cluster.rkubectl_ok(&["delete", "pod", "redis-php", "--grace-period=1"])?;
+    let gone = cluster.rkubectl(&["get", "pod", "redis-php"])?;
+    assert!(!gone.status.success(), "the pod is gone from the API");
+    let left = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=io.rkube.pod.name=redis-php",
+            "--filter",
+            &format!("label=io.rkube.node={node}"),
+        ])
+        .output()?;
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers of a deleted pod remain");
+    Ok(())
+}
+
+#[tokio::test]
+async fn pods_on_different_nodes_reach_each_other_by_pod_ip() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let (a, b) = (cluster.nodes[0].clone(), cluster.nodes[1].clone());
+    cluster.create(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: server}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {a}}}\n  containers:\n  - name: httpd\n    image: rkube/toolbox:1.0\n    imagePullPolicy: Never\n    command: [sh, -c, 'mkdir -p /www && echo pong > /www/index.html && httpd -f -p 8080 -h /www']\n"
+    ))?;
+    let server = cluster.wait_pod("server", TIMEOUT, running).await?;
+    assert_eq!(server["spec"]["nodeName"], a.as_str());
+    let ip = server["status"]["podIP"].as_str().expect("a pod IP").to_string();
+
+    cluster.create(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: {b}}}\n  containers:\n  - name: wget\n    image: rkube/toolbox:1.0\n    imagePullPolicy: Never\n    command: [sh, -c, 'for i in 1 2 3 4 5 6 7 8 9 10; do out=$(timeout 3 wget -qO- http://{ip}:8080/) && [ \"$out\" = pong ] && exit 0; sleep 1; done; exit 1']\n"
+    ))?;
+    let client = cluster
+        .wait_pod("client", TIMEOUT, |p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .await?;
+    assert_eq!(client["spec"]["nodeName"], b.as_str());
+    assert_eq!(client["status"]["phase"], "Succeeded", "the pod on {b} could not fetch from {ip} on {a}");
+    Ok(())
+}
