@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Brings up (or down) a local rkube cluster on this machine.
+# Brings up (or down) a local rkube cluster on this machine: etcd, the
+# apiserver, the controller manager, the scheduler and two nodes (two
+# rkubelets on this host, each with its own pod subnet and Docker network).
 #
 #   deploy/local-cluster.sh up      install what is missing, build, start
 #   deploy/local-cluster.sh down    stop everything it started
@@ -15,6 +17,9 @@ ETCD_PORT=${ETCD_PORT:-2379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 API_PORT=${API_PORT:-8080}
 SERVICE_RANGE=${SERVICE_RANGE:-10.254.0.0/16}
+CLUSTER_CIDR=${CLUSTER_CIDR:-10.1.0.0/16}
+NODES=${NODES:-2}
+DAEMONS="etcd apiserver controller-manager scheduler $(seq -f 'node-%g' 1 "$NODES" | tr '\n' ' ')"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 start() { # name, command...
@@ -54,6 +59,20 @@ up() {
     start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
         --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE"
     wait_http "http://127.0.0.1:$API_PORT/readyz" apiserver
+    local server="http://127.0.0.1:$API_PORT"
+    start controller-manager "$BIN/rkube-controller-manager" --server "$server" --cluster-cidr "$CLUSTER_CIDR"
+    wait_http "http://127.0.0.1:10257/healthz" controller-manager
+    start scheduler "$BIN/rkube-scheduler" --server "$server"
+    wait_http "http://127.0.0.1:10259/healthz" scheduler
+    deploy/start-docker.sh
+    for i in $(seq 1 "$NODES"); do
+        mkdir -p "$RKUBE_HOME/node-$i" "$RKUBE_HOME/node-$i/manifests"
+        start "node-$i" "$BIN/rkubelet" --server "$server" --hostname-override "node-$i" --node-ip 127.0.0.1 \
+            --root-dir "$RKUBE_HOME/node-$i" --pod-manifest-path "$RKUBE_HOME/node-$i/manifests" \
+            --cluster-cidr "$CLUSTER_CIDR" --port $((10250 + i * 10)) \
+            --healthz-bind-address "127.0.0.1:$((10248 + i * 10))"
+        wait_http "http://127.0.0.1:$((10248 + i * 10))/healthz" "node-$i"
+    done
     cat >"$RKUBE_HOME/kubeconfig" <<CFG
 apiVersion: v1
 kind: Config
@@ -70,15 +89,18 @@ contexts:
 users: []
 CFG
     echo
-    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT."
+    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes."
     echo "Point rkubectl at it:"
     echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
-    echo "  rkubectl get namespaces"
+    echo "  rkubectl get nodes"
+    echo "  rkubectl create -f examples/two-container-pod.yaml && rkubectl get pods -o wide"
     echo "Stop it with: deploy/local-cluster.sh down"
 }
 
 down() {
-    for name in apiserver etcd; do
+    local reversed=""
+    for name in $DAEMONS; do reversed="$name $reversed"; done
+    for name in $reversed; do
         local pidfile=$RKUBE_HOME/$name.pid
         if [ -f "$pidfile" ]; then
             local pid; pid=$(cat "$pidfile")
@@ -90,10 +112,25 @@ down() {
             rm -f "$pidfile"
         fi
     done
+    for i in $(seq 1 "$NODES"); do cleanup_node "node-$i"; done
+}
+
+# Removes what a stopped node leaves by design (a kubelet that stops does not
+# stop its pods): its containers, its Docker network and its firewall rules.
+cleanup_node() { # node name
+    local node=$1 ids
+    command -v docker >/dev/null 2>&1 || return 0
+    ids=$(docker ps -aq --filter "label=io.rkube.node=$node" 2>/dev/null || true)
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+    docker network rm "rkube-$node" >/dev/null 2>&1 || true
+    for table in filter nat; do
+        iptables-save -t "$table" 2>/dev/null | grep -F -- "rkube pod network of node $node\"" | sed 's/^-A /-D /' |
+            while read -r rule; do eval "iptables -w -t $table $rule" || true; done
+    done
 }
 
 status() {
-    for name in etcd apiserver; do
+    for name in $DAEMONS; do
         local pidfile=$RKUBE_HOME/$name.pid
         if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
             echo "$name: running (pid $(cat "$pidfile"))"

@@ -50,6 +50,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Execute a command in a container.
     Exec(ExecArgs),
+    /// Display resource (CPU/memory) usage.
+    Top(TopArgs),
     /// Print the client and server version information.
     Version(VersionArgs),
     /// Print the supported API resources on the server.
@@ -393,6 +395,57 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
+/// `top nodes|pods`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// What to show.
+    #[command(subcommand)]
+    pub what: TopWhat,
+}
+
+/// What `top` shows.
+#[derive(Debug, Subcommand)]
+pub enum TopWhat {
+    /// Display resource (CPU/memory) usage of nodes.
+    #[command(visible_aliases = ["node", "no"])]
+    Nodes(TopNodesArgs),
+    /// Display resource (CPU/memory) usage of pods.
+    #[command(visible_aliases = ["pod", "po"])]
+    Pods(TopPodsArgs),
+}
+
+/// `top nodes [NAME]`.
+#[derive(Debug, Args)]
+pub struct TopNodesArgs {
+    /// One node.
+    pub name: Option<String>,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Don't print headers.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// `top pods [NAME]`.
+#[derive(Debug, Args)]
+pub struct TopPodsArgs {
+    /// One pod.
+    pub name: Option<String>,
+    /// Pods in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// One line per container.
+    #[arg(long)]
+    pub containers: bool,
+    /// Don't print headers.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
 /// `exec [-i] [-t] POD [-c CONTAINER] -- COMMAND [ARGS...]`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -405,7 +458,9 @@ pub struct ExecArgs {
     /// The container (default: the pod's only or first container).
     #[arg(short = 'c', long)]
     pub container: Option<String>,
-    /// The pod (or `pod/NAME`), then `--` and the command.
-    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The pod (or `pod/NAME`).
+    pub pod: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
 }

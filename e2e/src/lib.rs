@@ -127,6 +127,9 @@ impl Cluster {
                     &cluster_cidr,
                     "--healthz-bind-address",
                     &health,
+                    // Two nodes on one host: each kubelet API on a port of its own.
+                    "--port",
+                    "0",
                 ],
             )?;
         }

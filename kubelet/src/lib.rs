@@ -8,14 +8,16 @@
 //! - [`node`]: registration, Lease and status heartbeat, node conditions;
 //! - [`pod`]: the watch → queue → sync loop; [`pod::lifecycle`] is the
 //!   pod's state machine, [`pod::status`] the status it reports;
+//!   [`probes`] runs liveness, readiness and startup probes, one worker
+//!   per probe; [`static_pods`] reads `--pod-manifest-path` and keeps
+//!   their mirror pods in the API;
 //! - [`runtime`]: the [`runtime::Runtime`] trait with Docker and fake
 //!   implementations; [`containers`] turns a container spec into a runtime
 //!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
 //!   volumes on disk, [`images`] handles pull policies and credentials;
-//! - [`events`]: Events about pods.
-//!
-//! Probes, static pods, logs/exec and stats are not implemented yet;
-//! readiness probes will plug into [`pod::status::StatusInput::unready`].
+//! - [`events`]: Events about pods;
+//! - [`server`]: the kubelet API on `--port` (logs, exec, [`stats`]) that
+//!   the apiserver relays to.
 
 #![warn(missing_docs)]
 
@@ -25,7 +27,11 @@ pub mod host;
 pub mod images;
 pub mod node;
 pub mod pod;
+pub mod probes;
 pub mod runtime;
+pub mod server;
+pub mod static_pods;
+pub mod stats;
 pub mod volumes;
 
 use clap::Parser;
@@ -115,6 +121,10 @@ pub struct Args {
     /// Where pod directories (volumes) live: `<root-dir>/pods/<uid>`.
     #[arg(long, env = "RKUBE_ROOT_DIR", default_value = "/var/lib/rkubelet")]
     pub root_dir: PathBuf,
+    /// A directory of pod manifests (YAML or JSON) to run as static pods,
+    /// with or without the apiserver; each shows in the API as a mirror pod.
+    #[arg(long, env = "RKUBE_POD_MANIFEST_PATH")]
+    pub pod_manifest_path: Option<PathBuf>,
     /// The most pods the node takes.
     #[arg(long, env = "RKUBE_MAX_PODS", default_value_t = 110)]
     pub max_pods: u32,
@@ -131,6 +141,9 @@ pub struct Args {
     /// Run this many hollow nodes (`<hostname>-hollow-<i>`, fake runtime) instead of one node.
     #[arg(long, env = "RKUBE_HOLLOW_NODES", default_value_t = 0)]
     pub hollow_nodes: usize,
+    /// The port of the kubelet API (logs, exec, stats) on the node IP; 0 picks a free one.
+    #[arg(long, env = "RKUBE_KUBELET_PORT", default_value_t = 10250)]
+    pub port: u16,
 }
 
 /// Counters and gauges of one node, for `/metrics`.
@@ -237,6 +250,8 @@ pub struct NodeSetup {
     pub root_dir: PathBuf,
     /// Mount tmpfs for `medium: Memory` emptyDirs and secrets.
     pub use_tmpfs: bool,
+    /// `--pod-manifest-path`: the static pods' manifests.
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 /// Runs one node until `shutdown`: registration and heartbeat, the pods,
@@ -265,7 +280,8 @@ pub async fn run_node<R: Runtime>(
         memory_bytes: config.memory_bytes(),
     };
     let volumes = volumes::VolumeManager::new(&setup.root_dir, client.clone(), setup.use_tmpfs);
-    let pods = PodManager::new(client, facts, runtime, volumes, recorder, network_rx, metrics);
+    let pods = PodManager::new(client, facts, runtime, volumes, recorder, network_rx, metrics)
+        .with_static_pods(setup.pod_manifest_path);
     pods.run(shutdown, tracker.clone()).await;
     tracker.close();
     tracker.wait().await;
@@ -320,6 +336,7 @@ impl HollowNodes {
             .map(|name| NodeSetup {
                 root_dir: self.root_dir.join(&name),
                 use_tmpfs: false,
+                pod_manifest_path: None,
                 config: NodeConfig {
                     node_ip: self.node_ip,
                     labels: BTreeMap::from([("rkube.io/hollow".to_string(), "true".to_string())]),
@@ -363,6 +380,15 @@ pub async fn run_hollow_nodes(client: Client, n: usize, shutdown: CancellationTo
     HollowNodes::new(&HostInfo::detect().hostname, n).run(client, shutdown).await;
 }
 
+/// Binds the kubelet API on the node's IP (`port` 0 picks a free port).
+async fn bind_api(node_ip: IpAddr, port: u16) -> Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::new(node_ip, port);
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        context: format!("binding the kubelet API on {addr} (set --port, or --node-ip to an address of this host)"),
+        source,
+    })
+}
+
 /// The built daemon.
 #[derive(Debug)]
 pub struct App {
@@ -373,6 +399,9 @@ pub struct App {
     name: String,
     node_ip: IpAddr,
     labels: BTreeMap<String, String>,
+    /// The kubelet API's listener (none for hollow nodes).
+    api: Option<tokio::net::TcpListener>,
+    api_port: u16,
 }
 
 impl App {
@@ -390,7 +419,17 @@ impl App {
         }
         let node_ip = args.node_ip.unwrap_or_else(host::default_node_ip);
         let health = rkube_client::daemon::bind_health(args.healthz_bind_address).await?;
-        Ok(App { client, health, args, host, name, node_ip, labels })
+        let api = match args.hollow_nodes {
+            0 => Some(bind_api(node_ip, args.port).await?),
+            _ => None,
+        };
+        let api_port = api.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
+        Ok(App { client, health, args, host, name, node_ip, labels, api, api_port })
+    }
+
+    /// The kubelet API's address (None for hollow nodes).
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The health listener's address.
@@ -407,6 +446,7 @@ impl App {
         NodeSetup {
             root_dir: self.args.root_dir.clone(),
             use_tmpfs: self.args.runtime == RuntimeKind::Docker,
+            pod_manifest_path: self.args.pod_manifest_path.clone(),
             config: NodeConfig {
                 name: self.name.clone(),
                 node_ip: self.node_ip,
@@ -414,7 +454,7 @@ impl App {
                 pod_cidr: self.args.pod_cidr.clone(),
                 cluster_cidr: self.args.cluster_cidr.clone(),
                 max_pods: self.args.max_pods,
-                kubelet_port: self.health_addr().port(),
+                kubelet_port: self.api_port,
                 host: self.host.clone(),
                 heartbeat_period: Duration::from_secs(10),
                 status_period: Duration::from_secs(60),
@@ -422,11 +462,18 @@ impl App {
         }
     }
 
+    /// Serves the kubelet API on `runtime` (once; hollow nodes have none).
+    fn serve_api<R: Runtime>(&mut self, tracker: &TaskTracker, runtime: Arc<R>, shutdown: &CancellationToken) {
+        if let Some(listener) = self.api.take() {
+            tracker.spawn(server::serve(listener, self.name.clone(), runtime, shutdown.clone()));
+        }
+    }
+
     /// Runs the node (or hollow nodes) and the health endpoints until
     /// `shutdown`; returns once every task has ended (or after
     /// [`SHUTDOWN_GRACE`]). Running containers are left running: a new
     /// kubelet adopts them.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         match self.client.version().await {
             Ok(v) => tracing::info!(server = %self.client.server(), version = %v["gitVersion"], "apiserver reachable"),
             Err(e) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
@@ -440,12 +487,14 @@ impl App {
                 let m = Arc::new(Metrics::default());
                 metrics.push(m.clone());
                 let runtime = Arc::new(DockerRuntime::new(&self.name, &self.args.pod_infra_container_image));
+                self.serve_api(&tracker, runtime.clone(), &shutdown);
                 tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
             (RuntimeKind::Fake, 0) => {
                 let m = Arc::new(Metrics::default());
                 metrics.push(m.clone());
                 let runtime = Arc::new(FakeRuntime::new(&self.name));
+                self.serve_api(&tracker, runtime.clone(), &shutdown);
                 tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
             (RuntimeKind::Fake, n) => {

@@ -231,10 +231,17 @@ impl<R: Runtime> NodeAgent<R> {
     /// Registers, then heartbeats until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut offline = false;
         let node = loop {
             match self.register().await {
                 Ok(node) => break node,
                 Err(e) => warn!(node = %self.config.name, error = %e, "registering the node failed; retrying"),
+            }
+            if !offline {
+                // Static pods run without the apiserver: meanwhile they get
+                // the pod network of --pod-cidr (or none is needed).
+                offline = true;
+                self.publish(self.network_state(self.config.pod_cidr.clone()).await);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -348,14 +355,7 @@ impl<R: Runtime> NodeAgent<R> {
             .filter(|c| !c.is_empty())
             .or_else(|| self.network.borrow().pod_cidr.clone());
         let network = self.network_state(pod_cidr).await;
-        self.network.send_if_modified(|current| {
-            let changed = *current != network;
-            if changed {
-                info!(node = %self.config.name, pod_cidr = ?network.pod_cidr, ready = network.ready, message = %network.message, "pod network");
-                *current = network.clone();
-            }
-            changed
-        });
+        self.publish(network.clone());
         let health = Health { runtime, network };
         let old = node
             .as_ref()
@@ -385,6 +385,18 @@ impl<R: Runtime> NodeAgent<R> {
                 hb.posted = None;
             }
         }
+    }
+
+    /// Tells the pod workers about the network, if that is news.
+    fn publish(&self, network: NetworkState) {
+        self.network.send_if_modified(|current| {
+            let changed = *current != network;
+            if changed {
+                info!(node = %self.config.name, pod_cidr = ?network.pod_cidr, ready = network.ready, message = %network.message, "pod network");
+                *current = network;
+            }
+            changed
+        });
     }
 
     async fn network_state(&self, pod_cidr: Option<String>) -> NetworkState {

@@ -43,19 +43,17 @@ impl Drop for RawTerminal {
     }
 }
 
-/// Splits `POD [--] CMD...` (the `--` is clap's to swallow or ours to skip).
-fn split_args(args: &[String]) -> anyhow::Result<(&str, Vec<String>)> {
-    let (pod, rest) = args.split_first().ok_or_else(|| crate::report::usage("a pod name is required"))?;
-    let command: Vec<String> = rest.iter().skip_while(|a| a.as_str() == "--").cloned().collect();
+/// The pod name and the command, checked.
+fn split_args<'a>(pod: &'a str, command: &[String]) -> anyhow::Result<(&'a str, Vec<String>)> {
     if command.is_empty() {
         return Err(crate::report::usage("you must specify at least one command for the container"));
     }
-    Ok((pod_name(pod)?, command))
+    Ok((pod_name(pod)?, command.to_vec()))
 }
 
 /// Runs `exec`.
 pub async fn run(session: &Session, a: &ExecArgs) -> anyhow::Result<()> {
-    let (pod, command) = split_args(&a.args)?;
+    let (pod, command) = split_args(&a.pod, &a.command)?;
     let container = default_container(session, pod, a.container.as_deref()).await?;
     let tty = a.tty && a.stdin;
     let start = pb::ExecStart {
@@ -119,13 +117,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_command_follows_the_pod_and_an_optional_double_dash() {
-        let args: Vec<String> = ["web", "--", "ls", "-l"].iter().map(|s| s.to_string()).collect();
-        let (pod, cmd) = split_args(&args).expect("valid");
+    fn the_pod_may_carry_its_type_and_a_command_is_required() {
+        let cmd: Vec<String> = ["ls", "-l"].iter().map(|s| s.to_string()).collect();
+        let (pod, c) = split_args("pod/web", &cmd).expect("valid");
         assert_eq!(pod, "web");
-        assert_eq!(cmd, ["ls", "-l"]);
-        let bare: Vec<String> = ["pod/web", "date"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(split_args(&bare).expect("valid").1, ["date"]);
-        assert!(split_args(&["web".to_string()]).is_err());
+        assert_eq!(c, ["ls", "-l"]);
+        assert!(split_args("web", &[]).is_err());
     }
 }

@@ -12,6 +12,7 @@ mod get;
 mod label;
 mod logs;
 mod scale;
+mod top;
 mod version;
 mod watch;
 
@@ -41,6 +42,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scale(a) => scale::run(&session, a).await,
         Command::Logs(a) => logs::run(&session, a).await,
         Command::Exec(a) => exec::run(&session, a).await,
+        Command::Top(a) => match &a.what {
+            crate::cli::TopWhat::Nodes(a) => top::nodes(&session, a).await,
+            crate::cli::TopWhat::Pods(a) => top::pods(&session, a).await,
+        },
         Command::Version(a) => version::run(Some(&session), a).await,
         Command::ApiResources(_) => unreachable!("handled above"),
     }

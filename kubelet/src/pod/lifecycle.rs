@@ -11,13 +11,15 @@
 //!                                                               Completed{succeeded}
 //! ```
 //!
-//! [`plan`] is pure: from the pod, what the runtime reports ([`Observed`])
-//! and the restart back-off, it names the pod's [`PodState`] and the
-//! [`Step`]s that move it on. `pod::sync` carries the steps out and
-//! computes the status afterwards.
+//! [`plan`] is pure: from the pod, what the runtime reports ([`Observed`]),
+//! the restart back-off and the containers failing their liveness or
+//! startup probes, it names the pod's [`PodState`] and the [`Step`]s that
+//! move it on. `pod::sync` carries the steps out and computes the status
+//! afterwards.
 
 use super::backoff::{self, Backoff, Restart};
 use crate::containers::container_hash;
+use crate::probes::{ProbeKind, Unhealthy};
 use crate::runtime::{ContainerKind, ContainerState, RuntimeContainer};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -89,7 +91,8 @@ pub enum Step {
         /// Whether the exited container ran long enough to reset its back-off.
         ran_long: bool,
     },
-    /// Stop a running container (its spec changed).
+    /// Stop a running container (its spec changed, or it failed its
+    /// liveness or startup probe).
     KillContainer {
         /// The runtime id.
         id: String,
@@ -194,6 +197,8 @@ pub struct PlanInput<'a> {
     pub network_ready: bool,
     /// Restart back-off of crashed containers, by [`backoff_key`].
     pub crash_backoff: &'a Backoff,
+    /// Running app containers that failed their liveness or startup probe.
+    pub unhealthy: &'a Unhealthy,
     /// Now.
     pub now: Timestamp,
 }
@@ -312,6 +317,48 @@ fn verdict(
     }
 }
 
+/// A running container failed its liveness or startup probe: kill it, and
+/// unless the policy is Never start it again — at once if its back-off
+/// (counted from the previous instance's exit, as Kubernetes does) allows,
+/// else the next sync finds it exited and waits the back-off out.
+fn restart_unhealthy(
+    running: &RuntimeContainer,
+    c: &Container,
+    index: usize,
+    kind: ProbeKind,
+    input: &PlanInput<'_>,
+    plan: &mut Plan,
+) {
+    let policy = input.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
+    let restart = policy != "Never";
+    let will = if restart { ", will be restarted" } else { "" };
+    plan.steps.push(Step::KillContainer {
+        id: running.id.clone(),
+        name: c.name.clone(),
+        reason: format!("Container {} failed {} probe{will}", c.name, kind.name()),
+    });
+    if !restart {
+        return;
+    }
+    let uid = input.pod.metadata.uid.as_deref().unwrap_or_default();
+    let previous = input.observed.instances(ContainerKind::App, &c.name).get(1).map(exit_times);
+    let (started, finished) = previous.map_or((None, None), |(s, f, _)| (s, f));
+    let key = backoff_key(uid, &c.name);
+    if backoff::crash_restart(input.crash_backoff, &key, started, finished, input.now) == Restart::Now {
+        let running_since = match running.state {
+            ContainerState::Running { started_at } => Some(started_at),
+            _ => None,
+        };
+        plan.steps.push(Step::StartContainer {
+            kind: ContainerKind::App,
+            index,
+            attempt: running.meta.attempt + 1,
+            after_exit: true,
+            ran_long: backoff::ran_long(running_since, Some(input.now)),
+        });
+    }
+}
+
 /// Decides the pod's state and the steps to take; see the module docs.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let pod = input.pod;
@@ -416,6 +463,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                         after_exit: false,
                         ran_long: false,
                     });
+                } else if let Some(kind) = input.unhealthy.get(&c.name) {
+                    restart_unhealthy(running, c, index, *kind, &input, &mut p);
                 }
             }
             Verdict::Done { exit_code } => succeeded &= exit_code == 0,
@@ -516,8 +565,12 @@ mod tests {
     }
 
     fn plan_for(pod: &Pod, containers: Vec<RuntimeContainer>, backoff: &Backoff) -> Plan {
+        plan_unhealthy(pod, containers, backoff, &Unhealthy::new())
+    }
+
+    fn plan_unhealthy(pod: &Pod, containers: Vec<RuntimeContainer>, backoff: &Backoff, unhealthy: &Unhealthy) -> Plan {
         let observed = Observed::new(containers);
-        plan(PlanInput { pod, observed: &observed, network_ready: true, crash_backoff: backoff, now: now() })
+        plan(PlanInput { pod, observed: &observed, network_ready: true, crash_backoff: backoff, unhealthy, now: now() })
     }
 
     fn starts(p: &Plan) -> Vec<(ContainerKind, usize, u32)> {
@@ -535,8 +588,14 @@ mod tests {
         let p = pod("Always", &[], &["a"]);
         let observed = Observed::default();
         let b = Backoff::default();
-        let waiting =
-            plan(PlanInput { pod: &p, observed: &observed, network_ready: false, crash_backoff: &b, now: now() });
+        let waiting = plan(PlanInput {
+            pod: &p,
+            observed: &observed,
+            network_ready: false,
+            crash_backoff: &b,
+            unhealthy: &Unhealthy::new(),
+            now: now(),
+        });
         assert_eq!(waiting.state, PodState::WaitingForNetwork);
         assert!(waiting.steps.is_empty());
         let creating = plan_for(&p, vec![], &b);
@@ -550,8 +609,14 @@ mod tests {
         p.spec.as_mut().unwrap().host_network = Some(true);
         let observed = Observed::default();
         let b = Backoff::default();
-        let plan =
-            plan(PlanInput { pod: &p, observed: &observed, network_ready: false, crash_backoff: &b, now: now() });
+        let plan = plan(PlanInput {
+            pod: &p,
+            observed: &observed,
+            network_ready: false,
+            crash_backoff: &b,
+            unhealthy: &Unhealthy::new(),
+            now: now(),
+        });
         assert_eq!(plan.steps, vec![Step::CreateSandbox { attempt: 0 }]);
     }
 
@@ -683,6 +748,63 @@ mod tests {
         done.status = Some(PodStatus { phase: Some("Failed".into()), ..Default::default() });
         let plan = plan_for(&done, vec![instance(ContainerKind::App, "a", 0, exited(1, -1))], &Backoff::default());
         assert_eq!((plan.state, plan.steps), (PodState::Completed { succeeded: false }, vec![]));
+    }
+
+    #[test]
+    fn a_failed_liveness_probe_kills_and_restarts_the_container() {
+        let p = pod("Always", &[], &["a", "b"]);
+        let containers = vec![
+            sandbox(),
+            instance(ContainerKind::App, "a", 0, running()),
+            instance(ContainerKind::App, "b", 0, running()),
+        ];
+        let unhealthy = Unhealthy::from([("a".to_string(), ProbeKind::Liveness)]);
+        let plan = plan_unhealthy(&p, containers, &Backoff::default(), &unhealthy);
+        assert_eq!(
+            plan.steps[0],
+            Step::KillContainer {
+                id: "a-0".into(),
+                name: "a".into(),
+                reason: "Container a failed liveness probe, will be restarted".into()
+            }
+        );
+        assert_eq!(starts(&plan), vec![(ContainerKind::App, 0, 1)], "only the unhealthy container restarts");
+        assert!(matches!(plan.steps[1], Step::StartContainer { after_exit: true, .. }), "it counts as a crash");
+    }
+
+    #[test]
+    fn an_unhealthy_container_under_never_is_killed_and_stays_down() {
+        let p = pod("Never", &[], &["a"]);
+        let unhealthy = Unhealthy::from([("a".to_string(), ProbeKind::Startup)]);
+        let plan = plan_unhealthy(
+            &p,
+            vec![sandbox(), instance(ContainerKind::App, "a", 0, running())],
+            &Backoff::default(),
+            &unhealthy,
+        );
+        assert_eq!(
+            plan.steps,
+            vec![Step::KillContainer {
+                id: "a-0".into(),
+                name: "a".into(),
+                reason: "Container a failed startup probe".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_liveness_restart_waits_for_the_back_off_of_a_recent_crash() {
+        let p = pod("Always", &[], &["a"]);
+        let containers = vec![
+            sandbox(),
+            instance(ContainerKind::App, "a", 1, running()),
+            instance(ContainerKind::App, "a", 0, exited(137, -3)),
+        ];
+        let mut b = Backoff::default();
+        b.next(&backoff_key("uid", "a"), at(-3));
+        let unhealthy = Unhealthy::from([("a".to_string(), ProbeKind::Liveness)]);
+        let plan = plan_unhealthy(&p, containers, &b, &unhealthy);
+        assert!(matches!(plan.steps.as_slice(), [Step::KillContainer { .. }]), "{:?}", plan.steps);
     }
 
     #[test]

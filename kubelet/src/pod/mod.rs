@@ -11,6 +11,12 @@
 //!
 //! The same relist finds containers of pods that no longer exist here (and
 //! pod directories nothing uses any more) and removes them.
+//!
+//! Static pods ([`crate::static_pods`]) are queued when their manifests
+//! change and sync before the API answers (workers start at once; only
+//! what needs the API — orphan detection, mirror pods — waits for the
+//! first list). Probe workers ([`crate::probes`]) queue a pod when a
+//! probe's result changes.
 
 pub mod backoff;
 pub mod lifecycle;
@@ -20,12 +26,15 @@ mod sync;
 use crate::Metrics;
 use crate::events::Recorder;
 use crate::node::NetworkState;
+use crate::probes::Prober;
 use crate::runtime::{ContainerKind, Phase, Runtime};
+use crate::static_pods::StaticPods;
 use crate::volumes::VolumeManager;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_client::reflector::Event;
 use rkube_client::{Api, Client, Informer, ListParams, ObjectKey, WorkQueue};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use sync::Syncer;
@@ -63,6 +72,7 @@ pub struct PodManager<R: Runtime> {
     recorder: Recorder,
     network: watch::Receiver<NetworkState>,
     metrics: Arc<Metrics>,
+    manifest_dir: Option<PathBuf>,
 }
 
 impl<R: Runtime> std::fmt::Debug for PodManager<R> {
@@ -82,7 +92,13 @@ impl<R: Runtime> PodManager<R> {
         network: watch::Receiver<NetworkState>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        PodManager { client, node, runtime, volumes, recorder, network, metrics }
+        PodManager { client, node, runtime, volumes, recorder, network, metrics, manifest_dir: None }
+    }
+
+    /// Also runs the static pods described in `dir` (`--pod-manifest-path`).
+    pub fn with_static_pods(mut self, dir: Option<PathBuf>) -> Self {
+        self.manifest_dir = dir;
+        self
     }
 
     /// Watches, syncs and cleans up until `shutdown`; every task it starts
@@ -93,14 +109,18 @@ impl<R: Runtime> PodManager<R> {
         // Failed syncs retry from 200 ms up to 30 s (the resync comes every 10 s anyway).
         let queue: WorkQueue<ObjectKey> =
             WorkQueue::with_rate_limit(Duration::from_millis(200), Duration::from_secs(30));
-        let syncer = Arc::new(Syncer::new(&self, informer.store().clone()));
-
-        // Nothing may look orphaned before the first complete list.
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            synced = informer.wait_until_synced() => if !synced { return },
-        }
-        info!(node = %self.node.name, pods = informer.store().len(), "pods listed; syncing");
+        let static_pods = Arc::new(StaticPods::new(self.manifest_dir.clone(), &self.node.name));
+        // Read before any sync, so no mirror pod is taken for an orphan.
+        static_pods.scan().await;
+        let prober = Prober::new(
+            self.runtime.clone(),
+            &self.node.ip,
+            self.recorder.clone(),
+            queue.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let syncer = Arc::new(Syncer::new(&self, informer.store().clone(), static_pods.clone(), prober));
 
         let mut events = informer.subscribe();
         let q = queue.clone();
@@ -129,16 +149,25 @@ impl<R: Runtime> PodManager<R> {
         });
 
         let mut network = self.network.clone();
-        let (q, store, stop) = (queue.clone(), informer.store().clone(), shutdown.clone());
+        let (q, store, stop, statics) =
+            (queue.clone(), informer.store().clone(), shutdown.clone(), static_pods.clone());
         tracker.spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     changed = network.changed() => if changed.is_err() { return },
                 }
-                store.keys().into_iter().for_each(|k| q.add(k));
+                store.keys().into_iter().chain(statics.keys()).for_each(|k| q.add(k));
             }
         });
+
+        let (q, s) = (queue.clone(), syncer.clone());
+        let on_change = move |changes: crate::static_pods::Changes| {
+            changes.cleanup.into_iter().for_each(|k| s.mark_for_cleanup(k));
+            changes.changed.into_iter().for_each(|k| q.add(k));
+        };
+        tracker.spawn(static_pods.clone().run(on_change, shutdown.clone()));
+        static_pods.keys().into_iter().for_each(|k| queue.add(k));
 
         for _ in 0..WORKERS {
             let (q, syncer, stop) = (queue.clone(), syncer.clone(), shutdown.clone());
@@ -181,7 +210,8 @@ fn fingerprint(pod: &Pod) -> String {
 
 /// Kubernetes' PLEG plus housekeeping: relists the runtime every second and
 /// queues pods whose containers changed; every [`RESYNC_PERIOD`] queues
-/// every pod and cleans up after pods that are gone.
+/// every pod and, once the pods have been listed (housekeeping runs at
+/// once then), cleans up after pods that are gone.
 async fn relist<R: Runtime>(
     syncer: &Syncer<R>,
     queue: &WorkQueue<ObjectKey>,
@@ -193,16 +223,19 @@ async fn relist<R: Runtime>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ticks_per_resync = (RESYNC_PERIOD.as_millis() / RELIST_PERIOD.as_millis()).max(1) as u64;
     let mut tick: u64 = 0;
+    let mut listed = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
         tick += 1;
+        let synced = informer.store().is_synced();
         // Pod directories first, then containers, then the store: a uid
         // missing from the store after both were read is really gone.
-        let housekeeping = tick % ticks_per_resync == 1;
-        let dirs = if housekeeping { syncer.volumes().pod_dirs() } else { Vec::new() };
+        let first_listing = synced && !listed;
+        let housekeeping = tick % ticks_per_resync == 1 || first_listing;
+        let dirs = if housekeeping && synced { syncer.volumes().pod_dirs() } else { Vec::new() };
         let containers = match syncer.runtime().list_containers().await {
             Ok(c) => c,
             Err(e) => {
@@ -229,12 +262,22 @@ async fn relist<R: Runtime>(
             containers.iter().filter(|c| c.is_running() && c.meta.kind != ContainerKind::Sandbox).count(),
         );
         last = now;
+        listed = synced;
         if !housekeeping {
             continue;
         }
+        let statics = syncer.static_pods();
+        statics.keys().into_iter().for_each(|k| queue.add(k));
+        if !synced {
+            continue;
+        }
+        if first_listing {
+            info!(node = %syncer.node_name(), pods = informer.store().len(), "pods listed; syncing");
+        }
         let store = informer.store();
         syncer.metrics().set_pods(store.len());
-        let live: HashSet<String> = store.list().iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let mut live: HashSet<String> = store.list().iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        live.extend(statics.uids());
         for c in containers.iter().filter(|c| !live.contains(&c.meta.pod_uid)) {
             let key = ObjectKey::new(&c.meta.pod_namespace, &c.meta.pod_name);
             syncer.mark_for_cleanup(key.clone());

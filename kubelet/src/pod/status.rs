@@ -2,8 +2,10 @@
 //! runtime has and why containers wait: phase (Kubernetes' `getPhase`),
 //! conditions, IPs, start time and one status per container.
 //!
-//! Readiness is "running" for now; readiness probes will feed
-//! [`StatusInput::unready`] when they exist.
+//! A running container is `started` unless its startup probe has not
+//! succeeded yet ([`StatusInput::unstarted`]), and `ready` once started
+//! unless its readiness probe fails ([`StatusInput::unready`]); both come
+//! from [`crate::probes`].
 
 use super::lifecycle::{Observed, PodState, Waiting};
 use crate::runtime::{ContainerKind, ContainerState, RuntimeContainer};
@@ -28,6 +30,8 @@ pub struct StatusInput<'a> {
     pub waiting: &'a BTreeMap<String, Waiting>,
     /// Running containers that are not ready (failing readiness probes).
     pub unready: &'a BTreeSet<String>,
+    /// Running containers whose startup probe has not succeeded yet.
+    pub unstarted: &'a BTreeSet<String>,
     /// The node's IP.
     pub host_ip: &'a str,
     /// The runtime's id scheme (`docker`).
@@ -115,9 +119,10 @@ fn container_status(
         },
     };
     let running = state.running.is_some();
+    let started = running && (kind == ContainerKind::Init || !input.unstarted.contains(&c.name));
     let ready = match kind {
         ContainerKind::Init => state.terminated.as_ref().is_some_and(|t| t.exit_code == 0),
-        _ => running && !input.unready.contains(&c.name),
+        _ => started && !input.unready.contains(&c.name),
     };
     ContainerStatus {
         name: c.name.clone(),
@@ -132,7 +137,7 @@ fn container_status(
         last_state: Some(last_state.unwrap_or_default()),
         ready,
         restart_count: latest.map_or(0, |l| i32::try_from(l.meta.attempt).unwrap_or(i32::MAX)),
-        started: Some(running),
+        started: Some(started),
         ..Default::default()
     }
 }
@@ -353,6 +358,7 @@ mod tests {
             state,
             waiting: &waiting,
             unready: &BTreeSet::new(),
+            unstarted: &BTreeSet::new(),
             host_ip: "192.168.0.9",
             id_scheme: "docker",
             now: at(10),
@@ -524,6 +530,39 @@ mod tests {
     }
 
     #[test]
+    fn probes_decide_started_and_ready_of_running_containers() {
+        let p = pod("Always", &[], &["a", "b"]);
+        let observed = Observed::new(vec![
+            sandbox(),
+            instance(ContainerKind::App, "a", 0, running()),
+            instance(ContainerKind::App, "b", 0, running()),
+        ]);
+        let unstarted = BTreeSet::from(["a".to_string()]);
+        let unready = BTreeSet::from(["a".to_string(), "b".to_string()]);
+        let s = pod_status(&StatusInput {
+            pod: &p,
+            observed: &observed,
+            state: PodState::Running,
+            waiting: &BTreeMap::new(),
+            unready: &unready,
+            unstarted: &unstarted,
+            host_ip: "192.168.0.9",
+            id_scheme: "docker",
+            now: at(10),
+        });
+        let by_name = |n: &str| s.container_statuses.as_ref().unwrap().iter().find(|c| c.name == n).unwrap().clone();
+        assert_eq!((by_name("a").started, by_name("a").ready), (Some(false), false));
+        assert_eq!((by_name("b").started, by_name("b").ready), (Some(true), false));
+        assert_eq!(s.phase.as_deref(), Some("Running"), "unready containers still run");
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_deref()),
+            ("False", Some("containers with unready status: [a b]"))
+        );
+        assert_eq!(cond(&s, "ContainersReady").status, "False");
+    }
+
+    #[test]
     fn unchanged_conditions_keep_their_transition_time() {
         let mut p = pod("Always", &[], &["a"]);
         let containers = vec![sandbox(), instance(ContainerKind::App, "a", 0, running())];
@@ -536,6 +575,7 @@ mod tests {
             state: PodState::Running,
             waiting: &BTreeMap::new(),
             unready: &BTreeSet::new(),
+            unstarted: &BTreeSet::new(),
             host_ip: "192.168.0.9",
             id_scheme: "docker",
             now: at(99),

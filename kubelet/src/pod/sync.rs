@@ -1,6 +1,12 @@
 //! One pod sync: find the pod's state, carry out the plan's steps against
 //! the runtime, and report the status. Everything a bad spec or a missing
 //! object causes ends as a waiting reason and an Event, never as a panic.
+//!
+//! A key names a static pod ([`crate::static_pods`]) or an API pod; a
+//! static pod wins, its status is kept locally and written to its mirror
+//! pod, and a mirror pod is never run itself. Probe workers
+//! ([`crate::probes`]) are started and stopped with the containers; their
+//! results feed the plan (liveness, startup) and the status (readiness).
 
 use super::backoff::Backoff;
 use super::lifecycle::{self, Observed, PlanInput, PodState, Step, Waiting, backoff_key, grace_seconds};
@@ -11,12 +17,14 @@ use crate::containers::{self, ContainerInputs, EnvSources, PodContext};
 use crate::events::Recorder;
 use crate::images::{self, PullPolicy};
 use crate::node::NetworkState;
+use crate::probes::Prober;
 use crate::runtime::{self, ContainerKind, ContainerMeta, Runtime, RuntimeContainer, SANDBOX_NAME, SandboxSpec};
+use crate::static_pods::{self, StaticPods};
 use crate::volumes::{self, PodVolumes, VolumeError, VolumeManager};
 use crate::{Error, Result};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
 use k8s_openapi::jiff::Timestamp;
-use rkube_client::{Api, Client, DeleteParams, ObjectKey, Reason, Store};
+use rkube_client::{Api, ApiError, Client, DeleteParams, ObjectKey, Reason, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,6 +33,8 @@ use tracing::{debug, info, warn};
 
 /// How soon a pod waiting for a missing object is looked at again.
 const RECHECK: Duration = Duration::from_secs(2);
+/// How soon a static pod's mirror is tried again after the API failed.
+const MIRROR_RETRY: Duration = Duration::from_secs(5);
 
 /// What the kubelet remembers about pods between syncs (lost on restart;
 /// everything else is rebuilt from the API and the runtime).
@@ -34,6 +44,8 @@ struct Records {
     pulls: Backoff,
     states: HashMap<String, PodState>,
     written: HashMap<String, serde_json::Value>,
+    /// Static pod uid → (its mirror's uid, the status last written to it).
+    mirrors: HashMap<String, (String, serde_json::Value)>,
 }
 
 impl Records {
@@ -43,6 +55,7 @@ impl Records {
         self.pulls.forget_prefix(&prefix);
         self.states.remove(uid);
         self.written.remove(uid);
+        self.mirrors.remove(uid);
     }
 }
 
@@ -58,6 +71,8 @@ pub(crate) struct Syncer<R: Runtime> {
     metrics: Arc<Metrics>,
     records: Mutex<Records>,
     cleanup: Mutex<HashSet<ObjectKey>>,
+    static_pods: Arc<StaticPods>,
+    probes: Prober<R>,
 }
 
 /// A step's outcome for the status: containers that wait, and when to look again.
@@ -91,7 +106,7 @@ fn namespace_of(pod: &Pod) -> &str {
 }
 
 impl<R: Runtime> Syncer<R> {
-    pub(crate) fn new(m: &PodManager<R>, pods: Store<Pod>) -> Self {
+    pub(crate) fn new(m: &PodManager<R>, pods: Store<Pod>, static_pods: Arc<StaticPods>, probes: Prober<R>) -> Self {
         Syncer {
             client: m.client.clone(),
             node: m.node.clone(),
@@ -103,7 +118,13 @@ impl<R: Runtime> Syncer<R> {
             metrics: m.metrics.clone(),
             records: Mutex::new(Records::default()),
             cleanup: Mutex::new(HashSet::new()),
+            static_pods,
+            probes,
         }
+    }
+
+    pub(crate) fn static_pods(&self) -> &StaticPods {
+        &self.static_pods
     }
 
     pub(crate) fn runtime(&self) -> &R {
@@ -112,6 +133,10 @@ impl<R: Runtime> Syncer<R> {
 
     pub(crate) fn volumes(&self) -> &VolumeManager {
         &self.volumes
+    }
+
+    pub(crate) fn node_name(&self) -> &str {
+        &self.node.name
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -132,20 +157,44 @@ impl<R: Runtime> Syncer<R> {
     /// next event or resync).
     pub(crate) async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>> {
         self.metrics.count_sync();
+        let flagged = self.cleanup.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        // A static pod wins over any API pod of its name (normally its mirror).
+        if let Some(pod) = self.static_pods.get(key) {
+            if flagged {
+                self.remove_strays(key, Some(uid_of(&pod))).await?;
+            }
+            return self.count_errors(self.sync_pod(&pod).await);
+        }
         let pod = self
             .pods
             .get(key)
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&self.node.name));
-        let flagged = self.cleanup.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        if flagged || pod.is_none() {
+        if let Some(mirror) = pod.as_ref().filter(|p| static_pods::is_mirror_pod(p)) {
+            // Its static pod is gone (its file was removed): stop it, then delete the mirror.
+            self.remove_strays(key, None).await?;
+            self.delete_mirror(mirror, "its static pod is gone").await?;
+            return Ok(None);
+        }
+        // Before the first complete list, a pod missing from the store may
+        // just not be listed yet.
+        if flagged || (pod.is_none() && self.pods.is_synced()) {
             self.remove_strays(key, pod.as_deref().map(uid_of)).await?;
         }
         let Some(pod) = pod else { return Ok(None) };
-        let result = self.sync_pod(&pod).await;
+        self.count_errors(self.sync_pod(&pod).await)
+    }
+
+    fn count_errors<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
             self.metrics.count_sync_error();
         }
         result
+    }
+
+    /// Forgets everything about pod `uid` and stops its probes.
+    fn forget(&self, uid: &str) {
+        self.records().forget(uid);
+        self.probes.forget_pod(uid);
     }
 
     async fn sync_pod(&self, pod: &Pod) -> Result<Option<Duration>> {
@@ -153,6 +202,7 @@ impl<R: Runtime> Syncer<R> {
         let observed = Observed::new(self.runtime.pod_containers(uid).await?);
         let network = self.network.borrow().clone();
         let now = Timestamp::now();
+        let unhealthy = self.probes.unhealthy(pod, &observed);
         let plan = {
             let records = self.records();
             lifecycle::plan(PlanInput {
@@ -160,6 +210,7 @@ impl<R: Runtime> Syncer<R> {
                 observed: &observed,
                 network_ready: network.ready,
                 crash_backoff: &records.crash,
+                unhealthy: &unhealthy,
                 now,
             })
         };
@@ -197,7 +248,10 @@ impl<R: Runtime> Syncer<R> {
             self.execute(pod, step, &observed, volumes.as_ref(), &mut outcome).await?;
         }
         let observed = if acted { Observed::new(self.runtime.pod_containers(uid).await?) } else { observed };
-        self.write_status(pod, &observed, plan.state, &outcome.waiting).await?;
+        self.probes.sync_pod(pod, &observed);
+        if let Some(after) = self.write_status(pod, &observed, plan.state, &outcome.waiting).await? {
+            outcome.requeue(after);
+        }
         Ok(outcome.requeue)
     }
 
@@ -269,7 +323,7 @@ impl<R: Runtime> Syncer<R> {
             Step::KillContainer { id, name, reason } => {
                 self.recorder.normal(pod, "Killing", reason.clone());
                 self.runtime.stop_container(id, Duration::from_secs(grace_seconds(pod) as u64)).await?;
-                debug!(container = %name, "stopped for a spec change");
+                debug!(container = %name, reason = %reason, "container stopped");
             }
             Step::RemoveContainer { id } => self.runtime.remove_container(id).await?,
             Step::StartContainer { kind, index, attempt, after_exit, ran_long } => {
@@ -516,7 +570,7 @@ impl<R: Runtime> Syncer<R> {
             Err(e) => return Err(e.into()),
         }
         info!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), node = %self.node.name, "pod terminated and deleted");
-        self.records().forget(uid);
+        self.forget(uid);
         Ok(())
     }
 
@@ -548,44 +602,134 @@ impl<R: Runtime> Syncer<R> {
                 .teardown(&uid)
                 .await
                 .map_err(|e| Error::Io { context: format!("removing the directory of pod {uid}"), source: e })?;
-            self.records().forget(&uid);
+            self.forget(&uid);
         }
         Ok(())
     }
 
-    /// Computes the status and writes it if it changed.
+    /// Computes the status and writes it if it changed (a static pod's to
+    /// its mirror pod); returns when to look again if that must be retried.
     async fn write_status(
         &self,
         pod: &Pod,
         observed: &Observed,
         state: PodState,
         waiting: &BTreeMap<String, Waiting>,
-    ) -> Result<()> {
+    ) -> Result<Option<Duration>> {
+        let probes = self.probes.readiness(pod, observed);
         let status = pod_status(&StatusInput {
             pod,
             observed,
             state,
             waiting,
-            unready: &BTreeSet::new(),
+            unready: &probes.unready,
+            unstarted: &probes.unstarted,
             host_ip: &self.node.ip,
             id_scheme: self.runtime.id_scheme(),
             now: Timestamp::now(),
         });
+        if self.static_pods.owns(pod) {
+            self.static_pods.set_status(pod, status.clone());
+            return Ok(self.sync_mirror(pod, &status).await);
+        }
         let new = serde_json::to_value(&status).expect("a PodStatus always serializes");
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).expect("a PodStatus always serializes");
         let uid = uid_of(pod);
         if new == old || self.records().written.get(uid) == Some(&new) {
-            return Ok(());
+            return Ok(None);
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod));
         match api.patch_status(name_of(pod), &serde_json::json!({ "status": new })).await {
             Ok(_) => {
                 debug!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), phase = ?status.phase, "status written");
                 self.records().written.insert(uid.to_string(), new);
+                Ok(None)
+            }
+            Err(e) if e.reason == Reason::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps static pod `pod`'s mirror pod in the API: created when
+    /// missing, replaced when stale or being deleted, its status current.
+    /// The static pod runs whatever the API does: failures are logged and
+    /// retried after [`MIRROR_RETRY`].
+    async fn sync_mirror(&self, pod: &Pod, status: &PodStatus) -> Option<Duration> {
+        let key = ObjectKey::of(pod);
+        if !self.pods.is_synced() {
+            // Whether a mirror exists is not known before the first list.
+            return Some(MIRROR_RETRY);
+        }
+        let mut mirror = self.pods.get(&key);
+        if let Some(m) = mirror.as_ref() {
+            if !static_pods::is_mirror_pod(m) {
+                warn!(pod = %key, "an API pod that is not a mirror pod has this static pod's name; leaving it alone");
+                return None;
+            }
+            if static_pods::mirror_hash(m) != static_pods::hash_of(pod) || m.metadata.deletion_timestamp.is_some() {
+                if let Err(e) = self.delete_mirror(m, "it is stale or being deleted").await {
+                    warn!(pod = %key, error = %e, "could not delete the mirror pod; retrying");
+                    return Some(MIRROR_RETRY);
+                }
+                mirror = None;
+            }
+        }
+        let mirror = match mirror {
+            Some(m) => m,
+            None => match self.create_mirror(pod).await {
+                Ok(m) => Arc::new(m),
+                // The store has not seen it yet.
+                Err(e) if e.reason == Reason::AlreadyExists => return Some(Duration::from_secs(1)),
+                Err(e) => {
+                    warn!(pod = %key, error = %e, "could not create the mirror pod; retrying");
+                    return Some(MIRROR_RETRY);
+                }
+            },
+        };
+        let mirror_uid = uid_of(&mirror).to_string();
+        let new = serde_json::to_value(status).expect("a PodStatus always serializes");
+        let old =
+            serde_json::to_value(mirror.status.clone().unwrap_or_default()).expect("a PodStatus always serializes");
+        let written = self.records().mirrors.get(uid_of(pod)).is_some_and(|(u, v)| *u == mirror_uid && *v == new);
+        if new == old || written {
+            return None;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        match api.patch_status(name_of(pod), &serde_json::json!({ "status": new })).await {
+            Ok(_) => {
+                debug!(pod = %key, phase = ?status.phase, "mirror pod status written");
+                self.records().mirrors.insert(uid_of(pod).to_string(), (mirror_uid, new));
+                None
+            }
+            Err(e) => {
+                warn!(pod = %key, error = %e, "could not write the mirror pod's status; retrying");
+                Some(MIRROR_RETRY)
+            }
+        }
+    }
+
+    /// Creates static pod `pod`'s mirror pod, owned by this node's Node.
+    async fn create_mirror(&self, pod: &Pod) -> Result<Pod, ApiError> {
+        let node = Api::<Node>::all(self.client.clone()).get(&self.node.name).await?;
+        let mirror = static_pods::mirror_pod(pod, node.metadata.uid.as_deref().unwrap_or_default());
+        let created = Api::<Pod>::namespaced(self.client.clone(), namespace_of(pod)).create(&mirror).await?;
+        info!(pod = %ObjectKey::of(pod), node = %self.node.name, "mirror pod created");
+        self.records().mirrors.remove(uid_of(pod));
+        Ok(created)
+    }
+
+    /// Deletes a mirror pod at once (its uid as precondition).
+    async fn delete_mirror(&self, mirror: &Pod, why: &str) -> Result<(), ApiError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(mirror));
+        let params =
+            DeleteParams { grace_period_seconds: Some(0), uid: uid_of(mirror).to_string(), ..Default::default() };
+        match api.delete(name_of(mirror), &params).await {
+            Ok(_) => {
+                info!(pod = %ObjectKey::of(mirror), reason = why, "mirror pod deleted");
                 Ok(())
             }
-            Err(e) if e.reason == Reason::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -8,21 +8,24 @@
 //! localhost and one IP.
 
 use super::{
-    ContainerMeta, ContainerSpec, ContainerState, ContainerSummary, Error, ImageDetails, LABEL_NODE, LABEL_POD_UID,
-    Peer, Phase, RegistryAuth, Result, Runtime, RuntimeContainer, SandboxSpec,
+    ContainerMeta, ContainerSpec, ContainerState, ContainerStats, ContainerSummary, Error, ExecOutput, ExecSession,
+    ExecSpec, ImageDetails, LABEL_NODE, LABEL_POD_UID, LogOptions, LogStream, Peer, Phase, RegistryAuth, ResizeExec,
+    Result, Runtime, RuntimeContainer, SandboxSpec, TerminalSize,
 };
 use crate::images;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Mount as DockerMount,
     MountType, PortBinding as DockerPortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StatsOptions, StopContainerOptions,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use rkube_podnet::PodNetwork;
 use std::collections::HashMap;
@@ -433,6 +436,149 @@ impl Runtime for DockerRuntime {
                 e => Err(e),
             },
         }
+    }
+
+    async fn container_logs(&self, id: &str, options: &LogOptions) -> Result<LogStream> {
+        let docker = self.docker().await?;
+        let opts = LogsOptions {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            // Docker takes whole seconds; 0 means "from the start".
+            since: options.since.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(i32::MAX).max(1)),
+            until: 0,
+            timestamps: options.timestamps,
+            tail: options.tail_lines.map_or_else(|| "all".to_string(), |n| n.to_string()),
+        };
+        let context = format!("reading the logs of container {id}");
+        let stream = docker.logs(id, Some(opts)).map(move |chunk| match chunk {
+            Ok(output) => Ok(output.into_bytes()),
+            Err(e) => Err(docker_error(context.clone(), e)),
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let docker = self.docker().await?.clone();
+        let config = CreateExecOptions {
+            attach_stdin: Some(spec.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(spec.tty),
+            cmd: Some(spec.command.clone()),
+            ..Default::default()
+        };
+        let exec_id = docker
+            .create_exec(id, config)
+            .await
+            .map_err(|e| docker_error(format!("creating an exec in container {id}"), e))?
+            .id;
+        let start = StartExecOptions { detach: false, tty: spec.tty, output_capacity: None };
+        let started = docker
+            .start_exec(&exec_id, Some(start))
+            .await
+            .map_err(|e| docker_error(format!("starting exec {exec_id}"), e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Unsupported(format!("exec {exec_id} started detached")));
+        };
+        let resize: ResizeExec = {
+            let (docker, exec_id) = (docker.clone(), exec_id.clone());
+            Box::new(move |size: TerminalSize| {
+                let (docker, exec_id) = (docker.clone(), exec_id.clone());
+                async move {
+                    let opts = ResizeExecOptions { width: size.width, height: size.height };
+                    docker.resize_exec(&exec_id, opts).await.map_err(|e| docker_error("resizing an exec's TTY", e))
+                }
+                .boxed()
+            })
+        };
+        if spec.tty
+            && let Some(size) = spec.size
+            && let Err(e) = resize(size).await
+        {
+            tracing::debug!(exec = %exec_id, error = %e, "could not size the exec's TTY");
+        }
+        let output = output.filter_map(move |item| {
+            std::future::ready(match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    Some(Ok(ExecOutput::Stdout(message)))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(ExecOutput::Stderr(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(docker_error("reading an exec's output", e))),
+            })
+        });
+        Ok(ExecSession {
+            output: output.boxed(),
+            stdin: spec.stdin.then_some(input),
+            resize,
+            exit_code: exec_exit_code(docker, exec_id).boxed(),
+        })
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let docker = self.docker().await?;
+        // Not one-shot: Docker then waits for a second sample and fills
+        // precpu_stats, which gives the current CPU rate.
+        let opts = StatsOptions { stream: false, one_shot: false };
+        let context = format!("reading the stats of container {id}");
+        match docker.stats(id, Some(opts)).next().await {
+            Some(Ok(s)) => Ok(container_stats(&s)),
+            Some(Err(e)) => Err(docker_error(context, e)),
+            None => Err(Error::NotFound(format!("no stats for container {id}"))),
+        }
+    }
+}
+
+/// How long an exec may still report itself running after its output ended.
+const EXEC_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The exit code of exec `exec_id`, once Docker has recorded it.
+async fn exec_exit_code(docker: Docker, exec_id: String) -> Result<i32> {
+    let deadline = tokio::time::Instant::now() + EXEC_EXIT_WAIT;
+    loop {
+        let inspect =
+            docker.inspect_exec(&exec_id).await.map_err(|e| docker_error(format!("inspecting exec {exec_id}"), e))?;
+        if inspect.running != Some(true)
+            && let Some(code) = inspect.exit_code
+        {
+            return Ok(i32::try_from(code).unwrap_or(1));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Unsupported(format!("exec {exec_id} still runs after its output ended")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A container's usage from one Docker stats answer (cgroup v1 or v2).
+fn container_stats(s: &bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let total = |c: Option<&bollard::models::ContainerCpuStats>| {
+        c.and_then(|c| c.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0)
+    };
+    let read = parse_time(s.read.as_deref());
+    let preread = parse_time(s.preread.as_deref());
+    let (used, preused) = (total(s.cpu_stats.as_ref()), total(s.precpu_stats.as_ref()));
+    let nano_cores = match (read, preread) {
+        (Some(read), Some(preread)) if preused > 0 && used >= preused => {
+            let wall = read.as_nanosecond() - preread.as_nanosecond();
+            (wall > 0).then(|| u64::try_from(i128::from(used - preused) * 1_000_000_000 / wall).unwrap_or(u64::MAX))
+        }
+        _ => None,
+    };
+    let memory = s.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let inactive_file = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|st| st.get("total_inactive_file").or_else(|| st.get("inactive_file")).copied())
+        .unwrap_or(0);
+    ContainerStats {
+        time: read,
+        cpu_usage_core_nanos: used,
+        cpu_usage_nano_cores: nano_cores,
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.saturating_sub(inactive_file),
+        memory_limit_bytes: memory.and_then(|m| m.limit).filter(|l| *l > 0),
     }
 }
 

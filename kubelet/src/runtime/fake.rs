@@ -1,17 +1,21 @@
 //! A runtime without containers, for hollow nodes and tests (Kubernetes'
 //! kubemark "hollow kubelet"): sandboxes get an IP at once, containers "run"
 //! as soon as they are started and keep running until stopped. Every image
-//! is present and every pull succeeds. Everything lives in memory, so one
-//! process can carry hundreds of hollow nodes.
+//! is present and every pull succeeds. Containers write no logs, commands
+//! exec'd in them print nothing and exit 0, and they use no CPU or memory.
+//! Everything lives in memory, so one process can carry hundreds of hollow
+//! nodes.
 
 use super::{
-    ContainerMeta, ContainerSpec, ContainerState, ContainerSummary, Error, ImageDetails, Peer, Phase, RegistryAuth,
-    Result, Runtime, RuntimeContainer, SandboxSpec,
+    ContainerMeta, ContainerSpec, ContainerState, ContainerStats, ContainerSummary, Error, ExecSession, ExecSpec,
+    ImageDetails, LogOptions, LogStream, Peer, Phase, RegistryAuth, Result, Runtime, RuntimeContainer, SandboxSpec,
 };
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use rkube_podnet::Ipv4Cidr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -73,6 +77,13 @@ impl FakeRuntime {
             error: None,
         };
         Ok(())
+    }
+
+    fn known(&self, id: &str) -> Result<()> {
+        match self.lock().containers.contains_key(id) {
+            true => Ok(()),
+            false => Err(Error::NotFound(id.to_string())),
+        }
     }
 
     fn allocate_ip(state: &mut State) -> Option<Ipv4Addr> {
@@ -211,6 +222,32 @@ impl Runtime for FakeRuntime {
         }
         Ok(())
     }
+
+    async fn container_logs(&self, id: &str, _options: &LogOptions) -> Result<LogStream> {
+        self.known(id)?;
+        Ok(futures::stream::empty().boxed())
+    }
+
+    async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        if !self.lock().containers.get(id).ok_or_else(|| Error::NotFound(id.to_string()))?.is_running() {
+            return Err(Error::Unsupported(format!("container {id} is not running")));
+        }
+        Ok(ExecSession {
+            output: futures::stream::empty().boxed(),
+            stdin: spec.stdin.then(|| Box::pin(tokio::io::sink()) as Pin<Box<dyn tokio::io::AsyncWrite + Send>>),
+            resize: Box::new(|_| futures::future::ready(Ok(())).boxed()),
+            exit_code: futures::future::ready(Ok(0)).boxed(),
+        })
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        self.known(id)?;
+        Ok(ContainerStats { time: Some(Timestamp::now()), cpu_usage_nano_cores: Some(0), ..Default::default() })
+    }
+
+    fn runs_probes(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -256,5 +293,22 @@ mod tests {
         rt.exit_container(&id, 3).unwrap();
         let c = rt.pod_containers("a").await.unwrap().remove(0);
         assert!(matches!(c.state, ContainerState::Exited { exit_code: 3, .. }));
+    }
+
+    #[tokio::test]
+    async fn containers_log_nothing_and_commands_exit_zero_silently() {
+        let rt = FakeRuntime::new("n1");
+        let id = rt.run_sandbox(&sandbox("a")).await.unwrap();
+        assert!(rt.container_logs(&id, &LogOptions::default()).await.unwrap().next().await.is_none());
+        let spec = ExecSpec { command: vec!["true".into()], stdin: true, ..Default::default() };
+        let session = rt.exec_attached(&id, &spec).await.unwrap();
+        assert!(session.stdin.is_some());
+        assert!(session.output.collect::<Vec<_>>().await.is_empty());
+        assert_eq!(session.exit_code.await.unwrap(), 0);
+        let stats = rt.container_stats(&id).await.unwrap();
+        assert_eq!((stats.cpu_usage_core_nanos, stats.memory_working_set_bytes), (0, 0));
+        assert!(matches!(rt.container_logs("nope", &LogOptions::default()).await, Err(Error::NotFound(_))));
+        rt.stop_container(&id, Duration::ZERO).await.unwrap();
+        assert!(rt.exec_attached(&id, &spec).await.is_err(), "a stopped container runs no commands");
     }
 }

@@ -14,10 +14,15 @@ pub mod fake;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use k8s_openapi::jiff::Timestamp;
 pub use rkube_podnet::Peer;
+use tokio::io::AsyncWrite;
 
 /// Label: the uid of the pod a container belongs to.
 pub const LABEL_POD_UID: &str = "io.rkube.pod.uid";
@@ -401,6 +406,108 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Removes a container (and its anonymous volumes).
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The output of container `id`: stdout and stderr in the order they
+    /// were written; with `follow`, until the container stops.
+    fn container_logs(&self, id: &str, options: &LogOptions) -> impl Future<Output = Result<LogStream>> + Send;
+
+    /// Starts `spec.command` in running container `id`, attached to its
+    /// output (and stdin, if asked for).
+    fn exec_attached(&self, id: &str, spec: &ExecSpec) -> impl Future<Output = Result<ExecSession>> + Send;
+
+    /// The resource usage of container `id` now.
+    fn container_stats(&self, id: &str) -> impl Future<Output = Result<ContainerStats>> + Send;
+
+    /// Whether probes really run against this runtime's containers; a
+    /// hollow node's runtime says no, and its probes count as succeeding.
+    fn runs_probes(&self) -> bool {
+        true
+    }
+}
+
+/// Which part of a container's output to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming new output until the container stops.
+    pub follow: bool,
+    /// Only the last this many lines.
+    pub tail_lines: Option<u64>,
+    /// Prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// Only output written since then.
+    pub since: Option<Timestamp>,
+}
+
+/// A container's output, chunk by chunk.
+pub type LogStream = BoxStream<'static, Result<Bytes>>;
+
+/// The size of a terminal, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
+/// A command to run in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Whether the command gets a stdin.
+    pub stdin: bool,
+    /// Whether it runs on a TTY (stdout and stderr are then one stream).
+    pub tty: bool,
+    /// The TTY's initial size.
+    pub size: Option<TerminalSize>,
+}
+
+/// A piece of a command's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    /// Written to stdout (or the TTY).
+    Stdout(Bytes),
+    /// Written to stderr.
+    Stderr(Bytes),
+}
+
+/// Resizes an exec's TTY.
+pub type ResizeExec = Box<dyn Fn(TerminalSize) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A command running in a container.
+pub struct ExecSession {
+    /// Its output; ends when the command has exited.
+    pub output: BoxStream<'static, Result<ExecOutput>>,
+    /// Its stdin, when asked for; shutting it down (or dropping it) closes it.
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    /// Resizes its TTY.
+    pub resize: ResizeExec,
+    /// Its exit code, once `output` has ended.
+    pub exit_code: BoxFuture<'static, Result<i32>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession").field("stdin", &self.stdin.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The resource usage of one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// When it was measured.
+    pub time: Option<Timestamp>,
+    /// CPU time used since the container started, in nanoseconds.
+    pub cpu_usage_core_nanos: u64,
+    /// Recent CPU use in billionths of a core, when the runtime had two samples.
+    pub cpu_usage_nano_cores: Option<u64>,
+    /// Memory in use, page cache included.
+    pub memory_usage_bytes: u64,
+    /// Memory in use minus inactive page cache (what the OOM killer looks at).
+    pub memory_working_set_bytes: u64,
+    /// The memory limit, if any.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 #[cfg(test)]

@@ -105,6 +105,8 @@ pub struct Harness {
     pub claim: CidrClaim,
     /// The running kubelet's /healthz and /metrics address.
     pub health: std::net::SocketAddr,
+    /// `--pod-manifest-path`, if the kubelet runs static pods.
+    pub manifest_dir: Option<PathBuf>,
     kubelet: Option<Kubelet>,
     cleaned: bool,
 }
@@ -112,6 +114,16 @@ pub struct Harness {
 impl Harness {
     /// Starts the apiserver and a kubelet on Docker.
     pub async fn start() -> anyhow::Result<Harness> {
+        Harness::start_with(false).await
+    }
+
+    /// Like [`Harness::start`], with `--pod-manifest-path` on an (empty)
+    /// directory in the root dir, [`Harness::manifest_dir`].
+    pub async fn start_with_manifests() -> anyhow::Result<Harness> {
+        Harness::start_with(true).await
+    }
+
+    async fn start_with(manifests: bool) -> anyhow::Result<Harness> {
         // Logs show when a test fails (nextest captures them otherwise).
         let _ = rkube_client::daemon::init_tracing("text");
         ensure_images().await?;
@@ -122,7 +134,22 @@ impl Harness {
         let node = format!("kt-{:08x}", fastrand::u32(..));
         let root_dir = std::env::temp_dir().join(format!("rkubelet-test-{node}"));
         let health = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut h = Harness { apiserver, client, docker, node, root_dir, claim, health, kubelet: None, cleaned: false };
+        let manifest_dir = manifests.then(|| root_dir.join("manifests"));
+        let mut h = Harness {
+            apiserver,
+            client,
+            docker,
+            node,
+            root_dir,
+            claim,
+            health,
+            manifest_dir,
+            kubelet: None,
+            cleaned: false,
+        };
+        if let Some(dir) = &h.manifest_dir {
+            std::fs::create_dir_all(dir)?;
+        }
         h.start_kubelet().await?;
         Ok(h)
     }
@@ -130,18 +157,24 @@ impl Harness {
     /// The kubelet's flags.
     pub fn args(&self) -> Args {
         use clap::Parser;
-        Args::parse_from([
-            "rkubelet".to_string(),
-            format!("--server={}", self.apiserver.url()),
-            "--healthz-bind-address=127.0.0.1:0".into(),
-            format!("--hostname-override={}", self.node),
-            "--node-ip=127.0.0.1".into(),
-            "--node-labels=rkube.io/test=kubelet,zone=a".into(),
-            "--runtime=docker".into(),
-            format!("--root-dir={}", self.root_dir.display()),
-            format!("--pod-cidr={}", self.claim.cidr),
-            format!("--cluster-cidr={CLUSTER_CIDR}"),
-        ])
+        let manifests = self.manifest_dir.iter().map(|d| format!("--pod-manifest-path={}", d.display()));
+        Args::parse_from(
+            [
+                "rkubelet".to_string(),
+                format!("--server={}", self.apiserver.url()),
+                "--healthz-bind-address=127.0.0.1:0".into(),
+                format!("--hostname-override={}", self.node),
+                "--node-ip=127.0.0.1".into(),
+                "--node-labels=rkube.io/test=kubelet,zone=a".into(),
+                "--runtime=docker".into(),
+                format!("--root-dir={}", self.root_dir.display()),
+                format!("--pod-cidr={}", self.claim.cidr),
+                format!("--cluster-cidr={CLUSTER_CIDR}"),
+                "--port=0".into(),
+            ]
+            .into_iter()
+            .chain(manifests),
+        )
     }
 
     /// Starts a kubelet (again).
