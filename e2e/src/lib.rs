@@ -125,6 +125,8 @@ impl Cluster {
                     &root.display().to_string(),
                     "--cluster-cidr",
                     &cluster_cidr,
+                    "--pod-manifest-path",
+                    &manifests.display().to_string(),
                     "--healthz-bind-address",
                     &health,
                     // Two nodes on one host: each kubelet API on a port of its own.

@@ -131,3 +131,50 @@ async fn pods_on_different_nodes_reach_each_other_by_pod_ip() -> anyhow::Result<
     assert_eq!(client["status"]["phase"], "Succeeded", "the pod on {b} could not fetch from {ip} on {a}");
     Ok(())
 }
+
+#[tokio::test]
+async fn logs_exec_and_static_pods_work_through_the_apiserver() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+
+    // logs -c and exec -c of the two-container pod, relayed by the apiserver.
+    cluster.create(include_str!("../../examples/emptydir-logs-pod.yaml"))?;
+    cluster.wait_pod("volume-pod", TIMEOUT, running).await?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let logs = cluster.rkubectl_ok(&["logs", "volume-pod", "-c", "reader"])?;
+        if logs.contains("line 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reader never showed the writer's lines: {logs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ls = cluster.rkubectl_ok(&["exec", "volume-pod", "-c", "writer", "--", "ls", "/logs"])?;
+    assert_eq!(ls.trim(), "app.log");
+    let failed =
+        cluster.rkubectl(&["exec", "volume-pod", "-c", "writer", "--", "sh", "-c", "echo oops >&2; exit 7"])?;
+    assert_eq!(failed.status.code(), Some(7), "exec's exit code becomes rkubectl's");
+    assert_eq!(String::from_utf8_lossy(&failed.stderr).trim(), "oops");
+
+    // A static pod: run from the node's manifest directory, mirrored into the
+    // API as <name>-<node>; deleting the mirror does not stop it.
+    let node = cluster.nodes[0].clone();
+    let manifest = cluster.manifests_dir(0).join("static-web.yaml");
+    std::fs::write(&manifest, include_str!("../../examples/static-pod.yaml"))?;
+    let mirror_name = format!("static-web-{node}");
+    let mirror = cluster.wait_pod(&mirror_name, TIMEOUT, running).await?;
+    assert!(mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(), "{mirror}");
+    assert_eq!(mirror["spec"]["nodeName"], node.as_str());
+    cluster.rkubectl_ok(&["delete", "pod", &mirror_name, "--wait=false"]).ok();
+    let again = cluster.wait_pod(&mirror_name, TIMEOUT, running).await?;
+    assert_eq!(
+        again["status"]["containerStatuses"][0]["containerID"],
+        mirror["status"]["containerStatuses"][0]["containerID"]
+    );
+    std::fs::remove_file(&manifest)?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while cluster.rkubectl(&["get", "pod", &mirror_name])?.status.success() {
+        assert!(std::time::Instant::now() < deadline, "the mirror pod outlived its manifest");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
