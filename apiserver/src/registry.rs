@@ -403,7 +403,7 @@ impl Registry {
             revision = rev;
             for s in &stored {
                 let (ns, _) = key_parts(&s.key, &info.key_prefix(), info.namespaced);
-                if filter.selects(ns, &s.value) {
+                if filter.selects(info, ns, &s.value) {
                     items.push(self.object(info, s));
                 }
             }

@@ -13,14 +13,16 @@
 //! saw, so client watches stay open and lose nothing.
 
 use crate::codec::{key_parts, with_resource_version};
+use crate::registry::selectable_fields;
 use crate::storage::Storage;
 use bytes::Bytes;
 use etcd_client::EventType as EtcdEventType;
 use futures::Stream;
-use rkube_api::selector::{FieldSelector, Selector};
+use rkube_api::selector::{FieldSelector, Selector, field_value};
 use rkube_api::{ApiError, ResourceInfo, Result};
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,8 @@ const LOG_MIN_EVENTS: usize = 256;
 /// One change to one object, as etcd reported it.
 #[derive(Debug)]
 pub struct Change {
+    /// The resource of the object.
+    pub info: &'static ResourceInfo,
     /// The revision of the change.
     pub rev: i64,
     /// The object's namespace ("" for cluster-scoped objects).
@@ -45,9 +49,42 @@ pub struct Change {
     /// The object before the change (None for a creation), resourceVersion
     /// set to the change's revision, as Kubernetes reports deleted objects.
     pub prev: Option<Bytes>,
+    /// What selectors see of `new`, parsed once for all watchers.
+    new_selectable: OnceLock<Option<Selectable>>,
+    /// What selectors see of `prev`, parsed once for all watchers.
+    prev_selectable: OnceLock<Option<Selectable>>,
 }
 
 impl Change {
+    /// A change of `info`'s object `namespace/name` at `rev`.
+    pub fn new(
+        info: &'static ResourceInfo,
+        rev: i64,
+        namespace: String,
+        name: String,
+        new: Option<Bytes>,
+        prev: Option<Bytes>,
+    ) -> Change {
+        Change {
+            info,
+            rev,
+            namespace,
+            name,
+            new,
+            prev,
+            new_selectable: OnceLock::new(),
+            prev_selectable: OnceLock::new(),
+        }
+    }
+
+    fn new_selectable(&self) -> Option<&Selectable> {
+        self.new_selectable.get_or_init(|| self.new.as_ref().and_then(|b| Selectable::of(self.info, b))).as_ref()
+    }
+
+    fn prev_selectable(&self) -> Option<&Selectable> {
+        self.prev_selectable.get_or_init(|| self.prev.as_ref().and_then(|b| Selectable::of(self.info, b))).as_ref()
+    }
+
     fn size(&self) -> usize {
         self.new.as_ref().map_or(0, Bytes::len) + self.prev.as_ref().map_or(0, Bytes::len) + 64
     }
@@ -90,26 +127,59 @@ pub struct Filter {
     pub fields: FieldSelector,
 }
 
+/// What label and field selectors look at in one object: its labels and the
+/// values of its resource's selectable fields. Much smaller than the object.
+#[derive(Debug, Default)]
+pub struct Selectable {
+    labels: BTreeMap<String, String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Selectable {
+    /// Parses an object's JSON once; None if it is not valid JSON.
+    pub fn of(info: &ResourceInfo, json: &[u8]) -> Option<Selectable> {
+        let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+        let labels = v
+            .pointer("/metadata/labels")
+            .and_then(serde_json::Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        let fields = selectable_fields(info).into_iter().map(|f| (f, field_value(&v, f))).collect();
+        Some(Selectable { labels, fields })
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.fields.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| v.as_str())
+    }
+}
+
 impl Filter {
-    /// Whether an object (namespace + JSON) is selected.
-    pub fn selects(&self, namespace: &str, json: &[u8]) -> bool {
+    fn is_everything_in_namespace(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    fn matches(&self, s: &Selectable) -> bool {
+        self.labels.matches(&s.labels)
+            && self.fields.requirements.iter().all(|r| (s.field(&r.field) == r.value) != r.negated)
+    }
+
+    /// Whether an object (namespace + JSON) of `info` is selected.
+    pub fn selects(&self, info: &ResourceInfo, namespace: &str, json: &[u8]) -> bool {
         if self.namespace.as_deref().is_some_and(|ns| ns != namespace) {
             return false;
         }
-        if self.labels.is_empty() && self.fields.is_empty() {
-            return true;
-        }
-        match serde_json::from_slice::<serde_json::Value>(json) {
-            Ok(v) => self.labels.matches_object(&v) && self.fields.matches_object(&v),
-            Err(_) => false,
-        }
+        self.is_everything_in_namespace() || Selectable::of(info, json).is_some_and(|s| self.matches(&s))
     }
 
     /// The event this watcher sees for a change, if any: an object entering
     /// the selection is ADDED, one leaving it is DELETED (with its old state).
     pub fn event_for(&self, c: &Change) -> Option<WatchEvent> {
-        let new_in = c.new.as_ref().is_some_and(|b| self.selects(&c.namespace, b));
-        let old_in = c.prev.as_ref().is_some_and(|b| self.selects(&c.namespace, b));
+        if self.namespace.as_deref().is_some_and(|ns| ns != c.namespace) {
+            return None;
+        }
+        let everything = self.is_everything_in_namespace();
+        let new_in = c.new.is_some() && (everything || c.new_selectable().is_some_and(|s| self.matches(s)));
+        let old_in = c.prev.is_some() && (everything || c.prev_selectable().is_some_and(|s| self.matches(s)));
         let (kind, json) = match (old_in, new_in) {
             (false, true) => (EventType::Added, c.new.clone()?),
             (true, true) => (EventType::Modified, c.new.clone()?),
@@ -371,7 +441,7 @@ impl Hub {
     }
 }
 
-fn to_change(info: &ResourceInfo, e: &etcd_client::Event) -> Option<Change> {
+fn to_change(info: &'static ResourceInfo, e: &etcd_client::Event) -> Option<Change> {
     let kv = e.kv()?;
     let key = String::from_utf8_lossy(kv.key()).into_owned();
     let (namespace, name) = key_parts(&key, &info.key_prefix(), info.namespaced);
@@ -381,7 +451,7 @@ fn to_change(info: &ResourceInfo, e: &etcd_client::Event) -> Option<Change> {
         EtcdEventType::Put => Some(with_resource_version(kv.value(), rev)),
         EtcdEventType::Delete => None,
     };
-    Some(Change { rev, namespace: namespace.to_string(), name: name.to_string(), new, prev })
+    Some(Change::new(info, rev, namespace.to_string(), name.to_string(), new, prev))
 }
 
 #[cfg(test)]
@@ -389,13 +459,15 @@ mod tests {
     use super::*;
 
     fn change(prev: Option<&str>, new: Option<&str>) -> Change {
-        Change {
-            rev: 9,
-            namespace: "default".into(),
-            name: "a".into(),
-            new: new.map(|s| Bytes::from(s.to_string())),
-            prev: prev.map(|s| Bytes::from(s.to_string())),
-        }
+        let pods = rkube_api::resource::lookup("pods").expect("pods");
+        Change::new(
+            pods,
+            9,
+            "default".into(),
+            "a".into(),
+            new.map(|s| Bytes::from(s.to_string())),
+            prev.map(|s| Bytes::from(s.to_string())),
+        )
     }
 
     #[test]
