@@ -106,34 +106,8 @@ impl Cluster {
             "rkube-scheduler",
             &["--server", &server, "--healthz-bind-address", &sched_health],
         )?;
-        for node in cluster.nodes.clone() {
-            let root = cluster.dir.join(&node);
-            let manifests = root.join("manifests");
-            std::fs::create_dir_all(&manifests)?;
-            let health = format!("127.0.0.1:{}", free_port());
-            cluster.spawn(
-                &node,
-                "rkubelet",
-                &[
-                    "--server",
-                    &server,
-                    "--hostname-override",
-                    &node,
-                    "--node-ip",
-                    "127.0.0.1",
-                    "--root-dir",
-                    &root.display().to_string(),
-                    "--cluster-cidr",
-                    &cluster_cidr,
-                    "--pod-manifest-path",
-                    &manifests.display().to_string(),
-                    "--healthz-bind-address",
-                    &health,
-                    // Two nodes on one host: each kubelet API on a port of its own.
-                    "--port",
-                    "0",
-                ],
-            )?;
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn_kubelet(i)?;
         }
         let nodes = cluster.nodes.clone();
         let client = cluster.client.clone();
@@ -148,9 +122,52 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts the kubelet of node `i` (0-based); its log is appended to.
+    pub fn spawn_kubelet(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes[i].clone();
+        let root = self.dir.join(&node);
+        let manifests = root.join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        let health = format!("127.0.0.1:{}", free_port());
+        let (server, cidr) = (self.server.clone(), self.cluster_cidr.clone());
+        self.spawn(
+            &node,
+            "rkubelet",
+            &[
+                "--server",
+                &server,
+                "--hostname-override",
+                &node,
+                "--node-ip",
+                "127.0.0.1",
+                "--root-dir",
+                &root.display().to_string(),
+                "--cluster-cidr",
+                &cidr,
+                "--pod-manifest-path",
+                &manifests.display().to_string(),
+                "--healthz-bind-address",
+                &health,
+                // Two nodes on one host: each kubelet API on a port of its own.
+                "--port",
+                "0",
+            ],
+        )
+    }
+
+    /// Kills the kubelet of node `i` with SIGKILL, as a crash.
+    pub fn kill_kubelet(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes[i].clone();
+        let pos = self.procs.iter().position(|p| p.name == node).context("no such kubelet")?;
+        let mut p = self.procs.remove(pos);
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
     fn spawn(&mut self, name: &str, bin: &str, args: &[&str]) -> anyhow::Result<()> {
         let log = self.dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let child = Command::new(binary(bin)?)
             .args(args)
             .env("RUST_LOG", "info")

@@ -178,3 +178,32 @@ async fn logs_exec_and_static_pods_work_through_the_apiserver() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_kubelet_killed_and_restarted_adopts_its_pods_without_duplicates() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(1).await?;
+    cluster.create(include_str!("../../examples/two-container-pod.yaml"))?;
+    let before = cluster.wait_pod("redis-php", TIMEOUT, running).await?;
+    let node = cluster.nodes[0].clone();
+    let containers = |node: &str| -> anyhow::Result<Vec<String>> {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-q", "--no-trunc", "--filter", &format!("label=io.rkube.node={node}")])
+            .output()?;
+        let mut ids: Vec<String> =
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+        ids.sort();
+        Ok(ids)
+    };
+    let running_before = containers(&node)?;
+    assert_eq!(running_before.len(), 3, "pause + two containers: {running_before:?}");
+
+    cluster.kill_kubelet(0)?;
+    cluster.spawn_kubelet(0)?;
+    // The new kubelet reports the pod again; nothing was restarted or duplicated.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = cluster.wait_pod("redis-php", TIMEOUT, running).await?;
+    assert_eq!(containers(&node)?, running_before, "containers were replaced or duplicated");
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(after["status"]["containerStatuses"], before["status"]["containerStatuses"]);
+    Ok(())
+}
