@@ -76,6 +76,25 @@ struct ContextInfo {
     namespace: String,
 }
 
+/// The flags every daemon uses to find the apiserver (flatten them into its
+/// clap `Args`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
+    #[arg(long, env = "RKUBE_SERVER")]
+    pub server: Option<String>,
+    /// A kubeconfig-style file naming the apiserver.
+    #[arg(long, env = "RKUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// Resolves the apiserver as [`ClientConfig::resolve`] does.
+    pub fn resolve(&self) -> Result<ClientConfig, ConfigError> {
+        ClientConfig::resolve(self.server.as_deref(), self.kubeconfig.as_deref())
+    }
+}
+
 /// The default apiserver when nothing else is configured.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 

@@ -18,9 +18,8 @@ use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use controllers::{Controller, ControllerContext, Settings};
 use metrics::Metrics;
-use rkube_client::{Client, ClientConfig, LeaderElector};
+use rkube_client::{Client, LeaderElector};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -58,12 +57,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     about = "rkube-controller-manager: runs the cluster's controllers."
 )]
 pub struct Args {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
-    #[arg(long, env = "RKUBE_SERVER")]
-    pub server: Option<String>,
-    /// A kubeconfig-style file naming the apiserver.
-    #[arg(long, env = "RKUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where the apiserver is.
+    #[command(flatten)]
+    pub api: rkube_client::config::ServerArgs,
     /// The pod network: one subnet of it per node becomes the node's spec.podCIDR.
     #[arg(long, env = "RKUBE_CLUSTER_CIDR", default_value = "10.1.0.0/16")]
     pub cluster_cidr: String,
@@ -124,7 +120,7 @@ pub struct App {
 impl App {
     /// Resolves the apiserver, checks the flags and binds the health port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
-        let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
+        let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let controllers = controllers::select(&args.controllers).map_err(anyhow::Error::msg)?;
         let settings = Settings {

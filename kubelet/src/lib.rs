@@ -38,7 +38,7 @@ use clap::Parser;
 use host::HostInfo;
 use node::{NetworkState, NodeAgent, NodeConfig};
 use pod::{NodeFacts, PodManager};
-use rkube_client::{Client, ClientConfig};
+use rkube_client::Client;
 use runtime::Runtime;
 use runtime::docker::DockerRuntime;
 use runtime::fake::FakeRuntime;
@@ -94,12 +94,9 @@ pub enum RuntimeKind {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rkubelet", version, about = "rkubelet: runs the pods bound to its node.")]
 pub struct Args {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
-    #[arg(long, env = "RKUBE_SERVER")]
-    pub server: Option<String>,
-    /// A kubeconfig-style file naming the apiserver.
-    #[arg(long, env = "RKUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where the apiserver is.
+    #[command(flatten)]
+    pub api: rkube_client::config::ServerArgs,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "RKUBE_HEALTHZ_BIND_ADDRESS", default_value = "127.0.0.1:10248")]
     pub healthz_bind_address: SocketAddr,
@@ -407,7 +404,7 @@ pub struct App {
 impl App {
     /// Checks the flags, resolves the apiserver and binds the health port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
-        let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
+        let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let host = HostInfo::detect();
         let name = args.hostname_override.clone().unwrap_or_else(|| host.hostname.clone()).to_lowercase();

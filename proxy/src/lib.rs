@@ -6,21 +6,17 @@
 //! so in its log and on `/metrics`.
 
 use clap::Parser;
-use rkube_client::{Client, ClientConfig};
+use rkube_client::Client;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rkube-proxy", version, about = "rkube-proxy: programs the Service datapath on its node.")]
 pub struct Args {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
-    #[arg(long, env = "RKUBE_SERVER")]
-    pub server: Option<String>,
-    /// A kubeconfig-style file naming the apiserver.
-    #[arg(long, env = "RKUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where the apiserver is.
+    #[command(flatten)]
+    pub api: rkube_client::config::ServerArgs,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "RKUBE_HEALTHZ_BIND_ADDRESS", default_value = "127.0.0.1:10256")]
     pub healthz_bind_address: SocketAddr,
@@ -39,7 +35,7 @@ pub struct App {
 impl App {
     /// Resolves the apiserver and binds the health port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
-        let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
+        let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let health = rkube_client::daemon::bind_health(args.healthz_bind_address).await?;
         Ok(App { client, health })

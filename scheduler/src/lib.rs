@@ -46,10 +46,9 @@ mod fixtures;
 
 use anyhow::Context as _;
 use clap::Parser;
-use rkube_client::{Api, Client, ClientConfig, Informer, LeaderElector, ListParams, Reflector};
+use rkube_client::{Api, Client, Informer, LeaderElector, ListParams, Reflector};
 use scheduler::{Config, Scheduler};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -85,12 +84,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rkube-scheduler", version, about = "rkube-scheduler: places pods on nodes.")]
 pub struct Args {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
-    #[arg(long, env = "RKUBE_SERVER")]
-    pub server: Option<String>,
-    /// A kubeconfig-style file naming the apiserver.
-    #[arg(long, env = "RKUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where the apiserver is.
+    #[command(flatten)]
+    pub api: rkube_client::config::ServerArgs,
     /// Schedule pods whose spec.schedulerName is this (also the events' source).
     #[arg(long, env = "RKUBE_SCHEDULER_NAME", default_value = "default-scheduler")]
     pub scheduler_name: String,
@@ -173,7 +169,7 @@ impl App {
     /// Resolves the apiserver, checks the leader election settings and binds
     /// the health port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
-        let cfg = ClientConfig::resolve(args.server.as_deref(), args.kubeconfig.as_deref())?;
+        let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let instance = identity();
         let elector = if args.leader_elect {
