@@ -52,6 +52,30 @@ impl GrpcApi {
     }
 }
 
+impl GrpcApi {
+    /// Update (`status: false`) or UpdateStatus (`status: true`).
+    async fn replace(&self, req: pb::UpdateRequest, status: bool) -> Result<Response<pb::Object>, Status> {
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            if status {
+                require_status(info)?;
+            }
+            self.registry.update(info, &req.namespace, &req.name, &req.body, status, req.dry_run).await.map(to_pb)
+        }
+        .await;
+        self.finish(if status { "update_status" } else { "update" }, req.resource.as_ref(), start, result)
+    }
+}
+
+/// Refuses a status write to a resource without a status subresource.
+fn require_status(info: &ResourceInfo) -> Result<(), ApiError> {
+    if info.has_status {
+        return Ok(());
+    }
+    Err(ApiError::new(rkube_api::Reason::MethodNotAllowed, format!("{} have no status subresource", info.plural)))
+}
+
 fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
     let r = r.ok_or_else(|| ApiError::bad_request("request names no resource"))?;
     for_resource(&r.api_version, &r.resource)
@@ -123,31 +147,11 @@ impl Resources for GrpcApi {
     }
 
     async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
-        let req = req.into_inner();
-        let start = Instant::now();
-        let result = async {
-            let info = resource_of(req.resource.as_ref())?;
-            self.registry.update(info, &req.namespace, &req.name, &req.body, false, req.dry_run).await.map(to_pb)
-        }
-        .await;
-        self.finish("update", req.resource.as_ref(), start, result)
+        self.replace(req.into_inner(), false).await
     }
 
     async fn update_status(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
-        let req = req.into_inner();
-        let start = Instant::now();
-        let result = async {
-            let info = resource_of(req.resource.as_ref())?;
-            if !info.has_status {
-                return Err(ApiError::new(
-                    rkube_api::Reason::MethodNotAllowed,
-                    format!("{} have no status subresource", info.plural),
-                ));
-            }
-            self.registry.update(info, &req.namespace, &req.name, &req.body, true, req.dry_run).await.map(to_pb)
-        }
-        .await;
-        self.finish("update_status", req.resource.as_ref(), start, result)
+        self.replace(req.into_inner(), true).await
     }
 
     async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {
@@ -160,11 +164,8 @@ impl Resources for GrpcApi {
                 Ok(pb::PatchType::Json) => PatchKind::Json,
                 Err(_) => return Err(ApiError::bad_request(format!("unknown patch type {}", req.patch_type))),
             };
-            if req.status && !info.has_status {
-                return Err(ApiError::new(
-                    rkube_api::Reason::MethodNotAllowed,
-                    format!("{} have no status subresource", info.plural),
-                ));
+            if req.status {
+                require_status(info)?;
             }
             self.registry
                 .patch(info, &req.namespace, &req.name, kind, &req.patch, req.status, req.dry_run)

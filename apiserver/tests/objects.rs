@@ -143,6 +143,17 @@ async fn status_moves_only_through_update_status_and_generation_only_with_spec()
     assert_eq!(patched["metadata"]["generation"], 2);
     assert_eq!(patched["status"]["phase"], "Running");
 
+    // Kinds without a status subresource refuse status writes.
+    let cms = lookup("configmaps")?;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}});
+    client.create(cms, "default", body(&cm)).await?;
+    let e = client.update_status(cms, "default", "s", body(&cm)).await.expect_err("no status");
+    assert_eq!(e.reason, Reason::MethodNotAllowed);
+    assert_eq!(
+        client.patch(cms, "default", "s", &json!({"status": {}}), true).await.expect_err("no status").reason,
+        Reason::MethodNotAllowed
+    );
+
     // An update that changes nothing writes nothing.
     let same = json_of(&client.update(pods, "default", "p", body(&patched)).await?);
     assert_eq!(same["metadata"]["resourceVersion"], patched["metadata"]["resourceVersion"]);
