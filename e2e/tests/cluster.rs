@@ -207,3 +207,86 @@ async fn a_kubelet_killed_and_restarted_adopts_its_pods_without_duplicates() -> 
     assert_eq!(after["status"]["containerStatuses"], before["status"]["containerStatuses"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_pod_spec_is_honoured_on_docker() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1).await?;
+    cluster.create(include_str!("../../examples/configmap.yaml"))?;
+    cluster.create(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: spec-pod}
+spec:
+  initContainers:
+  - name: init
+    image: rkube/toolbox:1.0
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo from-init > /work/init.txt']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: rkube/toolbox:1.0
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo level=$(LEVEL) dir=$APPDIR; sleep 3600']
+    env:
+    - name: LEVEL
+      valueFrom: {configMapKeyRef: {name: cm-appvars, key: apploglevel}}
+    - name: APPDIR
+      valueFrom: {configMapKeyRef: {name: cm-appvars, key: appdatadir}}
+    - name: MY_POD
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: config, mountPath: /etc/app, readOnly: true}
+    livenessProbe:
+      exec: {command: [cat, /work/init.txt]}
+      periodSeconds: 2
+      failureThreshold: 1
+  volumes:
+  - {name: work, emptyDir: {}}
+  - name: config
+    configMap:
+      name: cm-appvars
+      items: [{key: apploglevel, path: level}]
+"#,
+    )?;
+    cluster.wait_pod("spec-pod", TIMEOUT, running).await?;
+    // Env from a ConfigMap, $(VAR) expansion in the command, the downward API.
+    let logs = cluster.rkubectl_ok(&["logs", "spec-pod"])?;
+    assert_eq!(logs.trim(), "level=info dir=/var/data");
+    assert_eq!(cluster.rkubectl_ok(&["exec", "spec-pod", "--", "sh", "-c", "echo $MY_POD"])?.trim(), "spec-pod");
+    // The init container ran first into the shared emptyDir; the ConfigMap item is a file.
+    assert_eq!(cluster.rkubectl_ok(&["exec", "spec-pod", "--", "cat", "/work/init.txt"])?.trim(), "from-init");
+    assert_eq!(cluster.rkubectl_ok(&["exec", "spec-pod", "--", "cat", "/etc/app/level"])?.trim(), "info");
+    // A failing liveness probe restarts the container, with events saying why.
+    cluster.rkubectl_ok(&["exec", "spec-pod", "--", "rm", "/work/init.txt"])?;
+    cluster
+        .wait_pod("spec-pod", TIMEOUT, |p| {
+            p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1
+        })
+        .await?;
+    let described = cluster.rkubectl_ok(&["describe", "pod", "spec-pod"])?;
+    assert!(described.contains("Unhealthy") && described.contains("Liveness probe failed"), "{described}");
+    assert!(described.contains("Scheduled"), "{described}");
+
+    // restartPolicy Never: a failing container makes the pod Failed with its exit code.
+    cluster.create(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: fails}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sh, -c, 'exit 3']}\n",
+    )?;
+    let failed = cluster.wait_pod("fails", TIMEOUT, |p| p["status"]["phase"] == "Failed").await?;
+    assert_eq!(failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+
+    // A missing image is a reason in the status, not a crash.
+    cluster.create(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: noimage}\nspec:\n  containers:\n  - {name: c, image: 'rkube/absent:9', imagePullPolicy: Never}\n",
+    )?;
+    let waiting = cluster
+        .wait_pod("noimage", TIMEOUT, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].is_string())
+        .await?;
+    assert_eq!(waiting["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImageNeverPull");
+
+    // Resource usage, from the kubelet through the apiserver.
+    let top = cluster.rkubectl_ok(&["top", "pods"])?;
+    assert!(top.lines().any(|l| l.starts_with("spec-pod")), "{top}");
+    Ok(())
+}
