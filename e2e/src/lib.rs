@@ -165,7 +165,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn spawn(&mut self, name: &str, bin: &str, args: &[&str]) -> anyhow::Result<()> {
+    /// Starts another process of the workspace's binaries, stopped with the cluster.
+    pub fn spawn(&mut self, name: &str, bin: &str, args: &[&str]) -> anyhow::Result<()> {
         let log = self.dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let child = Command::new(binary(bin)?)

@@ -290,3 +290,48 @@ spec:
     assert!(top.lines().any(|l| l.starts_with("spec-pod")), "{top}");
     Ok(())
 }
+
+#[tokio::test]
+async fn hollow_nodes_join_and_run_pods_without_docker() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(0).await?;
+    let server = cluster.server.clone();
+    let prefix = format!("hollow{:04x}", fastrand::u16(..));
+    let health = format!("127.0.0.1:{}", rkube_testkit::free_port());
+    cluster.spawn(
+        "hollow",
+        "rkubelet",
+        &[
+            "--server",
+            &server,
+            "--runtime",
+            "fake",
+            "--hollow-nodes",
+            "3",
+            "--hostname-override",
+            &prefix,
+            "--healthz-bind-address",
+            &health,
+            "--port",
+            "0",
+        ],
+    )?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let nodes = cluster.rkubectl_ok(&["get", "nodes"])?;
+        if nodes.lines().filter(|l| l.starts_with(&prefix) && l.contains(" Ready ")).count() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hollow nodes did not become Ready:\n{nodes}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    cluster.create(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hollow-pod}\nspec:\n  containers:\n  - {name: c, image: 'any/image:1', command: [serve]}\n",
+    )?;
+    let pod = cluster.wait_pod("hollow-pod", TIMEOUT, running).await?;
+    assert!(pod["spec"]["nodeName"].as_str().is_some_and(|n| n.starts_with(&prefix)), "{pod}");
+    Ok(())
+}
