@@ -352,3 +352,51 @@ mod tests {
         }
     }
 }
+
+/// The Lease timings of leader election, as flags (flatten into a daemon's
+/// clap `Args`; the daemon keeps its own `--leader-elect` switch).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElectArgs {
+    /// How long the Lease is valid without renewal (other instances wait this long).
+    #[arg(long = "leader-elect-lease-duration", env = "RKUBE_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it steps down.
+    #[arg(long = "leader-elect-renew-deadline", env = "RKUBE_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often candidates try to take, and the leader to renew, the Lease.
+    #[arg(long = "leader-elect-retry-period", env = "RKUBE_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+}
+
+/// Parses a duration flag: a number (decimals allowed) with the unit ms, s,
+/// m or h (`500ms`, `15s`, `1.5m`); a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number.parse().map_err(|_| format!("\"{s}\" is not a duration (e.g. 500ms, 15s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("\"{s}\" is not a duration: use the unit ms, s, m or h (e.g. 15s)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("\"{s}\": {e}"))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_kubernetes_units() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}

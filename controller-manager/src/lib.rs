@@ -33,21 +33,6 @@ pub const LEASE_NAMESPACE: &str = "kube-system";
 /// How long stopping controllers may take before `run` gives up waiting.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
-/// Parses `500ms`, `15s`, `2m` or `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("\"{s}\" is not a duration (e.g. 500ms, 15s, 2m)"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("\"{s}\" is not a duration: use the unit ms, s, m or h (e.g. 15s)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("\"{s}\": {e}"))
-}
-
 /// Command-line flags; each can also be set through the environment
 /// variable named in its help.
 #[derive(Debug, Clone, Parser)]
@@ -79,15 +64,9 @@ pub struct Args {
     #[arg(long, env = "RKUBE_LEADER_ELECT", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: bool,
-    /// How long the Lease is valid without renewal (other instances wait this long).
-    #[arg(long, env = "RKUBE_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it steps down.
-    #[arg(long, env = "RKUBE_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// How often candidates try to take, and the leader to renew, the Lease.
-    #[arg(long, env = "RKUBE_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
-    pub leader_elect_retry_period: Duration,
+    /// Lease timings of leader election.
+    #[command(flatten)]
+    pub leader_election: rkube_client::leader::LeaderElectArgs,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "RKUBE_HEALTHZ_BIND_ADDRESS", default_value = "127.0.0.1:10257")]
     pub healthz_bind_address: SocketAddr,
@@ -139,9 +118,9 @@ impl App {
                 LEASE_NAMESPACE,
                 LEASE_NAME,
                 &identity,
-                args.leader_elect_lease_duration,
-                args.leader_elect_renew_deadline,
-                args.leader_elect_retry_period,
+                args.leader_election.lease_duration,
+                args.leader_election.renew_deadline,
+                args.leader_election.retry_period,
             )
             .map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
             Some(elector)
@@ -255,15 +234,6 @@ fn start_controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("15").unwrap_err().contains("unit"));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn flags_default_like_kube_controller_manager() {

@@ -66,20 +66,6 @@ const LIST_PAGE: i64 = 500;
 /// The namespace of the leader election Lease.
 const LEASE_NAMESPACE: &str = "kube-system";
 
-/// Parses a duration such as `15s`, `500ms`, `2m` or `10` (seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration \"{s}\" (use e.g. 15s, 500ms, 2m)"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration \"{s}\" (use e.g. 15s, 500ms, 2m)")),
-    }
-}
-
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rkube-scheduler", version, about = "rkube-scheduler: places pods on nodes.")]
@@ -96,15 +82,9 @@ pub struct Args {
     /// Schedule only while holding the Lease in kube-system named after --scheduler-name.
     #[arg(long, env = "RKUBE_LEADER_ELECT", default_value_t = false)]
     pub leader_elect: bool,
-    /// How long a Lease lasts without renewal before another candidate takes it.
-    #[arg(long, env = "RKUBE_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it stops leading.
-    #[arg(long, env = "RKUBE_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// How often candidates try to take, and the leader to renew, the Lease.
-    #[arg(long, env = "RKUBE_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
-    pub leader_elect_retry_period: Duration,
+    /// Lease timings of leader election.
+    #[command(flatten)]
+    pub leader_election: rkube_client::leader::LeaderElectArgs,
     /// Percentage of nodes to find feasible before scoring (0: adaptive, as kube-scheduler).
     #[arg(long, env = "RKUBE_PERCENTAGE_OF_NODES_TO_SCORE", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -178,9 +158,9 @@ impl App {
                 LEASE_NAMESPACE,
                 &args.scheduler_name,
                 &instance,
-                args.leader_elect_lease_duration,
-                args.leader_elect_renew_deadline,
-                args.leader_elect_retry_period,
+                args.leader_election.lease_duration,
+                args.leader_election.renew_deadline,
+                args.leader_election.retry_period,
             )
             .context("--leader-elect")?;
             Some(elector)
@@ -288,24 +268,14 @@ mod tests {
     use rkube_client::leader::{DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD};
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert!(parse_duration("1h").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
     fn flags_default_like_kube_scheduler() {
         let args = Args::try_parse_from(["rkube-scheduler"]).expect("defaults parse");
         assert_eq!(args.scheduler_name, "default-scheduler");
         assert_eq!(args.healthz_bind_address, "127.0.0.1:10259".parse().expect("an address"));
         assert!(!args.leader_elect);
-        assert_eq!(args.leader_elect_lease_duration, DEFAULT_LEASE_DURATION);
-        assert_eq!(args.leader_elect_renew_deadline, DEFAULT_RENEW_DEADLINE);
-        assert_eq!(args.leader_elect_retry_period, DEFAULT_RETRY_PERIOD);
+        assert_eq!(args.leader_election.lease_duration, DEFAULT_LEASE_DURATION);
+        assert_eq!(args.leader_election.renew_deadline, DEFAULT_RENEW_DEADLINE);
+        assert_eq!(args.leader_election.retry_period, DEFAULT_RETRY_PERIOD);
         assert!(Args::try_parse_from(["rkube-scheduler", "--percentage-of-nodes-to-score", "101"]).is_err());
     }
 
