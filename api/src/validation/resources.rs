@@ -105,22 +105,21 @@ pub fn container_resource_name(field: &str, name: &str) -> Vec<Cause> {
 
 /// Any resource name: standard, or domain-qualified.
 pub fn resource_name(field: &str, name: &str) -> Vec<Cause> {
-    if let Some(c) = qualified(field, name) {
-        return vec![c];
-    }
-    if !name.contains('/') && !STANDARD_QUOTA.contains(&name) && !is_hugepages_quota(name) {
-        return vec![invalid(field, name, "must be a standard resource type or fully qualified")];
-    }
-    Vec::new()
+    standard_or_qualified(field, name, "must be a standard resource type or fully qualified")
 }
 
 /// A resource a quota may limit.
 pub fn quota_resource_name(field: &str, name: &str) -> Vec<Cause> {
+    standard_or_qualified(field, name, "must be a standard resource for quota")
+}
+
+/// A quota-standard name or a domain-qualified one; `why` explains a refusal.
+fn standard_or_qualified(field: &str, name: &str, why: &str) -> Vec<Cause> {
     if let Some(c) = qualified(field, name) {
         return vec![c];
     }
     if !name.contains('/') && !STANDARD_QUOTA.contains(&name) && !is_hugepages_quota(name) {
-        return vec![invalid(field, name, "must be a standard resource for quota")];
+        return vec![invalid(field, name, why)];
     }
     Vec::new()
 }
