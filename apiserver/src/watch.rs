@@ -32,6 +32,8 @@ use tracing::{debug, info, warn};
 const LOG_BUDGET_BYTES: usize = 4 << 20;
 /// Events a hub keeps at least (if they fit twice the byte budget).
 const LOG_MIN_EVENTS: usize = 256;
+/// Events a hub keeps at most.
+const LOG_MAX_EVENTS: usize = 2048;
 
 /// One change to one object, as etcd reported it.
 #[derive(Debug)]
@@ -322,10 +324,11 @@ impl Hub {
             log.bytes += c.size();
             log.events.push_back(Arc::new(c));
         }
-        while log.events.len() > LOG_MIN_EVENTS || log.bytes > 2 * LOG_BUDGET_BYTES {
-            if log.bytes <= LOG_BUDGET_BYTES && log.events.len() <= 2 * LOG_MIN_EVENTS.max(1024) {
-                break;
-            }
+        // Over budget (bytes or count), evict the oldest, keeping a minimum
+        // of events unless even those exceed twice the byte budget.
+        while (log.events.len() > LOG_MIN_EVENTS || log.bytes > 2 * LOG_BUDGET_BYTES)
+            && (log.bytes > LOG_BUDGET_BYTES || log.events.len() > LOG_MAX_EVENTS)
+        {
             let Some(old) = log.events.pop_front() else { break };
             log.bytes -= old.size();
             log.floor = old.rev;
