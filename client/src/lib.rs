@@ -2,12 +2,14 @@
 //!
 //! Start with [`Client`] (the generic gRPC client, lazily connected) and
 //! [`Api`] (its typed view of one resource). [`config`] finds the server the
-//! way rkubectl does; [`daemon`] holds what every daemon's `main` shares.
+//! way rkubectl does; [`daemon`] holds what every daemon's `main` shares;
+//! [`events`] records Events about objects, aggregated as Kubernetes does.
 
 pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod leader;
 pub mod queue;
 pub mod reflector;
