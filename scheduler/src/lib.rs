@@ -31,7 +31,6 @@
 
 pub mod algorithm;
 pub mod cache;
-pub mod events;
 pub mod filters;
 pub mod metrics;
 pub mod pending;
@@ -201,8 +200,13 @@ impl App {
         let nodes: Informer<NodeView> = node_reflector.informer();
         tracker.spawn(node_reflector.run(stop.clone()));
 
-        let events =
-            events::EventRecorder::start(client.clone(), &args.scheduler_name, &instance, &tracker, stop.clone());
+        let events = rkube_client::events::EventRecorder::start(
+            client.clone(),
+            &args.scheduler_name,
+            &instance,
+            &tracker,
+            stop.clone(),
+        );
         let config = Config {
             scheduler_name: args.scheduler_name.clone(),
             percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,

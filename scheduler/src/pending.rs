@@ -36,18 +36,6 @@ pub fn retry_interval(attempts: u32) -> Duration {
     doubling(attempts, MAX_RETRY_INTERVAL)
 }
 
-/// The last FailedScheduling event written for a pod, so a repeat of the
-/// same message bumps its count instead of adding an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureEvent {
-    /// The event's name.
-    pub name: String,
-    /// Its message.
-    pub message: String,
-    /// How many times it happened.
-    pub count: i32,
-}
-
 /// A pod waiting for a node.
 #[derive(Debug, Clone)]
 pub struct PendingPod {
@@ -62,21 +50,12 @@ pub struct PendingPod {
     pub generation: Option<i64>,
     /// Parked after failing, until a cluster change or its retry timer.
     pub unschedulable: bool,
-    /// The last FailedScheduling event.
-    pub failure: Option<FailureEvent>,
 }
 
 impl PendingPod {
     /// A pod first seen now, at `generation`.
     pub fn new(generation: Option<i64>) -> PendingPod {
-        PendingPod {
-            first_seen: Instant::now(),
-            attempts: 0,
-            last_attempt: None,
-            generation,
-            unschedulable: false,
-            failure: None,
-        }
+        PendingPod { first_seen: Instant::now(), attempts: 0, last_attempt: None, generation, unschedulable: false }
     }
 
     /// How much of its back-off is left at `now` (zero: it may be tried).

@@ -17,13 +17,14 @@
 
 use crate::algorithm::{Algorithm, ScheduleError};
 use crate::cache::{Cache, NodeChange};
-use crate::events::{EventRecorder, now};
 use crate::metrics::{AttemptResult, Gauges, Metrics};
-use crate::pending::{FailureEvent, PendingPod, backoff, retry_interval};
+use crate::pending::{PendingPod, backoff, retry_interval};
 use crate::pod_info::{PodInfo, PodUsage};
 use crate::view::{NodeView, PodView};
 use k8s_openapi::api::core::v1::PodCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::reflector::Event;
 use rkube_client::{ObjectKey, Reason, Store, WorkQueue};
 use std::collections::HashMap;
@@ -335,7 +336,7 @@ impl Scheduler {
                 self.metrics.attempt(AttemptResult::Unschedulable);
                 let message = e.to_string();
                 info!(pod = %key, %message, "unschedulable");
-                self.report_failure(key, &pod, &message);
+                self.report_failure(&pod, &message);
                 self.set_condition(pod, REASON_UNSCHEDULABLE, &message).await;
             }
         }
@@ -352,7 +353,7 @@ impl Scheduler {
                 self.metrics.e2e.observe(first_seen.elapsed());
                 debug!(pod = %key, node, "bound");
                 let message = format!("Successfully assigned {key} to {node}");
-                self.events.record(pod, "Normal", "Scheduled", "Binding", &message);
+                self.events.record_with_action(&object_ref(pod), EventType::Normal, "Scheduled", "Binding", &message);
             }
             Err(e) => {
                 self.metrics.attempt(AttemptResult::Error);
@@ -370,26 +371,18 @@ impl Scheduler {
                 } else {
                     warn!(pod = %key, node, error = %e, "binding failed; will retry");
                     let message = format!("Binding rejected: {e}");
-                    self.events.record(pod, "Warning", "FailedScheduling", "Binding", &message);
+                    let pod = object_ref(pod);
+                    self.events.record_with_action(&pod, EventType::Warning, "FailedScheduling", "Binding", &message);
                 }
             }
         }
     }
 
-    /// Writes (or counts again) the FailedScheduling event for `message`.
-    fn report_failure(&self, key: &ObjectKey, pod: &PodView, message: &str) {
-        let mut st = self.lock();
-        let Some(p) = st.pending.get_mut(key) else { return };
-        match &mut p.failure {
-            Some(f) if f.message == message => {
-                f.count = f.count.saturating_add(1);
-                self.events.repeat(pod, &f.name, f.count);
-            }
-            failure => {
-                let name = self.events.record(pod, "Warning", "FailedScheduling", "Scheduling", message);
-                *failure = Some(FailureEvent { name, message: message.to_string(), count: 1 });
-            }
-        }
+    /// Records the FailedScheduling event for `message`; a repeat of the
+    /// same message counts again on the same Event.
+    fn report_failure(&self, pod: &PodView, message: &str) {
+        let pod = object_ref(pod);
+        self.events.record_with_action(&pod, EventType::Warning, "FailedScheduling", "Scheduling", message);
     }
 
     /// Sets PodScheduled=False with `reason` and `message` in the background,
@@ -423,7 +416,7 @@ pub fn unschedulable_patch(pod: &PodView, reason: &str, message: &str) -> Option
     let transition = current
         .filter(|c| c.status == "False")
         .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(now()));
+        .unwrap_or_else(|| Time(Timestamp::now()));
     let mut conditions: Vec<PodCondition> =
         pod.status.conditions.iter().flatten().filter(|c| c.type_ != "PodScheduled").cloned().collect();
     conditions.push(PodCondition {
