@@ -353,19 +353,19 @@ impl EventRecorder {
     }
 
     /// Records a `Normal` event about `obj`.
-    pub fn normal<K>(&self, obj: &K, reason: &str, message: &str)
+    pub fn normal<K>(&self, obj: &K, reason: &str, message: impl AsRef<str>)
     where
         K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
     {
-        self.send(object_ref(obj), EventType::Normal, reason, None, message);
+        self.send(object_ref(obj), EventType::Normal, reason, None, message.as_ref());
     }
 
     /// Records a `Warning` event about `obj`.
-    pub fn warning<K>(&self, obj: &K, reason: &str, message: &str)
+    pub fn warning<K>(&self, obj: &K, reason: &str, message: impl AsRef<str>)
     where
         K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
     {
-        self.send(object_ref(obj), EventType::Warning, reason, None, message);
+        self.send(object_ref(obj), EventType::Warning, reason, None, message.as_ref());
     }
 
     /// How many events were dropped because the writer fell behind (or had

@@ -15,14 +15,12 @@
 //!   implementations; [`containers`] turns a container spec into a runtime
 //!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
 //!   volumes on disk, [`images`] handles pull policies and credentials;
-//! - [`events`]: Events about pods;
 //! - [`server`]: the kubelet API on `--port` (logs, exec, [`stats`]) that
 //!   the apiserver relays to.
 
 #![warn(missing_docs)]
 
 pub mod containers;
-pub mod events;
 pub mod host;
 pub mod images;
 pub mod node;
@@ -39,6 +37,7 @@ use host::HostInfo;
 use node::{NetworkState, NodeAgent, NodeConfig};
 use pod::{NodeFacts, PodManager};
 use rkube_client::Client;
+use rkube_client::events::EventRecorder;
 use runtime::Runtime;
 use runtime::docker::DockerRuntime;
 use runtime::fake::FakeRuntime;
@@ -264,8 +263,7 @@ pub async fn run_node<R: Runtime>(
     let tracker = TaskTracker::new();
     let config = Arc::new(setup.config);
     let (network_tx, network_rx) = watch::channel(NetworkState::default());
-    let (recorder, event_writer) = events::Recorder::new(client.clone(), &config.name, shutdown.clone());
-    tracker.spawn(event_writer);
+    let recorder = EventRecorder::start_on_node(client.clone(), "kubelet", &config.name, &tracker, shutdown.clone());
     tracker.spawn(NodeAgent::new(client.clone(), config.clone(), runtime.clone(), network_tx).run(shutdown.clone()));
     if runtime.needs_pod_cidr() {
         tracker.spawn(node::sync_routes(client.clone(), config.name.clone(), runtime.clone(), shutdown.clone()));

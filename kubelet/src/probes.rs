@@ -29,13 +29,13 @@
 //! httpGet probes speak plain HTTP/1.1 (a 3xx counts as success without
 //! being followed); HTTPS is refused, as rkubelet links no TLS client.
 
-use crate::events::Recorder;
 use crate::pod::lifecycle::Observed;
 use crate::runtime::{ContainerKind, ContainerState, ExecOutput, ExecSpec, Runtime, RuntimeContainer};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
+use rkube_client::events::EventRecorder;
 use rkube_client::{ObjectKey, WorkQueue};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -437,7 +437,7 @@ struct State {
 /// What workers share with the prober.
 struct Shared {
     state: Mutex<State>,
-    recorder: Recorder,
+    recorder: Arc<EventRecorder>,
     queue: WorkQueue<ObjectKey>,
 }
 
@@ -486,7 +486,7 @@ impl<R: Runtime> Prober<R> {
     pub fn new(
         runtime: Arc<R>,
         node_ip: &str,
-        recorder: Recorder,
+        recorder: Arc<EventRecorder>,
         queue: WorkQueue<ObjectKey>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
@@ -644,7 +644,7 @@ impl<R: Runtime> Worker<R> {
                 if let Outcome::Failure(why) = &outcome {
                     debug!(pod = %self.pod_key, container = %self.container, probe = self.kind.name(), reason = %why, "probe failed");
                     self.shared.recorder.warning(
-                        &self.pod,
+                        self.pod.as_ref(),
                         "Unhealthy",
                         format!("{} probe failed: {why}", self.kind.title()),
                     );

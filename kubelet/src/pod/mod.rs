@@ -24,13 +24,13 @@ pub mod status;
 mod sync;
 
 use crate::Metrics;
-use crate::events::Recorder;
 use crate::node::NetworkState;
 use crate::probes::Prober;
 use crate::runtime::{ContainerKind, Phase, Runtime};
 use crate::static_pods::StaticPods;
 use crate::volumes::VolumeManager;
 use k8s_openapi::api::core::v1::Pod;
+use rkube_client::events::EventRecorder;
 use rkube_client::reflector::Event;
 use rkube_client::{Api, Client, Informer, ListParams, ObjectKey, WorkQueue};
 use std::collections::{HashMap, HashSet};
@@ -69,7 +69,7 @@ pub struct PodManager<R: Runtime> {
     node: NodeFacts,
     runtime: Arc<R>,
     volumes: VolumeManager,
-    recorder: Recorder,
+    recorder: Arc<EventRecorder>,
     network: watch::Receiver<NetworkState>,
     metrics: Arc<Metrics>,
     manifest_dir: Option<PathBuf>,
@@ -88,7 +88,7 @@ impl<R: Runtime> PodManager<R> {
         node: NodeFacts,
         runtime: Arc<R>,
         volumes: VolumeManager,
-        recorder: Recorder,
+        recorder: Arc<EventRecorder>,
         network: watch::Receiver<NetworkState>,
         metrics: Arc<Metrics>,
     ) -> Self {

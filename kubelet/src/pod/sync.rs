@@ -14,7 +14,6 @@ use super::status::{StatusInput, pod_status};
 use super::{NodeFacts, PodManager};
 use crate::Metrics;
 use crate::containers::{self, ContainerInputs, EnvSources, PodContext};
-use crate::events::Recorder;
 use crate::images::{self, PullPolicy};
 use crate::node::NetworkState;
 use crate::probes::Prober;
@@ -24,6 +23,7 @@ use crate::volumes::{self, PodVolumes, VolumeError, VolumeManager};
 use crate::{Error, Result};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
 use k8s_openapi::jiff::Timestamp;
+use rkube_client::events::EventRecorder;
 use rkube_client::{Api, ApiError, Client, DeleteParams, ObjectKey, Reason, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,7 +65,7 @@ pub(crate) struct Syncer<R: Runtime> {
     node: NodeFacts,
     runtime: Arc<R>,
     volumes: VolumeManager,
-    recorder: Recorder,
+    recorder: Arc<EventRecorder>,
     pods: Store<Pod>,
     network: watch::Receiver<NetworkState>,
     metrics: Arc<Metrics>,
