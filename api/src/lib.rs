@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod patch;
 pub mod quantity;
 pub mod resource;
+pub mod scale;
 pub mod selector;
 pub mod strategy;
 pub mod validation;

@@ -93,6 +93,19 @@ pub fn to_pb(o: Object) -> pb::Object {
     }
 }
 
+/// The wire form of a Scale.
+fn scale_to_pb(scale: &serde_json::Value) -> Result<pb::Object, ApiError> {
+    let text = |field: &str| scale["metadata"][field].as_str().unwrap_or_default().to_string();
+    Ok(pb::Object {
+        api_version: rkube_api::scale::SCALE_API_VERSION.into(),
+        kind: rkube_api::scale::SCALE_KIND.into(),
+        namespace: text("namespace"),
+        name: text("name"),
+        resource_version: text("resourceVersion"),
+        json: serde_json::to_vec(scale).map_err(|e| ApiError::internal(e.to_string()))?.into(),
+    })
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecOutput, Status>> + Send>>;
@@ -152,6 +165,30 @@ impl Resources for GrpcApi {
 
     async fn update_status(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
         self.replace(req.into_inner(), true).await
+    }
+
+    async fn get_scale(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let scale = self.registry.get_scale(info, &req.namespace, &req.name).await?;
+            scale_to_pb(&scale)
+        }
+        .await;
+        self.finish("get_scale", req.resource.as_ref(), start, result)
+    }
+
+    async fn update_scale(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(req.resource.as_ref())?;
+            let scale = self.registry.update_scale(info, &req.namespace, &req.name, &req.body, req.dry_run).await?;
+            scale_to_pb(&scale)
+        }
+        .await;
+        self.finish("update_scale", req.resource.as_ref(), start, result)
     }
 
     async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {

@@ -156,6 +156,17 @@ fn random_suffix() -> String {
     (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
 }
 
+/// Parses a JSON or YAML object body, refusing oversized ones.
+fn read_body(body: &[u8]) -> Result<Value> {
+    if body.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("Request entity too large: {} bytes exceeds the limit of {MAX_OBJECT_BYTES} bytes", body.len()),
+        ));
+    }
+    parse_object(body)
+}
+
 fn parse_rv(s: &str, what: &str) -> Result<i64> {
     s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
         ApiError::bad_request(format!("{what}: invalid resourceVersion \"{s}\": must be a non-negative integer"))
@@ -257,15 +268,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Parses a request body, refusing oversized ones.
+    /// Parses a request body of `info`'s kind, refusing oversized ones.
     fn parse_body(&self, info: &ResourceInfo, body: &[u8]) -> Result<Value> {
-        if body.len() > MAX_OBJECT_BYTES {
-            return Err(ApiError::new(
-                Reason::RequestEntityTooLarge,
-                format!("Request entity too large: {} bytes exceeds the limit of {MAX_OBJECT_BYTES} bytes", body.len()),
-            ));
-        }
-        let mut obj = parse_object(body)?;
+        let mut obj = read_body(body)?;
         kinds::stamp_type(info, &mut obj)?;
         Ok(obj)
     }
@@ -485,6 +490,47 @@ impl Registry {
             Ok(if status { with_status_of(old, &obj) } else { with_spec_of(info, old, &obj) })
         })
         .await
+    }
+
+    /// The Scale of a replicated object.
+    pub async fn get_scale(&self, info: &'static ResourceInfo, namespace: &str, name: &str) -> Result<Value> {
+        rkube_api::scale::require_scale(info)?;
+        let object = self.get(info, namespace, name).await?;
+        Ok(rkube_api::scale::scale_of(&codec::decode(&object.json)?))
+    }
+
+    /// Sets `spec.replicas` of a replicated object from a Scale body (its
+    /// metadata.resourceVersion, if set, is a precondition); returns the new Scale.
+    pub async fn update_scale(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+        dry_run: bool,
+    ) -> Result<Value> {
+        rkube_api::scale::require_scale(info)?;
+        self.check_scope(info, namespace)?;
+        let scale = read_body(body)?;
+        if !matches!(scale["kind"].as_str(), None | Some(rkube_api::scale::SCALE_KIND)) {
+            return Err(ApiError::bad_request(format!(
+                "the body's kind {} is not Scale: the scale subresource takes an autoscaling/v1 Scale",
+                scale["kind"]
+            )));
+        }
+        let replicas = rkube_api::scale::requested_replicas(&scale, name)?;
+        let precondition = match meta(&scale, "resourceVersion").as_str() {
+            "" => None,
+            rv => Some(parse_rv(rv, "metadata.resourceVersion")?),
+        };
+        let object = self
+            .update_with(info, namespace, name, precondition, dry_run, |old| {
+                let mut new = old.clone();
+                new["spec"]["replicas"] = Value::from(replicas);
+                Ok(new)
+            })
+            .await?;
+        Ok(rkube_api::scale::scale_of(&codec::decode(&object.json)?))
     }
 
     /// Applies a patch to an object (or to its status).

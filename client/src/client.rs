@@ -4,6 +4,7 @@
 use crate::config::ClientConfig;
 use futures::{Stream, StreamExt};
 use k8s_openapi::Metadata;
+use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rkube_api::resource::for_kind;
 use rkube_api::{ApiError, ResourceInfo, Result};
@@ -208,6 +209,32 @@ impl Client {
             dry_run: false,
         };
         self.inner.clone().update_status(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Reads the scale subresource (an autoscaling/v1 Scale) of a
+    /// replicationcontroller, replicaset or deployment.
+    pub async fn get_scale(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<pb::Object> {
+        let req = pb::GetRequest { resource: resource_ref(info), namespace: namespace.into(), name: name.into() };
+        self.inner.clone().get_scale(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Writes the scale subresource: `body` is a Scale whose spec.replicas
+    /// becomes the object's (its resourceVersion, if set, a precondition).
+    pub async fn update_scale(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<pb::Object> {
+        let req = pb::UpdateRequest {
+            resource: resource_ref(info),
+            namespace: namespace.into(),
+            name: name.into(),
+            body: body.into(),
+            dry_run: false,
+        };
+        self.inner.clone().update_scale(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     /// Applies a JSON merge patch (or, with `status`, patches the status).
@@ -493,6 +520,18 @@ where
     /// Applies a JSON merge patch to `name`'s status.
     pub async fn patch_status(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
         decode(&self.client.patch(self.info, &self.namespace, name, patch, true).await?)
+    }
+
+    /// The Scale of `name` (replicationcontrollers, replicasets, deployments).
+    pub async fn get_scale(&self, name: &str) -> Result<Scale> {
+        decode(&self.client.get_scale(self.info, &self.namespace, name).await?)
+    }
+
+    /// Sets `name`'s replicas through its scale subresource; a
+    /// `metadata.resourceVersion` in `scale` makes it conditional.
+    pub async fn replace_scale(&self, name: &str, scale: &Scale) -> Result<Scale> {
+        let body = serde_json::to_vec(scale).expect("a Scale always serializes");
+        decode(&self.client.update_scale(self.info, &self.namespace, name, body).await?)
     }
 
     /// Deletes `name`; returns the object and whether it is gone already.

@@ -8,8 +8,10 @@
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod daemon;
 pub mod events;
+pub mod informers;
 pub mod leader;
 pub mod queue;
 pub mod reflector;
@@ -17,6 +19,7 @@ pub mod store;
 
 pub use client::{Api, Client, DeleteParams, ListParams, ObjectList, RawEvent, WatchEvent, WatchEventType, decode};
 pub use config::ClientConfig;
+pub use informers::SharedInformers;
 pub use leader::LeaderElector;
 pub use queue::WorkQueue;
 pub use reflector::{Event, Informer, Reflector};

@@ -132,6 +132,13 @@ impl<K> Clone for Store<K> {
     }
 }
 
+impl<K> Store<K> {
+    /// Whether `other` reads the same cache (a clone of this store).
+    pub fn same_cache(&self, other: &Store<K>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
 impl<K> fmt::Debug for Store<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")

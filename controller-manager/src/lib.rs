@@ -4,21 +4,21 @@
 //! health port; [`App::run`] campaigns for the `kube-system/rkube-controller-manager`
 //! Lease (unless `--leader-elect=false`) and, while it leads, runs the
 //! controllers `--controllers` selects from the registry in
-//! [`controllers`]. Each controller follows the same flow: a reflector fills
-//! a Store, watch events enqueue keys, and workers ([`runner`]) call the
-//! controller's `reconcile(key, ctx)`. Start reading at
-//! [`controllers::nodeipam`], the first controller.
+//! [`controllers`]. Each controller follows the same flow: shared informers
+//! ([`rkube_client::SharedInformers`]: one watch per resource for the whole
+//! process) fill Stores, watch events enqueue keys, and workers
+//! ([`rkube_client::controller::worker`]) call the controller's
+//! `reconcile(key, ctx)`. Start reading at [`controllers::replicaset`].
 
 pub mod controllers;
 pub mod events;
 pub mod metrics;
-pub mod runner;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
-use controllers::{Controller, ControllerContext, Settings};
+use controllers::{Controller, ControllerContext};
 use metrics::Metrics;
-use rkube_client::{Client, LeaderElector};
+use rkube_client::{Client, LeaderElector, SharedInformers};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +45,9 @@ pub struct Args {
     /// Where the apiserver is.
     #[command(flatten)]
     pub api: rkube_client::config::ServerArgs,
-    /// The pod network: one subnet of it per node becomes the node's spec.podCIDR.
-    #[arg(long, env = "RKUBE_CLUSTER_CIDR", default_value = "10.1.0.0/16")]
-    pub cluster_cidr: String,
-    /// The prefix length of each node's subnet of --cluster-cidr.
-    #[arg(long, env = "RKUBE_NODE_CIDR_MASK_SIZE", default_value_t = 24)]
-    pub node_cidr_mask_size: u8,
-    /// Whether the nodeipam controller allocates podCIDRs to nodes.
-    #[arg(long, env = "RKUBE_ALLOCATE_NODE_CIDRS", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
-    pub allocate_node_cidrs: bool,
+    /// Each controller's flags.
+    #[command(flatten)]
+    pub flags: controllers::Flags,
     /// Controllers to run: `*` for every default controller, `name` to
     /// enable one, `-name` to disable one (comma-separated).
     #[arg(long, env = "RKUBE_CONTROLLERS", value_delimiter = ',', default_value = "*")]
@@ -92,7 +85,9 @@ pub struct App {
     client: Client,
     health: tokio::net::TcpListener,
     controllers: Vec<&'static Controller>,
-    context: ControllerContext,
+    flags: Arc<controllers::Flags>,
+    metrics: Arc<Metrics>,
+    identity: String,
     elector: Option<LeaderElector>,
 }
 
@@ -102,14 +97,8 @@ impl App {
         let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let controllers = controllers::select(&args.controllers).map_err(anyhow::Error::msg)?;
-        let settings = Settings {
-            cluster_cidr: args.cluster_cidr.clone(),
-            node_cidr_mask_size: args.node_cidr_mask_size,
-            allocate_node_cidrs: args.allocate_node_cidrs,
-        };
-        if args.allocate_node_cidrs && controllers.iter().any(|c| c.name == controllers::nodeipam::NAME) {
-            controllers::nodeipam::cidrset::CidrSet::new(&settings.cluster_cidr, settings.node_cidr_mask_size)
-                .map_err(anyhow::Error::msg)?;
+        for c in &controllers {
+            (c.check)(&args.flags).map_err(anyhow::Error::msg)?;
         }
         let identity = identity();
         let elector = if args.leader_elect {
@@ -130,9 +119,8 @@ impl App {
         let health = rkube_client::daemon::bind_health(args.healthz_bind_address)
             .await
             .with_context(|| format!("binding --healthz-bind-address {}", args.healthz_bind_address))?;
-        let context =
-            ControllerContext { client: client.clone(), settings, metrics: Arc::new(Metrics::default()), identity };
-        Ok(App { client, health, controllers, context, elector })
+        let (flags, metrics) = (Arc::new(args.flags), Arc::new(Metrics::default()));
+        Ok(App { client, health, controllers, flags, metrics, identity, elector })
     }
 
     /// The health listener's address.
@@ -142,27 +130,28 @@ impl App {
 
     /// This instance's identity (the Lease holder when it leads).
     pub fn identity(&self) -> &str {
-        &self.context.identity
+        &self.identity
     }
 
     /// Serves health endpoints and runs the controllers (while leading)
     /// until `shutdown`; returns once every task has ended (or the grace
     /// period is over).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { client, health, controllers, context, elector } = self;
+        let App { client, health, controllers, flags, metrics, identity, elector } = self;
         match client.version().await {
             Ok(v) => info!(server = %client.server(), version = %v["gitVersion"], "apiserver reachable"),
             Err(e) => warn!(server = %client.server(), error = %e, "apiserver not reachable yet"),
         }
         let names: Vec<&str> = controllers.iter().map(|c| c.name).collect();
-        info!(controllers = ?names, identity = %context.identity, "starting");
-        let metrics = context.metrics.clone();
+        info!(controllers = ?names, identity = %identity, "starting");
+        let m = metrics.clone();
         let health_task =
-            tokio::spawn(rkube_client::daemon::serve_health(health, move || metrics.render(), shutdown.clone()));
+            tokio::spawn(rkube_client::daemon::serve_health(health, move || m.render(), shutdown.clone()));
+        let term = Term { client, flags, metrics, identity };
 
         match elector {
             None => {
-                let running = start_controllers(&controllers, &context, &shutdown)?;
+                let running = term.start(&controllers, &shutdown)?;
                 shutdown.cancelled().await;
                 running.stop().await;
             }
@@ -176,7 +165,7 @@ impl App {
                         _ = shutdown.cancelled() => break,
                         changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
                     }
-                    let running = start_controllers(&controllers, &context, &shutdown)?;
+                    let running = term.start(&controllers, &shutdown)?;
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = leading.wait_for(|l| !*l) => {}
@@ -217,18 +206,33 @@ impl Running {
     }
 }
 
-fn start_controllers(
-    controllers: &[&'static Controller],
-    context: &ControllerContext,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Running> {
-    let (tracker, token) = (TaskTracker::new(), shutdown.child_token());
-    context.metrics.set_leading(true);
-    for c in controllers {
-        (c.start)(context, &tracker, token.clone()).map_err(|e| anyhow::anyhow!("controller {}: {e}", c.name))?;
-        info!(controller = c.name, "controller started");
+/// What each leadership term starts the controllers with.
+struct Term {
+    client: Client,
+    flags: Arc<controllers::Flags>,
+    metrics: Arc<Metrics>,
+    identity: String,
+}
+
+impl Term {
+    /// Starts the controllers with fresh shared informers (a new term must
+    /// not trust caches from before it lost the lease).
+    fn start(&self, controllers: &[&'static Controller], shutdown: &CancellationToken) -> anyhow::Result<Running> {
+        let (tracker, token) = (TaskTracker::new(), shutdown.child_token());
+        let context = ControllerContext {
+            client: self.client.clone(),
+            flags: self.flags.clone(),
+            metrics: self.metrics.clone(),
+            identity: self.identity.clone(),
+            informers: SharedInformers::new(self.client.clone(), tracker.clone(), token.clone()),
+        };
+        self.metrics.set_leading(true);
+        for c in controllers {
+            (c.start)(&context, &tracker, token.clone()).map_err(|e| anyhow::anyhow!("controller {}: {e}", c.name))?;
+            info!(controller = c.name, "controller started");
+        }
+        Ok(Running { tracker, token, metrics: self.metrics.clone() })
     }
-    Ok(Running { tracker, token, metrics: context.metrics.clone() })
 }
 
 #[cfg(test)]
@@ -238,9 +242,9 @@ mod tests {
     #[test]
     fn flags_default_like_kube_controller_manager() {
         let args = Args::try_parse_from(["rkube-controller-manager"]).unwrap();
-        assert_eq!(args.cluster_cidr, "10.1.0.0/16");
-        assert_eq!(args.node_cidr_mask_size, 24);
-        assert!(args.allocate_node_cidrs && args.leader_elect);
+        assert_eq!(args.flags.nodeipam.cluster_cidr, "10.1.0.0/16");
+        assert_eq!(args.flags.nodeipam.node_cidr_mask_size, 24);
+        assert!(args.flags.nodeipam.allocate_node_cidrs && args.leader_elect);
         assert_eq!(args.controllers, ["*"]);
         assert_eq!(args.healthz_bind_address.to_string(), "127.0.0.1:10257");
         let args = Args::try_parse_from([
@@ -251,7 +255,7 @@ mod tests {
             "--controllers=*,-nodeipam",
         ])
         .unwrap();
-        assert!(!args.leader_elect && !args.allocate_node_cidrs);
+        assert!(!args.leader_elect && !args.flags.nodeipam.allocate_node_cidrs);
         assert_eq!(args.controllers, ["*", "-nodeipam"]);
     }
 

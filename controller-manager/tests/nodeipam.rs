@@ -3,56 +3,15 @@
 //! CIDRNotAvailable event, and leader election between two instances.
 
 use anyhow::Context as _;
-use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rkube_client::{Api, Client, DeleteParams, ListParams};
-use rkube_controller_manager::{App, Args};
-use rkube_testkit::{TestApiserver, http_get, wait_for};
+use rkube_testkit::{TestApiserver, TestControllerManager, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A controller manager running in-process.
-struct ControllerManager {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    health: SocketAddr,
-    identity: String,
-}
-
-impl ControllerManager {
-    async fn start(server: &str, flags: &[&str]) -> anyhow::Result<ControllerManager> {
-        let mut argv = vec![
-            "rkube-controller-manager".to_string(),
-            format!("--server={server}"),
-            "--healthz-bind-address=127.0.0.1:0".into(),
-            "--leader-elect-lease-duration=2s".into(),
-            "--leader-elect-renew-deadline=1500ms".into(),
-            "--leader-elect-retry-period=200ms".into(),
-        ];
-        argv.extend(flags.iter().map(|f| f.to_string()));
-        let app = App::build(Args::try_parse_from(argv)?).await?;
-        let (health, identity) = (app.health_addr(), app.identity().to_string());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run(shutdown.clone()));
-        Ok(ControllerManager { shutdown, task, health, identity })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task).await.context("controller manager did not stop")???;
-        Ok(())
-    }
-
-    async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(http_get(&format!("http://{}/metrics", self.health)).await?.1)
-    }
-}
 
 fn node(name: &str, pod_cidr: Option<&str>) -> Node {
     Node {
@@ -96,7 +55,7 @@ async fn nodes_get_distinct_subnets_of_the_cluster_cidr() -> anyhow::Result<()> 
     let apiserver = TestApiserver::start().await?;
     let client = Client::new(&apiserver.url())?;
     let nodes: Api<Node> = Api::all(client.clone());
-    let cm = ControllerManager::start(&apiserver.url(), &[]).await?;
+    let cm = TestControllerManager::start(&apiserver.url(), &[]).await?;
 
     let names = ["n1", "n2", "n3", "n4", "n5"];
     for n in names {
@@ -126,7 +85,7 @@ async fn a_restart_keeps_assignments_and_never_hands_out_a_subnet_twice() -> any
     // Set by hand before the controller ever ran: must be respected.
     nodes.create(&node("manual", Some("10.1.0.0/24"))).await?;
 
-    let cm = ControllerManager::start(&apiserver.url(), &["--leader-elect=false"]).await?;
+    let cm = TestControllerManager::start(&apiserver.url(), &["--leader-elect=false"]).await?;
     nodes.create(&node("n1", None)).await?;
     nodes.create(&node("n2", None)).await?;
     let before = wait_for_cidrs(&nodes, &["n1", "n2"]).await?;
@@ -134,7 +93,7 @@ async fn a_restart_keeps_assignments_and_never_hands_out_a_subnet_twice() -> any
 
     // Named to sort first, so it is reconciled before the nodes that have subnets.
     nodes.create(&node("a-late", None)).await?;
-    let cm = ControllerManager::start(&apiserver.url(), &["--leader-elect=false"]).await?;
+    let cm = TestControllerManager::start(&apiserver.url(), &["--leader-elect=false"]).await?;
     let after = wait_for_cidrs(&nodes, &["n1", "n2", "a-late"]).await?;
     for n in ["manual", "n1", "n2"] {
         assert_eq!(after[n], before[n], "{n} kept its podCIDR across the restart");
@@ -153,7 +112,8 @@ async fn exhaustion_raises_an_event_and_a_deleted_nodes_subnet_is_reused() -> an
     let events: Api<Event> = Api::namespaced(client, "default");
     // Room for two nodes only.
     let cm =
-        ControllerManager::start(&apiserver.url(), &["--cluster-cidr=10.1.0.0/23", "--node-cidr-mask-size=24"]).await?;
+        TestControllerManager::start(&apiserver.url(), &["--cluster-cidr=10.1.0.0/23", "--node-cidr-mask-size=24"])
+            .await?;
     nodes.create(&node("n1", None)).await?;
     nodes.create(&node("n2", None)).await?;
     let cidrs = wait_for_cidrs(&nodes, &["n1", "n2"]).await?;
@@ -199,11 +159,11 @@ async fn only_the_leader_allocates_and_a_standby_takes_over() -> anyhow::Result<
         leases.get_opt("rkube-controller-manager").await.ok().flatten().and_then(|l| l.spec?.holder_identity)
     };
 
-    let first = ControllerManager::start(&apiserver.url(), &[]).await?;
+    let first = TestControllerManager::start(&apiserver.url(), &[]).await?;
     wait_for(TIMEOUT, || async { holder().await.as_deref() == Some(first.identity.as_str()) })
         .await
         .context("the first instance did not take the lease")?;
-    let second = ControllerManager::start(&apiserver.url(), &[]).await?;
+    let second = TestControllerManager::start(&apiserver.url(), &[]).await?;
     nodes.create(&node("n1", None)).await?;
     wait_for_cidrs(&nodes, &["n1"]).await?;
     let standby = second.metrics().await?;

@@ -3,7 +3,12 @@
 //! [`Etcd::start`] runs the machine's `etcd` on free loopback ports with a
 //! temporary data directory; [`TestApiserver::start`] runs a real apiserver
 //! in-process on `127.0.0.1:0` against it; [`wait_for`] polls a condition
-//! instead of sleeping.
+//! instead of sleeping; [`TestControllerManager`] runs the real controller
+//! manager in-process.
+
+mod controller_manager;
+
+pub use controller_manager::TestControllerManager;
 
 use anyhow::{Context as _, bail};
 use std::future::Future;

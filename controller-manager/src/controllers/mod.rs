@@ -7,22 +7,28 @@
 //! token is cancelled (on shutdown, or when this instance stops leading).
 
 pub mod nodeipam;
+pub mod pod_state;
+pub mod replicaset;
 
 use crate::metrics::Metrics;
-use rkube_client::Client;
+use rkube_client::controller::Observer;
+use rkube_client::events::EventRecorder;
+use rkube_client::{Client, SharedInformers};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Settings of the controllers, from the command line.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `--cluster-cidr`: the pod network, cut into one subnet per node.
-    pub cluster_cidr: String,
-    /// `--node-cidr-mask-size`: the prefix length of a node's subnet.
-    pub node_cidr_mask_size: u8,
-    /// `--allocate-node-cidrs`: whether node IPAM hands out podCIDRs.
-    pub allocate_node_cidrs: bool,
+/// Every controller's own flags, each group defined in its controller's module.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// Node IPAM.
+    #[command(flatten)]
+    pub nodeipam: nodeipam::Flags,
+    /// ReplicationController and ReplicaSet.
+    #[command(flatten)]
+    pub replicaset: replicaset::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -31,11 +37,36 @@ pub struct ControllerContext {
     /// The apiserver.
     pub client: Client,
     /// The flags.
-    pub settings: Settings,
+    pub flags: Arc<Flags>,
     /// Shared metrics.
     pub metrics: Arc<Metrics>,
     /// This process's identity (host name and a random suffix), for Events.
     pub identity: String,
+    /// One watch and one cache per resource, shared by every controller
+    /// of this leadership term.
+    pub informers: SharedInformers,
+}
+
+impl ControllerContext {
+    /// The worker loop's observer: reconcile counts and latencies, queue depth.
+    pub fn observer(&self) -> Arc<dyn Observer> {
+        self.metrics.clone()
+    }
+
+    /// An Event recorder for `component` (Kubernetes' names:
+    /// `replicaset-controller`, `deployment-controller`...), writing until
+    /// `shutdown`.
+    pub fn recorder(&self, component: &str, tracker: &TaskTracker, shutdown: CancellationToken) -> Arc<EventRecorder> {
+        EventRecorder::start(self.client.clone(), component, &self.identity, tracker, shutdown)
+    }
+}
+
+impl Observer for Metrics {
+    fn reconciled(&self, controller: &'static str, ok: bool, _elapsed: Duration) {
+        Metrics::reconciled(self, controller, ok);
+    }
+
+    fn queue_depth(&self, _controller: &'static str, _depth: usize) {}
 }
 
 /// Starts a controller's tasks on the tracker, until the token is cancelled.
@@ -51,12 +82,14 @@ pub struct Controller {
     pub about: &'static str,
     /// Whether `*` includes it.
     pub enabled_by_default: bool,
+    /// Checks its flags when the daemon starts: an error names the bad flag.
+    pub check: fn(&Flags) -> Result<(), String>,
     /// How to start it.
     pub start: StartFn,
 }
 
 /// Every controller, by name.
-pub const CONTROLLERS: &[Controller] = &[nodeipam::CONTROLLER];
+pub const CONTROLLERS: &[Controller] = &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
 /// every on-by-default controller, `foo` enables `foo`, `-foo` disables it.
@@ -96,17 +129,19 @@ mod tests {
 
     #[test]
     fn star_enables_the_default_controllers_and_minus_disables() {
-        assert_eq!(names(&["*"]).unwrap(), ["nodeipam"]);
+        let all = names(&["*"]).unwrap();
+        assert_eq!(all, CONTROLLERS.iter().filter(|c| c.enabled_by_default).map(|c| c.name).collect::<Vec<_>>());
+        assert!(all.contains(&"nodeipam") && all.contains(&"replication") && all.contains(&"replicaset"));
         assert_eq!(names(&["nodeipam"]).unwrap(), ["nodeipam"]);
-        assert!(names(&["*", "-nodeipam"]).unwrap().is_empty());
+        assert!(!names(&["*", "-nodeipam"]).unwrap().contains(&"nodeipam"));
         assert!(names(&[]).unwrap().is_empty());
     }
 
     #[test]
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
-            names(&["*", "replicaset"]).unwrap_err(),
-            "--controllers: unknown controller \"replicaset\" (known: nodeipam)"
+            names(&["*", "nope"]).unwrap_err(),
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset)"
         );
     }
 }

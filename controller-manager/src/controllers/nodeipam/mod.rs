@@ -21,10 +21,11 @@ pub mod cidrset;
 use crate::controllers::{Controller, ControllerContext};
 use crate::events::{EventRecorder, EventType};
 use crate::metrics::Metrics;
-use crate::runner::{self, Action};
 use cidrset::CidrSet;
+use clap::ArgAction;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
-use rkube_client::{Api, ApiError, Event, ListParams, ObjectKey, Reason, Reflector, Store, WorkQueue};
+use rkube_client::controller::{Action, spawn_workers};
+use rkube_client::{Api, ApiError, Event, ObjectKey, Reason, Store, WorkQueue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,8 +41,35 @@ pub const CONTROLLER: Controller = Controller {
     name: NAME,
     about: "allocates each node a podCIDR from --cluster-cidr",
     enabled_by_default: true,
+    check,
     start,
 };
+
+/// The node IPAM flags (kube-controller-manager's names).
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+#[command(next_help_heading = "Node IPAM controller")]
+pub struct Flags {
+    /// The pod network: one subnet of it per node becomes the node's spec.podCIDR.
+    #[arg(long, env = "RKUBE_CLUSTER_CIDR", default_value = "10.1.0.0/16")]
+    pub cluster_cidr: String,
+    /// The prefix length of each node's subnet of --cluster-cidr.
+    #[arg(long, env = "RKUBE_NODE_CIDR_MASK_SIZE", default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// Whether the nodeipam controller allocates podCIDRs to nodes.
+    #[arg(long, env = "RKUBE_ALLOCATE_NODE_CIDRS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub allocate_node_cidrs: bool,
+}
+
+/// Refuses a cluster CIDR or mask size that cannot be cut into node subnets.
+fn check(flags: &crate::controllers::Flags) -> Result<(), String> {
+    let f = &flags.nodeipam;
+    if f.allocate_node_cidrs {
+        CidrSet::new(&f.cluster_cidr, f.node_cidr_mask_size)?;
+    }
+    Ok(())
+}
 
 /// Workers reconciling nodes at once.
 const WORKERS: usize = 2;
@@ -234,6 +262,8 @@ impl Context {
     }
 }
 
+impl rkube_client::controller::ReconcileError for Error {}
+
 /// Makes node `key` hold a podCIDR if it exists, or frees its subnet if it
 /// is gone. Idempotent: a node that has a podCIDR is only recorded.
 pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -299,15 +329,13 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<(), String> {
-    let settings = &ctx.settings;
+    let settings = &ctx.flags.nodeipam;
     if !settings.allocate_node_cidrs {
         info!(controller = NAME, "--allocate-node-cidrs=false: not allocating podCIDRs");
         return Ok(());
     }
     let set = CidrSet::new(&settings.cluster_cidr, settings.node_cidr_mask_size)?;
-    let reflector = Reflector::new(Api::<Node>::all(ctx.client.clone()), ListParams::default());
-    let informer = reflector.informer();
-    tracker.spawn(reflector.run(shutdown.clone()));
+    let informer = ctx.informers.get::<Node>();
     let context = Arc::new(Context {
         api: Api::all(ctx.client.clone()),
         nodes: informer.store().clone(),
@@ -316,7 +344,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         recorder: EventRecorder::new(ctx.client.clone(), "cidrAllocator", &ctx.identity),
         metrics: ctx.metrics.clone(),
     });
-    let (tracker2, metrics) = (tracker.clone(), ctx.metrics.clone());
+    let (tracker2, observer) = (tracker.clone(), ctx.observer());
     tracker.spawn(async move {
         let synced = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -331,7 +359,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         let mut events = informer.subscribe();
         let ctx = context.clone();
         let reconcile = move |key| reconcile(key, ctx.clone());
-        runner::spawn_workers(NAME, context.queue.clone(), WORKERS, reconcile, metrics, &tracker2, shutdown.clone());
+        spawn_workers(NAME, context.queue.clone(), WORKERS, reconcile, observer, &tracker2, shutdown.clone());
         // Nodes deleted before the subscription started: release their subnets.
         context.requeue_all();
         info!(controller = NAME, cluster_cidr = %context.allocations().set.cluster(), "started");
