@@ -7,6 +7,7 @@
 //! The objects themselves are the k8s-openapi types, re-exported as [`k8s`].
 
 pub mod error;
+pub mod intstr;
 pub mod kinds;
 pub mod manifest;
 pub mod patch;
