@@ -11,7 +11,6 @@
 //! `reconcile(key, ctx)`. Start reading at [`controllers::replicaset`].
 
 pub mod controllers;
-pub mod events;
 pub mod metrics;
 
 use anyhow::Context as _;

@@ -19,12 +19,12 @@
 pub mod cidrset;
 
 use crate::controllers::{Controller, ControllerContext};
-use crate::events::{EventRecorder, EventType};
 use crate::metrics::Metrics;
 use cidrset::CidrSet;
 use clap::ArgAction;
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::Node;
 use rkube_client::controller::{Action, spawn_workers};
+use rkube_client::events::EventRecorder;
 use rkube_client::{Api, ApiError, Event, ObjectKey, Reason, Store, WorkQueue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,7 +183,7 @@ pub struct Context {
     nodes: Store<Node>,
     queue: WorkQueue<ObjectKey>,
     allocations: Mutex<Allocations>,
-    recorder: EventRecorder,
+    recorder: Arc<EventRecorder>,
     metrics: Arc<Metrics>,
 }
 
@@ -242,14 +242,7 @@ impl Context {
         }
     }
 
-    async fn warn_exhausted(&self, node: &Node, err: &Error) {
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Node".into()),
-            name: node.metadata.name.clone(),
-            uid: node.metadata.uid.clone(),
-            ..Default::default()
-        };
+    fn warn_exhausted(&self, node: &Node, err: &Error) {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let detail = match err {
             Error::CidrNotAvailable { cluster, mask, capacity, .. } => {
@@ -258,7 +251,7 @@ impl Context {
             other => other.to_string(),
         };
         let message = format!("Node {name} status is now: {CIDR_NOT_AVAILABLE}: {detail}");
-        self.recorder.record(&reference, EventType::Warning, CIDR_NOT_AVAILABLE, &message).await;
+        self.recorder.warning(node, CIDR_NOT_AVAILABLE, message);
     }
 }
 
@@ -298,7 +291,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
                 capacity: a.set.capacity(),
             }
         };
-        ctx.warn_exhausted(&node, &err).await;
+        ctx.warn_exhausted(&node, &err);
         return Err(err);
     };
     let patch = serde_json::json!({ "spec": { "podCIDR": cidr, "podCIDRs": [cidr] } });
@@ -341,7 +334,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         nodes: informer.store().clone(),
         queue: WorkQueue::with_rate_limit(rkube_client::queue::DEFAULT_BASE_DELAY, MAX_RETRY_DELAY),
         allocations: Mutex::new(Allocations { set, by_node: HashMap::new(), by_cidr: HashMap::new() }),
-        recorder: EventRecorder::new(ctx.client.clone(), "cidrAllocator", &ctx.identity),
+        recorder: ctx.recorder("cidrAllocator", tracker, shutdown.clone()),
         metrics: ctx.metrics.clone(),
     });
     let (tracker2, observer) = (tracker.clone(), ctx.observer());
