@@ -46,6 +46,8 @@ pub enum Command {
     Annotate(MetadataArgs),
     /// Set a new size for a replication controller, replica set or deployment.
     Scale(ScaleArgs),
+    /// Perform a rolling update of the given replication controller (kubectl 1.17's command).
+    RollingUpdate(RollingUpdateArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
     /// Execute a command in a container.
@@ -296,18 +298,73 @@ pub struct MetadataArgs {
 pub struct ScaleArgs {
     /// TYPE NAME..., or TYPE/NAME ...
     pub resources: Vec<String>,
-    /// The new number of replicas.
-    #[arg(long)]
-    pub replicas: i32,
+    /// Files, directories or "-" (stdin) naming the objects to scale.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// The new number of replicas (required).
+    #[arg(long, allow_negative_numbers = true)]
+    pub replicas: Option<i32>,
     /// Only scale if the current number of replicas is this (-1: any).
     #[arg(long = "current-replicas", default_value_t = -1, allow_negative_numbers = true)]
     pub current_replicas: i32,
+    /// Only scale if the object still has this resourceVersion.
+    #[arg(long = "resource-version")]
+    pub resource_version: Option<String>,
     /// Label selector of the objects to scale.
     #[arg(short = 'l', long = "selector")]
     pub selector: Option<String>,
     /// Scale every object of the type in the namespace.
     #[arg(long)]
     pub all: bool,
+    /// How long to wait for the new size to be reached (0s: do not wait).
+    #[arg(long, default_value = "0s")]
+    pub timeout: String,
+    /// Output format: name (default: "kind/name scaled").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `rolling-update OLD [NEW] (--image=IMAGE | -f NEW.yaml)`, or `--rollback`.
+#[derive(Debug, Args)]
+pub struct RollingUpdateArgs {
+    /// OLD_CONTROLLER_NAME [NEW_CONTROLLER_NAME]
+    pub names: Vec<String>,
+    /// The file (or "-" for stdin) of the new replication controller.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// The image to roll out (instead of -f); must differ from the current one.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The label key that tells the old and new pods apart (with --image).
+    #[arg(long = "deployment-label-key", default_value = "deployment")]
+    pub deployment_label_key: String,
+    /// The container whose image changes (with --image; required for multi-container pods).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Always, Never or IfNotPresent (with --image; required when the image does not change).
+    #[arg(long = "image-pull-policy")]
+    pub image_pull_policy: Option<String>,
+    /// Abort an update in progress: scale the old controller back up and delete the new one.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub rollback: bool,
+    /// Time to wait between updating pods (Go duration: 1m0s, 10s, 500ms).
+    #[arg(long = "update-period", default_value = "1m0s")]
+    pub update_period: String,
+    /// Time between polls of the controllers' status.
+    #[arg(long = "poll-interval", default_value = "3s")]
+    pub poll_interval: String,
+    /// How long to wait for progress before giving up.
+    #[arg(long, default_value = "5m0s")]
+    pub timeout: String,
+    /// Only print which controllers the update would roll from and to.
+    #[arg(long = "dry-run", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub dry_run: bool,
+    /// Output format: name (default: "kind/name rolling updated").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
 }
 
 /// `version`.
@@ -336,41 +393,6 @@ pub struct ApiResourcesArgs {
     /// Don't print headers.
     #[arg(long = "no-headers")]
     pub no_headers: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_command_line_is_well_formed() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn create_takes_files_or_a_subcommand() {
-        let cli = Cli::parse_from(["rkubectl", "create", "-f", "a.yaml", "-f", "dir", "-n", "x"]);
-        let Command::Create(c) = cli.command else { panic!("create") };
-        assert_eq!(c.filenames, ["a.yaml", "dir"]);
-        assert_eq!(cli.global.namespace.as_deref(), Some("x"));
-        let cli = Cli::parse_from(["rkubectl", "create", "cm", "app", "--from-literal=a=b", "--from-file=k=p"]);
-        let Command::Create(CreateArgs { what: Some(CreateWhat::Configmap(cm)), .. }) = cli.command else {
-            panic!("configmap")
-        };
-        assert_eq!((cm.name.as_str(), cm.sources.literals.len(), cm.sources.files.len()), ("app", 1, 1));
-    }
-
-    #[test]
-    fn boolean_flags_accept_explicit_values() {
-        let cli = Cli::parse_from(["rkubectl", "delete", "pod", "web", "--wait=false", "--grace-period=0", "--force"]);
-        let Command::Delete(d) = cli.command else { panic!("delete") };
-        assert!(!d.wait && d.force);
-        assert_eq!(d.grace_period, 0);
-        let cli = Cli::parse_from(["rkubectl", "describe", "pods", "--show-events=false"]);
-        let Command::Describe(d) = cli.command else { panic!("describe") };
-        assert!(!d.show_events);
-    }
 }
 
 /// `logs POD [-c CONTAINER]`.
@@ -463,4 +485,39 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_takes_files_or_a_subcommand() {
+        let cli = Cli::parse_from(["rkubectl", "create", "-f", "a.yaml", "-f", "dir", "-n", "x"]);
+        let Command::Create(c) = cli.command else { panic!("create") };
+        assert_eq!(c.filenames, ["a.yaml", "dir"]);
+        assert_eq!(cli.global.namespace.as_deref(), Some("x"));
+        let cli = Cli::parse_from(["rkubectl", "create", "cm", "app", "--from-literal=a=b", "--from-file=k=p"]);
+        let Command::Create(CreateArgs { what: Some(CreateWhat::Configmap(cm)), .. }) = cli.command else {
+            panic!("configmap")
+        };
+        assert_eq!((cm.name.as_str(), cm.sources.literals.len(), cm.sources.files.len()), ("app", 1, 1));
+    }
+
+    #[test]
+    fn boolean_flags_accept_explicit_values() {
+        let cli = Cli::parse_from(["rkubectl", "delete", "pod", "web", "--wait=false", "--grace-period=0", "--force"]);
+        let Command::Delete(d) = cli.command else { panic!("delete") };
+        assert!(!d.wait && d.force);
+        assert_eq!(d.grace_period, 0);
+        let cli = Cli::parse_from(["rkubectl", "describe", "pods", "--show-events=false"]);
+        let Command::Describe(d) = cli.command else { panic!("describe") };
+        assert!(!d.show_events);
+    }
 }

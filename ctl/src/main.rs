@@ -5,7 +5,9 @@
 
 mod cli;
 mod commands;
+mod duration;
 mod manifests;
+mod md5;
 mod printers;
 mod report;
 mod resources;

@@ -1,5 +1,5 @@
-//! `rkubectl delete`, `label`, `annotate` and `scale` against a real
-//! apiserver, plus `version` and `api-resources`.
+//! `rkubectl delete`, `label` and `annotate` against a real apiserver, plus
+//! `version` and `api-resources`.
 
 mod support;
 
@@ -130,37 +130,28 @@ async fn labels_change_only_with_overwrite_and_can_be_removed() -> anyhow::Resul
 }
 
 #[tokio::test]
-async fn scale_sets_replicas() -> anyhow::Result<()> {
+async fn delete_passes_the_cascade_policy() -> anyhow::Result<()> {
     let c = Cluster::start().await?;
-    let path = c.file(
-        "rc.yaml",
-        "\
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - {name: web, image: nginx}
-",
-    );
+    let path = c.file("cms.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
     c.ok(&["create", "-f", &path]).await?;
-    assert_eq!(c.ok(&["scale", "rc", "web", "--replicas=3"]).await?, "replicationcontroller/web scaled\n");
-    let table = c.ok(&["get", "rc"]).await?;
-    assert!(
-        table.starts_with("NAME   DESIRED   CURRENT   READY   AGE\nweb    3         0         0       "),
-        "{table}"
+    // No garbage collector runs here, so the policy's finalizer stays and shows which policy was sent.
+    let orphan = c.run(&["delete", "cm", "a", "--cascade=false", "--wait=false"]).await?;
+    assert_eq!(orphan.code, 0, "{orphan:?}");
+    assert_eq!(orphan.stdout, "configmap \"a\" deleted\n");
+    assert_eq!(
+        orphan.stderr,
+        "warning: --cascade=false is deprecated (boolean value) and can be replaced with --cascade=orphan.\n"
     );
-    let stale = c.run(&["scale", "rc", "web", "--replicas=1", "--current-replicas=2"]).await?;
-    assert_eq!((stale.code, stale.stderr.as_str()), (1, "error: Expected replicas to be 2, was 3\n"));
-    let pods = c.run(&["scale", "pods", "x", "--replicas=1"]).await?;
-    assert_eq!(pods.code, 1);
+    let a: serde_json::Value = serde_json::from_str(&c.ok(&["get", "cm", "a", "-o", "json"]).await?)?;
+    assert_eq!(a["metadata"]["finalizers"], serde_json::json!(["orphan"]));
+    c.ok(&["delete", "cm", "b", "--cascade=foreground", "--wait=false"]).await?;
+    let b: serde_json::Value = serde_json::from_str(&c.ok(&["get", "cm", "b", "-o", "json"]).await?)?;
+    assert_eq!(b["metadata"]["finalizers"], serde_json::json!(["foregroundDeletion"]));
+    let bad = c.run(&["delete", "cm", "a", "--cascade=sideways"]).await?;
+    assert_eq!(
+        bad.stderr,
+        "error: invalid cascade value (sideways). Must be \"background\", \"foreground\", or \"orphan\".\n"
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use super::{list, place, print};
 use crate::cli::DeleteArgs;
+use crate::duration;
 use crate::manifests;
 use crate::printers::object::{self, Format};
 use crate::report::{self, Reported, usage};
@@ -18,21 +19,6 @@ struct Victim {
     info: &'static ResourceInfo,
     namespace: String,
     name: String,
-}
-
-/// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| usage(format!("invalid duration \"{s}\"")))?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(usage(format!("invalid duration \"{s}\""))),
-    })
 }
 
 /// The grace period to send: kubectl turns `--grace-period=0` without
@@ -51,26 +37,44 @@ pub fn grace_period(a: &DeleteArgs) -> anyhow::Result<Option<i64>> {
     })
 }
 
-fn propagation(cascade: &str) -> anyhow::Result<Option<String>> {
-    match cascade {
-        "background" | "true" => Ok(Some("Background".into())),
-        "foreground" => Ok(Some("Foreground".into())),
-        "orphan" | "false" => Ok(Some("Orphan".into())),
-        other => Err(usage(format!(
-            "invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\"."
-        ))),
+/// kubectl's `--cascade`: background, foreground or orphan; the deprecated
+/// booleans map to background (true) and orphan (false) with kubectl's warning.
+/// Returns the propagation policy and the warning to print, if any.
+pub fn propagation(cascade: &str) -> anyhow::Result<(String, Option<String>)> {
+    let boolean = match cascade {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    };
+    if let Some(b) = boolean {
+        let (policy, word) = if b { ("Background", "background") } else { ("Orphan", "orphan") };
+        let warning =
+            format!("warning: --cascade={b} is deprecated (boolean value) and can be replaced with --cascade={word}.");
+        return Ok((policy.into(), Some(warning)));
     }
+    let policy = match cascade {
+        "background" => "Background",
+        "foreground" => "Foreground",
+        "orphan" => "Orphan",
+        other => {
+            return Err(usage(format!(
+                "invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\"."
+            )));
+        }
+    };
+    Ok((policy.into(), None))
 }
 
 /// Runs `delete`.
 pub async fn run(s: &Session, a: &DeleteArgs) -> anyhow::Result<()> {
     let format = Format::parse(a.output.as_deref(), &[Format::Table, Format::Name])?;
-    let params = DeleteParams {
-        grace_period_seconds: grace_period(a)?,
-        propagation_policy: propagation(&a.cascade)?,
-        ..Default::default()
-    };
-    let timeout = parse_duration(&a.timeout)?;
+    let (policy, warning) = propagation(&a.cascade)?;
+    let params =
+        DeleteParams { grace_period_seconds: grace_period(a)?, propagation_policy: Some(policy), ..Default::default() };
+    let timeout = duration::parse(&a.timeout, "--timeout")?;
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
     if a.force {
         eprintln!(
             "Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely."
@@ -213,10 +217,21 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30s").expect("valid"), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").expect("valid"), Duration::from_secs(120));
-        assert_eq!(parse_duration("10").expect("valid"), Duration::from_secs(10));
-        assert!(parse_duration("soon").is_err());
+    fn cascade_values_map_to_propagation_policies() {
+        assert_eq!(propagation("background").expect("valid"), ("Background".into(), None));
+        assert_eq!(propagation("foreground").expect("valid"), ("Foreground".into(), None));
+        assert_eq!(propagation("orphan").expect("valid"), ("Orphan".into(), None));
+        let (policy, warning) = propagation("false").expect("valid");
+        assert_eq!(policy, "Orphan");
+        assert_eq!(
+            warning.as_deref(),
+            Some("warning: --cascade=false is deprecated (boolean value) and can be replaced with --cascade=orphan.")
+        );
+        assert_eq!(propagation("true").expect("valid").0, "Background");
+        let e = propagation("sideways").expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "invalid cascade value (sideways). Must be \"background\", \"foreground\", or \"orphan\"."
+        );
     }
 }

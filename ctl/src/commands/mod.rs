@@ -11,7 +11,9 @@ mod exec;
 mod get;
 mod label;
 mod logs;
+mod rolling_update;
 mod scale;
+mod targets;
 mod top;
 mod version;
 mod watch;
@@ -40,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(a) => label::run(&session, a, label::Field::Labels).await,
         Command::Annotate(a) => label::run(&session, a, label::Field::Annotations).await,
         Command::Scale(a) => scale::run(&session, a).await,
+        Command::RollingUpdate(a) => rolling_update::run(&session, a).await,
         Command::Logs(a) => logs::run(&session, a).await,
         Command::Exec(a) => exec::run(&session, a).await,
         Command::Top(a) => match &a.what {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod replication;
+
 use rkube_testkit::TestApiserver;
 use std::path::PathBuf;
 use std::process::Stdio;
