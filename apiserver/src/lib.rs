@@ -149,7 +149,10 @@ impl App {
                         async move { readyz(&registry, &ready).await }
                     }),
                 )
-                .route("/metrics", get(move || std::future::ready(metrics.render())))
+                .route(
+                    "/metrics",
+                    get(move || std::future::ready(rkube_client::daemon::metrics_response(metrics.render()))),
+                )
                 .route("/version", get(|| async { grpc::version_json() }))
         };
         let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone()))

@@ -1,78 +1,54 @@
-//! Request metrics in the Prometheus text format (`/metrics`).
+//! Request metrics, served on `/metrics` from the process's
+//! [`Registry`](rkube_client::metrics::Registry).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use rkube_client::metrics::{Counter, Family, HistogramFamily, Labels, Registry};
 use std::time::Duration;
 
+/// Upper bounds of the request latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    total: u64,
-}
-
 /// Counters and latency histograms of API requests.
-#[derive(Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    registry: Registry,
+    /// By verb, resource and HTTP-equivalent code.
+    requests: Family<Labels<3>, Counter>,
+    /// By verb.
+    latency: HistogramFamily<Labels<1>>,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        Metrics {
+            requests: registry
+                .counter_family("apiserver_request_total", "Requests by verb, resource and HTTP-equivalent code"),
+            latency: registry.histogram_family(
+                "apiserver_request_duration_seconds",
+                "Request latency by verb",
+                BUCKETS,
+            ),
+            registry,
+        }
     }
 }
 
 impl Metrics {
     /// Records one finished request.
     pub fn record(&self, verb: &'static str, resource: &str, code: u16, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((verb, resource.to_string(), code))
-            .or_default() += 1;
-        let secs = took.as_secs_f64();
-        let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = lat.entry(verb).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.total += 1;
+        let labels = [("verb", verb.to_string()), ("resource", resource.to_string()), ("code", code.to_string())];
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&[("verb", verb.to_string())]).observe(took.as_secs_f64());
+    }
+
+    /// The registry, for more families.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP-equivalent code.\n");
-        out.push_str("# TYPE apiserver_request_total counter\n");
-        for ((verb, resource, code), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ =
-                writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {n}");
-        }
-        out.push_str("# HELP apiserver_request_duration_seconds Request latency by verb.\n");
-        out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        for (verb, h) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ =
-                writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"+Inf\"}} {}", h.total);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\"}} {}", h.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\"}} {}", h.total);
-        }
-        out
+        self.registry.render()
     }
 }
 

@@ -45,8 +45,9 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` (with `metrics()` as its body)
-/// on `listener` until `shutdown`.
+/// Serves `/healthz`, `/readyz` and `/metrics` (with `metrics()` as its body,
+/// Prometheus text such as [`crate::metrics::Registry::render`]) on
+/// `listener` until `shutdown`.
 pub async fn serve_health(
     listener: tokio::net::TcpListener,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
@@ -57,8 +58,13 @@ pub async fn serve_health(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
-        .route("/metrics", get(move || std::future::ready(metrics())));
+        .route("/metrics", get(move || std::future::ready(metrics_response(metrics()))));
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// A `/metrics` response: `body` with the Prometheus text format's content type.
+pub fn metrics_response(body: String) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
 }
 
 /// Binds a health listener, for daemons' `--healthz-bind-address`.

@@ -3,7 +3,8 @@
 //! Start with [`Client`] (the generic gRPC client, lazily connected) and
 //! [`Api`] (its typed view of one resource). [`config`] finds the server the
 //! way rkubectl does; [`daemon`] holds what every daemon's `main` shares;
-//! [`events`] records Events about objects, aggregated as Kubernetes does.
+//! [`events`] records Events about objects, aggregated as Kubernetes does;
+//! [`metrics`] is the Prometheus registry every daemon serves on `/metrics`.
 
 pub mod backoff;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod informers;
 pub mod leader;
+pub mod metrics;
 pub mod queue;
 pub mod reflector;
 pub mod store;

@@ -1,10 +1,8 @@
 //! The scheduler's Prometheus metrics, named after kube-scheduler's where
-//! one exists. Counters and histograms are lock-free atomics; gauges are
-//! read from the scheduler's state when `/metrics` is scraped.
+//! one exists, on a [`Registry`]. Gauges are read from the scheduler's state
+//! when `/metrics` is scraped.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use rkube_client::metrics::{Counter, Family, Gauge, Histogram, Labels, Registry, exponential_buckets};
 
 /// How a scheduling attempt ended (the `result` label of `scheduler_schedule_attempts_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,52 +27,6 @@ impl AttemptResult {
     }
 }
 
-/// A histogram with fixed buckets.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: Vec<f64>,
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    /// Buckets `start`, `start × factor`, ... (`n` of them), like Prometheus' `ExponentialBuckets`.
-    pub fn exponential(start: f64, factor: f64, n: usize) -> Histogram {
-        let bounds: Vec<f64> = (0..n).map(|i| start * factor.powi(i as i32)).collect();
-        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
-        Histogram { bounds, counts, count: AtomicU64::new(0), sum_nanos: AtomicU64::new(0) }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    /// How many observations were recorded.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let total = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {total}");
-    }
-}
-
 /// Gauges read from the scheduler's state at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gauges {
@@ -94,110 +46,95 @@ pub struct Gauges {
     pub events_dropped: u64,
 }
 
-/// The scheduler's counters and histograms.
+/// The scheduler's metrics on its own [`Registry`].
 #[derive(Debug)]
 pub struct Metrics {
-    scheduled: AtomicU64,
-    attempts: [AtomicU64; 3],
-    /// From the scheduler first seeing a pod to its binding succeeding.
+    registry: Registry,
+    /// The scheduler name: the `profile` and leader election `name` labels.
+    profile: String,
+    scheduled: Counter,
+    attempts: Family<Labels<2>, Counter>,
+    /// From the scheduler first seeing a pod to its binding succeeding, in seconds.
     pub e2e: Histogram,
-    /// One run of the filters and scores.
+    /// One run of the filters and scores, in seconds.
     pub algorithm: Histogram,
-    /// One binding call.
+    /// One binding call, in seconds.
     pub binding: Histogram,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            scheduled: AtomicU64::new(0),
-            attempts: Default::default(),
-            e2e: Histogram::exponential(0.001, 2.0, 20),
-            algorithm: Histogram::exponential(0.000_01, 2.0, 20),
-            binding: Histogram::exponential(0.000_1, 2.0, 20),
-        }
-    }
+    pending: Family<Labels<1>, Gauge>,
+    cache: Family<Labels<1>, Gauge>,
+    leader: Family<Labels<1>, Gauge>,
+    events_dropped: Counter,
 }
 
 impl Metrics {
+    /// The metrics of the scheduler named `profile`, registered.
+    pub fn new(profile: &str) -> Metrics {
+        let registry = Registry::new();
+        registry.gauge("rkube_component_implemented", "Whether this component does its work yet").set(1);
+        let m = Metrics {
+            scheduled: registry.counter("scheduler_pods_scheduled_total", "Pods bound to a node"),
+            attempts: registry.counter_family("scheduler_schedule_attempts_total", "Scheduling attempts by result"),
+            e2e: registry.histogram(
+                "scheduler_pod_scheduling_sli_duration_seconds",
+                "E2e latency of a pod: from the scheduler first seeing it to its binding succeeding",
+                exponential_buckets(0.001, 2.0, 20),
+            ),
+            algorithm: registry.histogram(
+                "scheduler_scheduling_algorithm_duration_seconds",
+                "Time to filter and score the nodes for one pod",
+                exponential_buckets(0.000_01, 2.0, 20),
+            ),
+            binding: registry.histogram(
+                "scheduler_binding_duration_seconds",
+                "Time of one binding call",
+                exponential_buckets(0.000_1, 2.0, 20),
+            ),
+            pending: registry.gauge_family("scheduler_pending_pods", "Pending pods, by queue"),
+            cache: registry.gauge_family("scheduler_cache_size", "Nodes, pods and assumed pods in the scheduler cache"),
+            leader: registry.gauge_family("leader_election_master_status", "Whether this instance leads"),
+            events_dropped: registry
+                .counter("scheduler_events_dropped_total", "Events dropped because the event writer fell behind"),
+            profile: profile.to_string(),
+            registry,
+        };
+        // Every result shows, at 0 until it happens.
+        for r in AttemptResult::ALL {
+            let _ = m.attempts.get_or_create(&m.attempt_labels(r));
+        }
+        m
+    }
+
+    fn attempt_labels(&self, result: AttemptResult) -> Labels<2> {
+        [("profile", self.profile.clone()), ("result", result.label().to_string())]
+    }
+
     /// Counts one attempt.
     pub fn attempt(&self, result: AttemptResult) {
-        let i = AttemptResult::ALL.iter().position(|r| *r == result).expect("ALL lists every result");
-        self.attempts[i].fetch_add(1, Ordering::Relaxed);
+        self.attempts.get_or_create(&self.attempt_labels(result)).inc();
         if result == AttemptResult::Scheduled {
-            self.scheduled.fetch_add(1, Ordering::Relaxed);
+            self.scheduled.inc();
         }
     }
 
     /// Pods bound so far.
     pub fn scheduled(&self) -> u64 {
-        self.scheduled.load(Ordering::Relaxed)
+        self.scheduled.get()
     }
 
-    /// The Prometheus text exposition, with `profile` (the scheduler name) as a label.
-    pub fn render(&self, profile: &str, g: &Gauges) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP rkube_component_implemented Whether this component does its work yet.\n\
-             # TYPE rkube_component_implemented gauge\nrkube_component_implemented 1"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP scheduler_pods_scheduled_total Pods bound to a node.\n\
-             # TYPE scheduler_pods_scheduled_total counter\nscheduler_pods_scheduled_total {}",
-            self.scheduled()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP scheduler_schedule_attempts_total Scheduling attempts by result.\n\
-             # TYPE scheduler_schedule_attempts_total counter"
-        );
-        for (r, n) in AttemptResult::ALL.iter().zip(&self.attempts) {
-            let _ = writeln!(
-                out,
-                "scheduler_schedule_attempts_total{{profile=\"{profile}\",result=\"{}\"}} {}",
-                r.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        self.e2e.render(
-            &mut out,
-            "scheduler_pod_scheduling_sli_duration_seconds",
-            "E2e latency of a pod: from the scheduler first seeing it to its binding succeeding.",
-        );
-        self.algorithm.render(
-            &mut out,
-            "scheduler_scheduling_algorithm_duration_seconds",
-            "Time to filter and score the nodes for one pod.",
-        );
-        self.binding.render(&mut out, "scheduler_binding_duration_seconds", "Time of one binding call.");
-        let _ = writeln!(
-            out,
-            "# HELP scheduler_pending_pods Pending pods, by queue.\n# TYPE scheduler_pending_pods gauge\n\
-             scheduler_pending_pods{{queue=\"active\"}} {}\nscheduler_pending_pods{{queue=\"unschedulable\"}} {}",
-            g.active, g.unschedulable
-        );
-        let _ = writeln!(
-            out,
-            "# HELP scheduler_cache_size Nodes, pods and assumed pods in the scheduler cache.\n\
-             # TYPE scheduler_cache_size gauge\nscheduler_cache_size{{type=\"nodes\"}} {}\n\
-             scheduler_cache_size{{type=\"pods\"}} {}\nscheduler_cache_size{{type=\"assumed_pods\"}} {}",
-            g.nodes, g.pods, g.assumed_pods
-        );
-        let _ = writeln!(
-            out,
-            "# HELP leader_election_master_status Whether this instance leads.\n\
-             # TYPE leader_election_master_status gauge\nleader_election_master_status{{name=\"{profile}\"}} {}",
-            u8::from(g.leader)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP scheduler_events_dropped_total Events dropped because the event writer fell behind.\n\
-             # TYPE scheduler_events_dropped_total counter\nscheduler_events_dropped_total {}",
-            g.events_dropped
-        );
-        out
+    /// The Prometheus text exposition, with the gauges read from the state as `g`.
+    pub fn render(&self, g: &Gauges) -> String {
+        let set = |family: &Family<Labels<1>, Gauge>, key: &'static str, value: &str, n: usize| {
+            family.get_or_create(&[(key, value.to_string())]).set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set(&self.pending, "queue", "active", g.active);
+        set(&self.pending, "queue", "unschedulable", g.unschedulable);
+        set(&self.cache, "type", "nodes", g.nodes);
+        set(&self.cache, "type", "pods", g.pods);
+        set(&self.cache, "type", "assumed_pods", g.assumed_pods);
+        set(&self.leader, "name", &self.profile, usize::from(g.leader));
+        // The recorder counts drops itself; the counter catches up.
+        self.events_dropped.inc_by(g.events_dropped.saturating_sub(self.events_dropped.get()));
+        self.registry.render()
     }
 }
 
@@ -207,18 +144,20 @@ mod tests {
 
     #[test]
     fn renders_counters_gauges_and_cumulative_histograms() {
-        let m = Metrics::default();
+        let m = Metrics::new("default-scheduler");
         m.attempt(AttemptResult::Scheduled);
         m.attempt(AttemptResult::Unschedulable);
         m.attempt(AttemptResult::Scheduled);
-        m.e2e.observe(Duration::from_millis(3));
-        m.e2e.observe(Duration::from_millis(300));
-        let g = Gauges { nodes: 3, pods: 5, unschedulable: 1, leader: true, ..Default::default() };
-        let text = m.render("default-scheduler", &g);
+        m.e2e.observe(0.003);
+        m.e2e.observe(0.3);
+        let g = Gauges { nodes: 3, pods: 5, unschedulable: 1, leader: true, events_dropped: 4, ..Default::default() };
+        let text = m.render(&g);
         for line in [
             "scheduler_pods_scheduled_total 2",
             "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"} 2",
             "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"unschedulable\"} 1",
+            "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"error\"} 0",
+            "scheduler_events_dropped_total 4",
             "scheduler_pod_scheduling_sli_duration_seconds_bucket{le=\"0.004\"} 1",
             "scheduler_pod_scheduling_sli_duration_seconds_bucket{le=\"0.512\"} 2",
             "scheduler_pod_scheduling_sli_duration_seconds_count 2",

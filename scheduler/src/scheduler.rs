@@ -114,11 +114,11 @@ impl Scheduler {
             }),
             writes: Arc::new(Semaphore::new(config.max_in_flight_binds.max(1))),
             queue: WorkQueue::new(),
+            metrics: Metrics::new(&config.scheduler_name),
             config,
             client,
             pods,
             events,
-            metrics: Metrics::default(),
             tracker,
         }
     }
@@ -155,7 +155,7 @@ impl Scheduler {
 
     /// The Prometheus text of the metrics and gauges.
     pub fn render_metrics(&self, leader: bool) -> String {
-        self.metrics.render(&self.config.scheduler_name, &self.gauges(leader))
+        self.metrics.render(&self.gauges(leader))
     }
 
     /// Sends parked pods back to the queue, each once its back-off has passed.
@@ -300,7 +300,7 @@ impl Scheduler {
         let info = PodInfo::new(pod);
         let started = std::time::Instant::now();
         let result = algorithm.schedule(&info, cache);
-        self.metrics.algorithm.observe(started.elapsed());
+        self.metrics.algorithm.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(placement) => {
                 cache.assume(key.clone(), &placement.node, info.usage);
@@ -346,11 +346,11 @@ impl Scheduler {
     async fn bind(&self, key: &ObjectKey, pod: &PodView, node: &str, first_seen: Instant) {
         let started = std::time::Instant::now();
         let result = self.client.bind(&key.namespace, &key.name, node).await;
-        self.metrics.binding.observe(started.elapsed());
+        self.metrics.binding.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {
                 self.metrics.attempt(AttemptResult::Scheduled);
-                self.metrics.e2e.observe(first_seen.elapsed());
+                self.metrics.e2e.observe(first_seen.elapsed().as_secs_f64());
                 debug!(pod = %key, node, "bound");
                 let message = format!("Successfully assigned {key} to {node}");
                 self.events.record_with_action(&object_ref(pod), EventType::Normal, "Scheduled", "Binding", &message);
