@@ -12,9 +12,11 @@
 pub mod expectations;
 pub mod owners;
 pub mod pod_control;
+pub mod status;
 pub mod worker;
 
-pub use expectations::Expectations;
+pub use expectations::{Expectations, Observations};
 pub use owners::{ClaimPlan, claim, controller_ref, is_controlled_by, plan_claim};
 pub use pod_control::{PodControl, pod_from_template};
+pub use status::status_patch;
 pub use worker::{Action, NoObserver, Observer, ReconcileError, spawn_workers};

@@ -6,6 +6,7 @@
 //! workers) on the tracker it is given and returns at once; they end when the
 //! token is cancelled (on shutdown, or when this instance stops leading).
 
+pub mod deployment;
 pub mod nodeipam;
 pub mod pod_state;
 pub mod replicaset;
@@ -29,6 +30,9 @@ pub struct Flags {
     /// ReplicationController and ReplicaSet.
     #[command(flatten)]
     pub replicaset: replicaset::Flags,
+    /// Deployment.
+    #[command(flatten)]
+    pub deployment: deployment::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -89,7 +93,8 @@ pub struct Controller {
 }
 
 /// Every controller, by name.
-pub const CONTROLLERS: &[Controller] = &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET];
+pub const CONTROLLERS: &[Controller] =
+    &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET, deployment::CONTROLLER];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
 /// every on-by-default controller, `foo` enables `foo`, `-foo` disables it.
@@ -141,7 +146,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment)"
         );
     }
 }

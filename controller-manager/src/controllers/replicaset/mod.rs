@@ -29,7 +29,7 @@ use k8s_openapi::jiff::Timestamp;
 pub use kind::ReplicaKind;
 use rkube_client::controller::{
     Action, Expectations, PodControl, ReconcileError, claim, controller_ref, plan_claim, pod_from_template,
-    spawn_workers,
+    spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
@@ -163,8 +163,11 @@ pub async fn reconcile<K: ReplicaKind>(key: ObjectKey, ctx: Arc<Context<K>>) -> 
     }
     let now = Timestamp::now();
     let status = status_of(obj.as_ref(), &pods, failure.as_ref(), now);
-    if status != obj.status_json() {
-        api.patch_status(&key.name, &json!({ "status": status })).await.map_err(key_error(&key, "updating status"))?;
+    let current = obj.status_json();
+    if status != current {
+        api.patch_status(&key.name, &status_patch(&current, &status))
+            .await
+            .map_err(key_error(&key, "updating status"))?;
     }
     if let Some(e) = failure {
         return Err(e);
