@@ -10,7 +10,6 @@
 //! back-off and may ask to run again later.
 
 use crate::queue::WorkQueue;
-use crate::store::ObjectKey;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,17 +57,19 @@ impl Observer for NoObserver {
 }
 
 /// Starts `workers` workers on `tracker` that reconcile the keys of `queue`
-/// with `reconcile` until `shutdown`; the queue is shut down then.
-pub fn spawn_workers<R, Fut, E>(
+/// with `reconcile` until `shutdown`; the queue is shut down then. Keys are
+/// usually [`ObjectKey`](crate::store::ObjectKey)s; the garbage collector keys objects by uid.
+pub fn spawn_workers<T, R, Fut, E>(
     controller: &'static str,
-    queue: WorkQueue<ObjectKey>,
+    queue: WorkQueue<T>,
     workers: usize,
     reconcile: R,
     observer: Arc<dyn Observer>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) where
-    R: Fn(ObjectKey) -> Fut + Clone + Send + Sync + 'static,
+    T: Clone + Eq + std::hash::Hash + Display + Send + Sync + 'static,
+    R: Fn(T) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send,
     E: ReconcileError,
 {
@@ -112,6 +113,7 @@ pub fn spawn_workers<R, Fut, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ObjectKey;
     use std::sync::Mutex;
 
     #[derive(Default)]

@@ -7,6 +7,7 @@
 //! token is cancelled (on shutdown, or when this instance stops leading).
 
 pub mod deployment;
+pub mod garbagecollector;
 pub mod nodeipam;
 pub mod pod_state;
 pub mod replicaset;
@@ -33,6 +34,9 @@ pub struct Flags {
     /// Deployment.
     #[command(flatten)]
     pub deployment: deployment::Flags,
+    /// Garbage collector.
+    #[command(flatten)]
+    pub garbagecollector: garbagecollector::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -94,7 +98,7 @@ pub struct Controller {
 
 /// Every controller, by name.
 pub const CONTROLLERS: &[Controller] =
-    &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET, deployment::CONTROLLER];
+    &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET, deployment::CONTROLLER, garbagecollector::CONTROLLER];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
 /// every on-by-default controller, `foo` enables `foo`, `-foo` disables it.
@@ -146,7 +150,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector)"
         );
     }
 }
