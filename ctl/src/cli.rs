@@ -44,10 +44,16 @@ pub enum Command {
     Label(MetadataArgs),
     /// Update the annotations on a resource.
     Annotate(MetadataArgs),
+    /// Apply a configuration to a resource by file name or stdin.
+    Apply(ApplyArgs),
     /// Set a new size for a replication controller, replica set or deployment.
     Scale(ScaleArgs),
     /// Perform a rolling update of the given replication controller (kubectl 1.17's command).
     RollingUpdate(RollingUpdateArgs),
+    /// Manage the rollout of a deployment or daemon set.
+    Rollout(RolloutArgs),
+    /// Set specific features on objects.
+    Set(SetArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
     /// Execute a command in a container.
@@ -363,6 +369,142 @@ pub struct RollingUpdateArgs {
     #[arg(long = "dry-run", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub dry_run: bool,
     /// Output format: name (default: "kind/name rolling updated").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `rollout SUBCOMMAND`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do with the rollout.
+    #[command(subcommand)]
+    pub what: RolloutWhat,
+}
+
+/// The `rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutWhat {
+    /// Show the status of the rollout.
+    Status(RolloutStatusArgs),
+    /// View rollout history.
+    History(RolloutHistoryArgs),
+    /// Undo a previous rollout.
+    Undo(RolloutUndoArgs),
+    /// Mark the provided resource as paused.
+    Pause(RolloutTargets),
+    /// Resume a paused resource.
+    Resume(RolloutTargets),
+    /// Restart a resource.
+    Restart(RolloutTargets),
+}
+
+/// The objects a `rollout` subcommand works on.
+#[derive(Debug, Args)]
+pub struct RolloutTargets {
+    /// TYPE NAME..., or TYPE/NAME ...
+    pub resources: Vec<String>,
+    /// Files, directories or "-" (stdin) naming the objects.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Label selector of the objects.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Output format: name (default: "kind/name <what happened>").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `rollout status (TYPE NAME | TYPE/NAME)`.
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    /// TYPE NAME, or TYPE/NAME.
+    pub resources: Vec<String>,
+    /// Files naming the object.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Watch the status of the rollout until it's done.
+    #[arg(short = 'w', long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub watch: bool,
+    /// Pin to a specific revision (0: the latest).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub revision: i64,
+    /// How long to watch before giving up (0s: forever).
+    #[arg(long, default_value = "0s")]
+    pub timeout: String,
+}
+
+/// `rollout history (TYPE NAME | TYPE/NAME) [--revision=N]`.
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    /// The objects.
+    #[command(flatten)]
+    pub targets: RolloutTargets,
+    /// Show the pod template of this revision.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub revision: i64,
+}
+
+/// `rollout undo (TYPE NAME | TYPE/NAME) [--to-revision=N]`.
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// The objects.
+    #[command(flatten)]
+    pub targets: RolloutTargets,
+    /// The revision to roll back to (0: the previous one).
+    #[arg(long = "to-revision", default_value_t = 0, allow_negative_numbers = true)]
+    pub to_revision: i64,
+}
+
+/// `set SUBCOMMAND`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// What to set.
+    #[command(subcommand)]
+    pub what: SetWhat,
+}
+
+/// The `set` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SetWhat {
+    /// Update the image of a pod template.
+    Image(SetImageArgs),
+}
+
+/// `set image (TYPE NAME | TYPE/NAME | -f FILE) CONTAINER=IMAGE ...`.
+#[derive(Debug, Args)]
+pub struct SetImageArgs {
+    /// The objects, then CONTAINER=IMAGE pairs ("*" for every container).
+    pub args: Vec<String>,
+    /// Files, directories or "-" (stdin) naming the objects.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Label selector of the objects.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Output format: name (default: "kind/name image updated").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `apply -f FILE|DIR|-`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Files, directories or "-" (stdin) with the configuration to apply.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Output format: name (default: "kind/name created|configured|unchanged").
     #[arg(short = 'o', long)]
     pub output: Option<String>,
 }

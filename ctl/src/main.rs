@@ -11,7 +11,9 @@ mod md5;
 mod printers;
 mod report;
 mod resources;
+mod revisions;
 mod session;
+mod strategic_merge;
 
 use clap::Parser as _;
 use std::process::ExitCode;

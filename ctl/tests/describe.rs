@@ -171,6 +171,19 @@ spec:
 ",
     );
     c.ok(&["create", "-f", &path]).await?;
+    // kubectl counts only the pods the controller owns: web-1 is an orphan, web-2 is the RC's.
+    let uid = serde_json::from_str::<serde_json::Value>(&c.ok(&["get", "rc", "web", "-o", "json"]).await?)?["metadata"]
+        ["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let owned = c.file(
+        "owned.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-2\n  labels: {{app: web}}\n  ownerReferences:\n  - {{apiVersion: v1, kind: ReplicationController, name: web, uid: {uid}, controller: true}}\nspec:\n  containers:\n  - {{name: web, image: nginx}}\n"
+        ),
+    );
+    c.ok(&["create", "-f", &owned]).await?;
     let rc = c.ok(&["describe", "rc", "web"]).await?;
     for expected in [
         "Selector:     app=web\n",

@@ -10,8 +10,8 @@ use crate::printers::describe::{Related, describe};
 use crate::printers::object;
 use crate::report::{self, Reported, usage};
 use crate::resources::{self, resource_type};
+use crate::revisions;
 use crate::session::Session;
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rkube_api::{Reason, ResourceInfo};
@@ -104,6 +104,15 @@ async fn events(s: &Session, info: &ResourceInfo, obj: &Value) -> Option<Vec<Eve
     )
 }
 
+/// The pods `owner` controls: kubectl counts a controller's pods by its
+/// selector and then skips orphans and pods of other controllers.
+fn controlled(pods: Vec<Pod>, owner: &Value) -> Vec<Pod> {
+    let uid = owner.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+    pods.into_iter()
+        .filter(|p| p.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == uid))
+        .collect()
+}
+
 /// What the description of `obj` shows besides the object.
 async fn related(s: &Session, info: &ResourceInfo, obj: &Value, show_events: bool) -> anyhow::Result<Related> {
     let mut r = Related::default();
@@ -120,10 +129,10 @@ async fn related(s: &Session, info: &ResourceInfo, obj: &Value, show_events: boo
                         .collect::<Vec<_>>()
                         .join(",")
                 });
-            r.pods = pods(s, &ns, selector).await?;
+            r.pods = controlled(pods(s, &ns, selector).await?, obj);
         }
         "ReplicaSet" | "DaemonSet" | "Job" => {
-            r.pods = pods(s, &ns, selector_of(obj, "/spec/selector")).await?;
+            r.pods = controlled(pods(s, &ns, selector_of(obj, "/spec/selector")).await?, obj);
         }
         "Node" => {
             let fields = format!("spec.nodeName={}", object::name_of(obj));
@@ -137,14 +146,12 @@ async fn related(s: &Session, info: &ResourceInfo, obj: &Value, show_events: boo
             };
         }
         "Deployment" => {
-            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-            let selector = selector_of(obj, "/spec/selector");
-            let all: Vec<ReplicaSet> =
-                typed(list(s, resource_type("replicasets")?, &ns, selector.as_deref(), None).await?);
-            r.replica_sets = all
-                .into_iter()
-                .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
-                .collect();
+            let sets = revisions::owned_replica_sets(s, obj).await?;
+            let (with_pods, _) = revisions::old_replica_sets(obj, &sets);
+            r.old_replica_sets =
+                with_pods.into_iter().cloned().map(serde_json::from_value).filter_map(Result::ok).collect();
+            r.new_replica_set =
+                revisions::new_replica_set(obj, &sets).cloned().and_then(|v| serde_json::from_value(v).ok());
         }
         _ => {}
     }

@@ -4,6 +4,7 @@
 //! succeeded.
 
 mod api_resources;
+mod apply;
 mod create;
 mod delete;
 mod describe;
@@ -12,7 +13,9 @@ mod get;
 mod label;
 mod logs;
 mod rolling_update;
+mod rollout;
 mod scale;
+mod set_image;
 mod targets;
 mod top;
 mod version;
@@ -41,8 +44,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(a) => delete::run(&session, a).await,
         Command::Label(a) => label::run(&session, a, label::Field::Labels).await,
         Command::Annotate(a) => label::run(&session, a, label::Field::Annotations).await,
+        Command::Apply(a) => apply::run(&session, a).await,
         Command::Scale(a) => scale::run(&session, a).await,
         Command::RollingUpdate(a) => rolling_update::run(&session, a).await,
+        Command::Rollout(a) => rollout::run(&session, a).await,
+        Command::Set(a) => match &a.what {
+            crate::cli::SetWhat::Image(a) => set_image::run(&session, a).await,
+        },
         Command::Logs(a) => logs::run(&session, a).await,
         Command::Exec(a) => exec::run(&session, a).await,
         Command::Top(a) => match &a.what {

@@ -107,3 +107,14 @@ async fn fetch(
     }
     Ok(())
 }
+
+/// `deployments.apps`, `replicationcontrollers`: how kubectl names a resource
+/// in `error: deployments.apps "web" is already paused`.
+pub fn resource_string(info: &ResourceInfo) -> String {
+    if info.group.is_empty() { info.plural.to_string() } else { format!("{}.{}", info.plural, info.group) }
+}
+
+/// `ReplicaSet.apps`, `ReplicationController`: Go's `GroupKind.String()`.
+pub fn group_kind(info: &ResourceInfo) -> String {
+    if info.group.is_empty() { info.kind.to_string() } else { format!("{}.{}", info.kind, info.group) }
+}

@@ -143,6 +143,12 @@ impl Running {
         result.map_err(|e| anyhow::anyhow!("{e}: waiting for {text:?}; output so far:\n{}", self.stdout()))
     }
 
+    /// Waits until it exits by itself; returns its exit code.
+    pub async fn wait(mut self) -> anyhow::Result<i32> {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(status.code().unwrap_or(-1))
+    }
+
     /// Stops it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -29,26 +29,35 @@ pub struct Related {
     pub pods: Vec<Pod>,
     /// A service's endpoints.
     pub endpoints: Option<Endpoints>,
-    /// A deployment's replica sets.
-    pub replica_sets: Vec<ReplicaSet>,
+    /// A deployment's old replica sets that still want pods.
+    pub old_replica_sets: Vec<ReplicaSet>,
+    /// A deployment's new replica set (its template is the deployment's).
+    pub new_replica_set: Option<ReplicaSet>,
 }
 
 /// Text written at indentation levels and aligned at each flush, like
 /// kubectl's `PrefixWriter` over a tab writer.
 #[derive(Debug)]
 pub struct Writer {
-    tab: TabWriter,
+    /// None: tabs stay tabs (a `PrefixWriter` straight onto a buffer).
+    tab: Option<TabWriter>,
     pending: String,
     out: String,
 }
 
 impl Default for Writer {
     fn default() -> Self {
-        Writer { tab: TabWriter::describe(), pending: String::new(), out: String::new() }
+        Writer { tab: Some(TabWriter::describe()), pending: String::new(), out: String::new() }
     }
 }
 
 impl Writer {
+    /// A writer that leaves tabs as they are, as kubectl's `rollout history
+    /// --revision` prints a pod template.
+    pub fn unaligned() -> Self {
+        Writer { tab: None, pending: String::new(), out: String::new() }
+    }
+
     /// Writes `args` indented by two spaces per `level`.
     pub fn write(&mut self, level: usize, args: std::fmt::Arguments<'_>) {
         for _ in 0..level {
@@ -60,7 +69,10 @@ impl Writer {
     /// Aligns what was written since the last flush.
     pub fn flush(&mut self) {
         let text = std::mem::take(&mut self.pending);
-        self.out.push_str(&self.tab.align(&text));
+        match &mut self.tab {
+            Some(tab) => self.out.push_str(&tab.align(&text)),
+            None => self.out.push_str(&text),
+        }
     }
 
     /// The aligned text.
@@ -195,6 +207,15 @@ pub fn or_none(s: &str) -> &str {
 
 fn typed<K: DeserializeOwned>(v: &Value) -> anyhow::Result<K> {
     Ok(serde_json::from_value(v.clone())?)
+}
+
+/// kubectl's `DescribePodTemplate` onto a plain buffer (tabs kept), as
+/// `rollout history --revision=N` shows a revision.
+pub fn pod_template_text(template: &Value) -> anyhow::Result<String> {
+    let template: k8s_openapi::api::core::v1::PodTemplateSpec = typed(template)?;
+    let mut w = Writer::unaligned();
+    pod::pod_template(&mut w, Some(&template));
+    Ok(w.finish())
 }
 
 /// The description of `object`, a resource of `info`.

@@ -108,15 +108,6 @@ fn int_or_string(v: Option<&IntOrString>, default: &str) -> String {
     }
 }
 
-fn revision(rs: &ReplicaSet) -> i64 {
-    rs.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
 fn replica_sets_text(list: &[&ReplicaSet]) -> String {
     if list.is_empty() {
         return "<none>".into();
@@ -157,11 +148,9 @@ pub fn deployment(d: &Deployment, related: &Related) -> String {
         status.unavailable_replicas.unwrap_or(0)
     );
     let strategy = spec.strategy.clone().unwrap_or_default();
-    let kind = strategy.type_.clone().unwrap_or_else(|| "RollingUpdate".into());
-    w!(w, 0, "StrategyType:\t{kind}\n");
+    w!(w, 0, "StrategyType:\t{}\n", strategy.type_.clone().unwrap_or_default());
     w!(w, 0, "MinReadySeconds:\t{}\n", spec.min_ready_seconds.unwrap_or(0));
-    if kind == "RollingUpdate" {
-        let ru = strategy.rolling_update.clone().unwrap_or_default();
+    if let Some(ru) = &strategy.rolling_update {
         w!(
             w,
             0,
@@ -178,12 +167,11 @@ pub fn deployment(d: &Deployment, related: &Related) -> String {
         .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone().unwrap_or_default()))
         .collect();
     conditions(&mut w, &conds);
-    let mut owned: Vec<&ReplicaSet> = related.replica_sets.iter().collect();
-    if !owned.is_empty() {
-        owned.sort_by_key(|rs| revision(rs));
-        let new = owned.pop().expect("not empty");
-        w!(w, 0, "OldReplicaSets:\t{}\n", replica_sets_text(&owned));
-        w!(w, 0, "NewReplicaSet:\t{}\n", replica_sets_text(&[new]));
+    if !related.old_replica_sets.is_empty() || related.new_replica_set.is_some() {
+        let old: Vec<&ReplicaSet> = related.old_replica_sets.iter().collect();
+        let new: Vec<&ReplicaSet> = related.new_replica_set.iter().collect();
+        w!(w, 0, "OldReplicaSets:\t{}\n", replica_sets_text(&old));
+        w!(w, 0, "NewReplicaSet:\t{}\n", replica_sets_text(&new));
     }
     events(&mut w, related.events.as_ref());
     w.finish()
@@ -212,27 +200,36 @@ pub fn daemon_set(ds: &DaemonSet, related: &Related) -> String {
     w.finish()
 }
 
-/// The description of a job.
+/// The description of a job (kubectl 1.33's `describeJob`: optional fields
+/// only when set).
 pub fn job(job: &Job, related: &Related) -> String {
     let mut w = Writer::default();
     let spec = job.spec.clone().unwrap_or_default();
     let status = job.status.clone().unwrap_or_default();
     header(&mut w, &job.metadata);
-    let selector = spec.selector.as_ref().map(format_label_selector).unwrap_or_else(|| "<none>".into());
+    let selector = spec.selector.as_ref().map(format_label_selector).filter(|s| s != "<none>").unwrap_or_default();
     w!(w, 0, "Selector:\t{selector}\n");
     labels(&mut w, "Labels", job.metadata.labels.as_ref());
     annotations(&mut w, "Annotations", job.metadata.annotations.as_ref());
     controlled_by(&mut w, &job.metadata);
-    w!(w, 0, "Parallelism:\t{}\n", spec.parallelism.unwrap_or(1));
+    if let Some(p) = spec.parallelism {
+        w!(w, 0, "Parallelism:\t{p}\n");
+    }
     match spec.completions {
         Some(c) => w!(w, 0, "Completions:\t{c}\n"),
         None => w!(w, 0, "Completions:\t<unset>\n"),
     }
-    w!(w, 0, "Completion Mode:\t{}\n", spec.completion_mode.clone().unwrap_or_else(|| "NonIndexed".into()));
-    w!(w, 0, "Suspend:\t{}\n", spec.suspend.unwrap_or(false));
-    w!(w, 0, "Backoff Limit:\t{}\n", spec.backoff_limit.unwrap_or(6));
-    if let Some(d) = spec.active_deadline_seconds {
-        w!(w, 0, "Active Deadline Seconds:\t{d}s\n");
+    if let Some(mode) = &spec.completion_mode {
+        w!(w, 0, "Completion Mode:\t{mode}\n");
+    }
+    if let Some(suspend) = spec.suspend {
+        w!(w, 0, "Suspend:\t{suspend}\n");
+    }
+    if let Some(limit) = spec.backoff_limit {
+        w!(w, 0, "Backoff Limit:\t{limit}\n");
+    }
+    if let Some(ttl) = spec.ttl_seconds_after_finished {
+        w!(w, 0, "TTL Seconds After Finished:\t{ttl}\n");
     }
     if let Some(t) = &status.start_time {
         w!(w, 0, "Start Time:\t{}\n", age::rfc1123(t));
@@ -243,18 +240,50 @@ pub fn job(job: &Job, related: &Related) -> String {
     if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
         w!(w, 0, "Duration:\t{}\n", age::between(start, end));
     }
-    w!(
-        w,
-        0,
-        "Pods Statuses:\t{} Active ({} Ready) / {} Succeeded / {} Failed\n",
-        status.active.unwrap_or(0),
-        status.ready.unwrap_or(0),
-        status.succeeded.unwrap_or(0),
-        status.failed.unwrap_or(0)
-    );
+    if let Some(d) = spec.active_deadline_seconds {
+        w!(w, 0, "Active Deadline Seconds:\t{d}s\n");
+    }
+    match status.ready {
+        None => w!(
+            w,
+            0,
+            "Pods Statuses:\t{} Active / {} Succeeded / {} Failed\n",
+            status.active.unwrap_or(0),
+            status.succeeded.unwrap_or(0),
+            status.failed.unwrap_or(0)
+        ),
+        Some(ready) => w!(
+            w,
+            0,
+            "Pods Statuses:\t{} Active ({ready} Ready) / {} Succeeded / {} Failed\n",
+            status.active.unwrap_or(0),
+            status.succeeded.unwrap_or(0),
+            status.failed.unwrap_or(0)
+        ),
+    }
+    if spec.completion_mode.as_deref() == Some("Indexed") {
+        w!(
+            w,
+            0,
+            "Completed Indexes:\t{}\n",
+            capped_indexes(status.completed_indexes.as_deref().unwrap_or_default(), 50)
+        );
+    }
     pod_template(&mut w, Some(&spec.template));
     events(&mut w, related.events.as_ref());
     w.finish()
+}
+
+/// kubectl's `capIndexesListOrNone`: the list up to the first comma past
+/// `soft_limit` characters, then `...`.
+fn capped_indexes(indexes: &str, soft_limit: usize) -> String {
+    if indexes.is_empty() {
+        return "<none>".into();
+    }
+    match indexes.char_indices().skip(soft_limit).find(|(_, c)| *c == ',') {
+        Some((i, _)) => format!("{}...", &indexes[..=i]),
+        None => indexes.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -281,5 +310,62 @@ mod tests {
         assert!(text.contains("Pods Status:  1 Running / 1 Waiting / 0 Succeeded / 0 Failed\n"), "{text}");
         assert!(text.contains("Pod Template:\n  Labels:  app=web\n  Containers:\n   web:\n"), "{text}");
         assert!(text.contains("    Image:         nginx\n"), "{text}");
+    }
+
+    #[test]
+    fn deployment_description_names_old_and_new_replica_sets() {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2024-01-02T03:04:05Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "v2"}]}}},
+            "status": {"replicas": 4, "updatedReplicas": 1, "availableReplicas": 3, "unavailableReplicas": 1,
+                       "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]},
+        }))
+        .expect("deployment");
+        let rs = |name: &str, have: i32, want: i32| -> ReplicaSet {
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": want, "selector": {}}, "status": {"replicas": have}}))
+                .expect("rs")
+        };
+        let related = Related {
+            old_replica_sets: vec![rs("web-1", 3, 3)],
+            new_replica_set: Some(rs("web-2", 1, 1)),
+            ..Default::default()
+        };
+        let text = deployment(&d, &related);
+        assert!(text.contains("CreationTimestamp:      Tue, 02 Jan 2024 03:04:05 +0000\n"), "{text}");
+        assert!(
+            text.contains("Replicas:               3 desired | 1 updated | 4 total | 3 available | 1 unavailable\n"),
+            "{text}"
+        );
+        assert!(text.contains("RollingUpdateStrategy:  0 max unavailable, 1 max surge\n"), "{text}");
+        assert!(text.contains("  Progressing    True    ReplicaSetUpdated\n"), "{text}");
+        assert!(
+            text.contains(
+                "OldReplicaSets:  web-1 (3/3 replicas created)\nNewReplicaSet:   web-2 (1/1 replicas created)\n"
+            ),
+            "{text}"
+        );
+        let none = deployment(&d, &Related::default());
+        assert!(!none.contains("OldReplicaSets"), "{none}");
+    }
+
+    #[test]
+    fn job_description_shows_only_the_fields_that_are_set() {
+        let j: Job = serde_json::from_value(json!({
+            "metadata": {"name": "count", "namespace": "default"},
+            "spec": {"completions": 4, "parallelism": 2, "backoffLimit": 4, "selector": {"matchLabels": {"job-name": "count"}},
+                     "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}},
+            "status": {"active": 2, "succeeded": 1, "ready": 1},
+        }))
+        .expect("job");
+        let text = job(&j, &Related::default());
+        assert!(text.contains("Selector:       job-name=count\n"), "{text}");
+        assert!(text.contains("Parallelism:    2\nCompletions:    4\nBackoff Limit:  4\n"), "{text}");
+        assert!(text.contains("Pods Statuses:  2 Active (1 Ready) / 1 Succeeded / 0 Failed\n"), "{text}");
+        assert!(!text.contains("Suspend"), "{text}");
+        assert_eq!(capped_indexes("", 50), "<none>");
+        assert_eq!(capped_indexes("1,2,3", 50), "1,2,3");
+        assert_eq!(capped_indexes("0-9,11,13,15", 5), "0-9,11,...");
     }
 }
