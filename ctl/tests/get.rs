@@ -206,3 +206,30 @@ async fn watch_prints_the_table_then_each_change() -> anyhow::Result<()> {
     objects.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn workload_tables_have_kubectl_columns() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    let examples = support::examples_dir();
+    for file in ["frontend-rc.yaml", "deployment.yaml", "daemonset.yaml", "job.yaml"] {
+        c.ok(&["create", "-f", &examples.join(file).display().to_string()]).await?;
+    }
+    let header = |table: String| table.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(header(c.ok(&["get", "rc"]).await?), "NAME DESIRED CURRENT READY AGE");
+    assert_eq!(header(c.ok(&["get", "rc", "-o", "wide"]).await?), "NAME DESIRED CURRENT READY AGE CONTAINERS IMAGES SELECTOR");
+    assert_eq!(header(c.ok(&["get", "deploy"]).await?), "NAME READY UP-TO-DATE AVAILABLE AGE");
+    assert_eq!(
+        header(c.ok(&["get", "ds"]).await?),
+        "NAME DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE"
+    );
+    assert_eq!(header(c.ok(&["get", "job"]).await?), "NAME STATUS COMPLETIONS DURATION AGE");
+    let rc = c.ok(&["get", "rc", "frontend", "-o", "wide", "--no-headers"]).await?;
+    let cells: Vec<&str> = rc.split_whitespace().collect();
+    assert_eq!(cells[..4], ["frontend", "3", "0", "0"]);
+    assert_eq!(cells[5..], ["frontend", "rkube/toolbox:1.0", "name=frontend,version=v1"]);
+    let deploy = c.ok(&["get", "deploy", "web", "--no-headers"]).await?;
+    assert_eq!(deploy.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/3", "0", "0"]);
+    let job = c.ok(&["get", "job", "count-down", "--no-headers"]).await?;
+    assert_eq!(job.split_whitespace().take(3).collect::<Vec<_>>(), ["count-down", "Running", "0/4"]);
+    Ok(())
+}

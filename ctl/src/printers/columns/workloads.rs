@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 const WIDE_POD_TEMPLATE: [&str; 3] = ["CONTAINERS", "IMAGES", "SELECTOR"];
 
@@ -87,9 +88,16 @@ pub fn deployment(d: &Deployment, wide: bool) -> Vec<String> {
     ];
     if wide {
         cells.extend(containers_and_images(Some(&spec.template)));
-        cells.push(format_label_selector(&spec.selector));
+        cells.push(selector_string(Some(&spec.selector)));
     }
     cells
+}
+
+/// `labels.Selector.String()` of a label selector, as kubectl prints the
+/// SELECTOR of deployments and jobs: "" when it selects everything or nothing.
+fn selector_string(selector: Option<&LabelSelector>) -> String {
+    let text = selector.map(format_label_selector).unwrap_or_default();
+    if text == "<none>" { String::new() } else { text }
 }
 
 /// Headers of daemon sets.
@@ -165,7 +173,7 @@ pub fn job(job: &Job, wide: bool) -> Vec<String> {
     ];
     if wide {
         cells.extend(containers_and_images(Some(&spec.template)));
-        cells.push(spec.selector.as_ref().map(format_label_selector).unwrap_or_else(|| "<none>".into()));
+        cells.push(selector_string(spec.selector.as_ref()));
     }
     cells
 }
@@ -257,5 +265,42 @@ mod tests {
         }))
         .expect("hpa");
         assert_eq!(super::hpa(&hpa)[..6], ["web", "ReplicationController/web", "cpu: <unknown>/80%", "1", "5", "0"]);
+    }
+
+    #[test]
+    fn deployment_and_daemon_set_columns() {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"spec": {"containers": [{"name": "web", "image": "v1"}, {"name": "side", "image": "s"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
+        }))
+        .expect("deployment");
+        let cells = deployment(&d, true);
+        assert_eq!(cells[..4], ["web", "2/3", "3", "2"]);
+        assert_eq!(cells[5..], ["web,side", "v1,s", "app=web"]);
+        let ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "a", "image": "x"}]}}},
+            "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberReady": 1,
+                       "updatedNumberScheduled": 2, "numberAvailable": 1, "numberMisscheduled": 0},
+        }))
+        .expect("daemon set");
+        assert_eq!(daemon_set(&ds, false)[..7], ["agent", "2", "2", "1", "2", "1", "disk=ssd"]);
+        assert_eq!(daemon_set_headers(false)[6], "NODE SELECTOR");
+    }
+
+    #[test]
+    fn a_running_job_with_parallelism_and_no_completions() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "work"},
+            "spec": {"parallelism": 3, "template": {}},
+            "status": {"succeeded": 1},
+        }))
+        .expect("job");
+        let cells = super::job(&job, true);
+        assert_eq!(cells[..4], ["work", "Running", "1/1 of 3", ""]);
+        assert_eq!(cells[7], "");
     }
 }
