@@ -38,6 +38,7 @@ use node::{NetworkState, NodeAgent, NodeConfig};
 use pod::{NodeFacts, PodManager};
 use rkube_client::Client;
 use rkube_client::events::EventRecorder;
+use rkube_client::metrics::{Counter, Gauge, Registry};
 use runtime::Runtime;
 use runtime::docker::DockerRuntime;
 use runtime::fake::FakeRuntime;
@@ -45,7 +46,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -142,53 +143,72 @@ pub struct Args {
     pub port: u16,
 }
 
-/// Counters and gauges of one node, for `/metrics`.
-#[derive(Debug, Default)]
+/// The kubelet's metric families, registered once per process; every node
+/// the process runs (hollow nodes share one) adds to them through its
+/// [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct KubeletMetrics {
+    nodes: Gauge,
+    pods: Gauge,
+    running_containers: Gauge,
+    syncs: Counter,
+    sync_errors: Counter,
+}
+
+impl KubeletMetrics {
+    /// Registers the families on `registry`.
+    pub fn register(registry: &Registry) -> KubeletMetrics {
+        registry.gauge("rkube_component_implemented", "Whether this component does its work yet").set(1);
+        KubeletMetrics {
+            nodes: registry.gauge("rkubelet_nodes", "Nodes this process runs"),
+            pods: registry.gauge("rkubelet_pods", "Pods bound to this process's nodes"),
+            running_containers: registry.gauge("rkubelet_running_containers", "Running app and init containers"),
+            syncs: registry.counter("rkubelet_pod_syncs_total", "Pod syncs"),
+            sync_errors: registry.counter("rkubelet_pod_sync_errors_total", "Pod syncs that failed"),
+        }
+    }
+
+    /// The metrics of one more node.
+    pub fn node(&self) -> Arc<Metrics> {
+        self.nodes.inc();
+        Arc::new(Metrics { families: self.clone(), pods: AtomicI64::new(0), running_containers: AtomicI64::new(0) })
+    }
+}
+
+/// One node's metrics: its counts go into the process's [`KubeletMetrics`];
+/// its gauges count there until it is dropped.
+#[derive(Debug)]
 pub struct Metrics {
-    syncs: AtomicU64,
-    sync_errors: AtomicU64,
-    pods: AtomicUsize,
-    running_containers: AtomicUsize,
+    families: KubeletMetrics,
+    pods: AtomicI64,
+    running_containers: AtomicI64,
 }
 
 impl Metrics {
     pub(crate) fn count_sync(&self) {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.families.syncs.inc();
     }
 
     pub(crate) fn count_sync_error(&self) {
-        self.sync_errors.fetch_add(1, Ordering::Relaxed);
+        self.families.sync_errors.inc();
     }
 
     pub(crate) fn set_pods(&self, n: usize) {
-        self.pods.store(n, Ordering::Relaxed);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.families.pods.inc_by(n - self.pods.swap(n, Ordering::Relaxed));
     }
 
     pub(crate) fn set_running_containers(&self, n: usize) {
-        self.running_containers.store(n, Ordering::Relaxed);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.families.running_containers.inc_by(n - self.running_containers.swap(n, Ordering::Relaxed));
     }
+}
 
-    /// The Prometheus text of several nodes' metrics, summed.
-    pub fn render(all: &[Arc<Metrics>]) -> String {
-        let sum64 = |f: fn(&Metrics) -> &AtomicU64| all.iter().map(|m| f(m).load(Ordering::Relaxed)).sum::<u64>();
-        let sum = |f: fn(&Metrics) -> &AtomicUsize| all.iter().map(|m| f(m).load(Ordering::Relaxed)).sum::<usize>();
-        format!(
-            "# HELP rkube_component_implemented Whether this component does its work yet.\n\
-             # TYPE rkube_component_implemented gauge\nrkube_component_implemented 1\n\
-             # HELP rkubelet_nodes Nodes this process runs.\n# TYPE rkubelet_nodes gauge\nrkubelet_nodes {}\n\
-             # HELP rkubelet_pods Pods bound to this process's nodes.\n# TYPE rkubelet_pods gauge\nrkubelet_pods {}\n\
-             # HELP rkubelet_running_containers Running app and init containers.\n\
-             # TYPE rkubelet_running_containers gauge\nrkubelet_running_containers {}\n\
-             # HELP rkubelet_pod_syncs_total Pod syncs.\n# TYPE rkubelet_pod_syncs_total counter\n\
-             rkubelet_pod_syncs_total {}\n\
-             # HELP rkubelet_pod_sync_errors_total Pod syncs that failed.\n\
-             # TYPE rkubelet_pod_sync_errors_total counter\nrkubelet_pod_sync_errors_total {}\n",
-            all.len(),
-            sum(|m| &m.pods),
-            sum(|m| &m.running_containers),
-            sum64(|m| &m.syncs),
-            sum64(|m| &m.sync_errors),
-        )
+impl Drop for Metrics {
+    fn drop(&mut self) {
+        self.families.nodes.dec();
+        self.families.pods.dec_by(*self.pods.get_mut());
+        self.families.running_containers.dec_by(*self.running_containers.get_mut());
     }
 }
 
@@ -356,9 +376,10 @@ impl HollowNodes {
     /// Runs the nodes until `shutdown`; returns once all have stopped.
     pub async fn run(&self, client: Client, shutdown: CancellationToken) -> Vec<Arc<Metrics>> {
         let tracker = TaskTracker::new();
+        let families = KubeletMetrics::register(&Registry::new());
         let mut all = Vec::new();
         for setup in self.setups("10.1.0.0/16") {
-            let metrics = Arc::new(Metrics::default());
+            let metrics = families.node();
             all.push(metrics.clone());
             let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
             tracker.spawn(run_node(client.clone(), setup, runtime, metrics, shutdown.clone()));
@@ -476,18 +497,20 @@ impl App {
         let tracker = TaskTracker::new();
         // Everything stops when `shutdown` comes or the health server fails.
         let shutdown = shutdown.child_token();
-        let mut metrics = Vec::new();
+        let registry = Arc::new(Registry::new());
+        let families = KubeletMetrics::register(&registry);
+        let mut nodes = 0;
         match (self.args.runtime, self.args.hollow_nodes) {
             (RuntimeKind::Docker, _) => {
-                let m = Arc::new(Metrics::default());
-                metrics.push(m.clone());
+                let m = families.node();
+                nodes += 1;
                 let runtime = Arc::new(DockerRuntime::new(&self.name, &self.args.pod_infra_container_image));
                 self.serve_api(&tracker, runtime.clone(), &shutdown);
                 tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
             (RuntimeKind::Fake, 0) => {
-                let m = Arc::new(Metrics::default());
-                metrics.push(m.clone());
+                let m = families.node();
+                nodes += 1;
                 let runtime = Arc::new(FakeRuntime::new(&self.name));
                 self.serve_api(&tracker, runtime.clone(), &shutdown);
                 tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
@@ -498,15 +521,15 @@ impl App {
                 hollow.node_ip = self.node_ip;
                 hollow.root_dir = self.args.root_dir.join("hollow");
                 for setup in hollow.setups(&self.args.cluster_cidr) {
-                    let m = Arc::new(Metrics::default());
-                    metrics.push(m.clone());
+                    let m = families.node();
+                    nodes += 1;
                     let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
                     tracker.spawn(run_node(self.client.clone(), setup, runtime, m, shutdown.clone()));
                 }
             }
         }
-        tracing::info!(node = %self.name, runtime = ?self.args.runtime, nodes = metrics.len(), health = %self.health_addr(), "rkubelet running");
-        let render = move || Metrics::render(&metrics);
+        tracing::info!(node = %self.name, runtime = ?self.args.runtime, nodes, health = %self.health_addr(), "rkubelet running");
+        let render = move || registry.render();
         let health = rkube_client::daemon::serve_health(self.health, render, shutdown.clone());
         let served = health.await;
         shutdown.cancel();
@@ -554,14 +577,21 @@ mod tests {
 
     #[test]
     fn metrics_sum_over_nodes() {
-        let a = Arc::new(Metrics::default());
-        let b = Arc::new(Metrics::default());
+        let registry = Registry::new();
+        let families = KubeletMetrics::register(&registry);
+        let (a, b) = (families.node(), families.node());
         a.count_sync();
         b.count_sync();
+        a.set_pods(2);
+        b.set_pods(5);
         b.set_pods(3);
-        let text = Metrics::render(&[a, b]);
+        let text = registry.render();
+        assert!(text.contains("rkubelet_nodes 2\n"), "{text}");
         assert!(text.contains("rkubelet_pod_syncs_total 2\n"), "{text}");
-        assert!(text.contains("rkubelet_pods 3\n"), "{text}");
+        assert!(text.contains("rkubelet_pods 5\n"), "{text}");
         assert!(text.contains("rkube_component_implemented 1\n"), "{text}");
+        drop(b);
+        let text = registry.render();
+        assert!(text.contains("rkubelet_nodes 1\n") && text.contains("rkubelet_pods 2\n"), "{text}");
     }
 }

@@ -5,13 +5,14 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
+use rkube_client::metrics::Registry;
 use rkube_client::{Client, DeleteParams};
 use rkube_kubelet::host::HostInfo;
 use rkube_kubelet::node::NodeConfig;
 use rkube_kubelet::runtime::Runtime;
 use rkube_kubelet::runtime::fake::FakeRuntime;
 use rkube_kubelet::static_pods::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
-use rkube_kubelet::{Metrics, NodeSetup, run_node};
+use rkube_kubelet::{KubeletMetrics, NodeSetup, run_node};
 use rkube_testkit::wait_for;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,7 +113,13 @@ async fn static_pods_start_without_an_apiserver() -> anyhow::Result<()> {
     };
     let runtime = Arc::new(FakeRuntime::new(&node));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run_node(client, setup, runtime.clone(), Arc::new(Metrics::default()), shutdown.clone()));
+    let task = tokio::spawn(run_node(
+        client,
+        setup,
+        runtime.clone(),
+        KubeletMetrics::register(&Registry::new()).node(),
+        shutdown.clone(),
+    ));
 
     let name = format!("static-web-{node}");
     let started = wait_for(Duration::from_secs(30), || async {

@@ -309,6 +309,21 @@ impl Harness {
             .collect())
     }
 
+    /// Waits until the events about pod `name` include every one of
+    /// `reasons` (events are written in the background); fails naming the
+    /// reasons seen.
+    pub async fn wait_for_events(&self, name: &str, reasons: &[&str]) -> anyhow::Result<()> {
+        let all_seen = |seen: &[String]| reasons.iter().all(|r| seen.iter().any(|s| s == r));
+        let found = wait_for(Duration::from_secs(20), || async {
+            self.event_reasons(name).await.is_ok_and(|seen| all_seen(&seen))
+        })
+        .await;
+        if found.is_err() {
+            bail!("no events {reasons:?} about {name}; saw {:?}", self.event_reasons(name).await?);
+        }
+        Ok(())
+    }
+
     /// Stops the kubelet and removes everything the test made.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop_kubelet().await?;
