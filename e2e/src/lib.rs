@@ -38,6 +38,8 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 
 struct Process {
     name: String,
+    bin: String,
+    args: Vec<String>,
     child: Child,
     log: PathBuf,
 }
@@ -158,11 +160,27 @@ impl Cluster {
     /// Kills the kubelet of node `i` with SIGKILL, as a crash.
     pub fn kill_kubelet(&mut self, i: usize) -> anyhow::Result<()> {
         let node = self.nodes[i].clone();
-        let pos = self.procs.iter().position(|p| p.name == node).context("no such kubelet")?;
-        let mut p = self.procs.remove(pos);
+        self.kill(&node)?;
+        self.procs.retain(|p| p.name != node);
+        Ok(())
+    }
+
+    /// Kills the daemon `name` (`controller-manager`, `scheduler`, a node
+    /// name...) with SIGKILL, as a crash; [`restart`](Self::restart) starts
+    /// it again with the same flags.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.procs.iter_mut().find(|p| p.name == name).context("no such daemon")?;
         p.child.kill()?;
         p.child.wait()?;
         Ok(())
+    }
+
+    /// Starts the killed daemon `name` again with its flags (its log is appended to).
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let pos = self.procs.iter().position(|p| p.name == name).context("no such daemon")?;
+        let p = self.procs.remove(pos);
+        let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+        self.spawn(name, &p.bin, &args)
     }
 
     /// Starts another process of the workspace's binaries, stopped with the cluster.
@@ -176,7 +194,8 @@ impl Cluster {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {bin}"))?;
-        self.procs.push(Process { name: name.to_string(), child, log });
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.procs.push(Process { name: name.to_string(), bin: bin.to_string(), args, child, log });
         Ok(())
     }
 
