@@ -17,7 +17,6 @@ use rkube_client::controller::Observer;
 use rkube_client::events::EventRecorder;
 use rkube_client::{Client, SharedInformers};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,14 +66,6 @@ impl ControllerContext {
     pub fn recorder(&self, component: &str, tracker: &TaskTracker, shutdown: CancellationToken) -> Arc<EventRecorder> {
         EventRecorder::start(self.client.clone(), component, &self.identity, tracker, shutdown)
     }
-}
-
-impl Observer for Metrics {
-    fn reconciled(&self, controller: &'static str, ok: bool, _elapsed: Duration) {
-        Metrics::reconciled(self, controller, ok);
-    }
-
-    fn queue_depth(&self, _controller: &'static str, _depth: usize) {}
 }
 
 /// Starts a controller's tasks on the tracker, until the token is cancelled.

@@ -209,8 +209,8 @@ impl Context {
             let a = self.allocations();
             (a.set.in_use(), a.set.capacity())
         };
-        self.metrics.set_gauge("rkube_nodeipam_cidrs_used", "Node subnets of the cluster CIDR in use.", used as f64);
-        self.metrics.set_gauge("rkube_nodeipam_cidrs_total", "Node subnets in the cluster CIDR.", total as f64);
+        self.metrics.set_gauge("rkube_nodeipam_cidrs_used", "Node subnets of the cluster CIDR in use.", used as i64);
+        self.metrics.set_gauge("rkube_nodeipam_cidrs_total", "Node subnets in the cluster CIDR.", total as i64);
     }
 
     /// Rebuilds the allocation map from the nodes in the store.
