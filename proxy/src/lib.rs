@@ -53,9 +53,9 @@ impl App {
             Err(e) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
         }
         tracing::warn!("this build of rkube-proxy serves health endpoints only; it does no proxy work yet");
-        let metrics = || {
-            "# HELP rkube_component_implemented Whether this component does its work yet.\n# TYPE rkube_component_implemented gauge\nrkube_component_implemented 0\n".to_string()
-        };
+        let registry = std::sync::Arc::new(rkube_client::metrics::Registry::new());
+        registry.gauge("rkube_component_implemented", "Whether this component does its work yet").set(0);
+        let metrics = move || registry.render();
         rkube_client::daemon::serve_health(self.health, metrics, shutdown).await?;
         Ok(())
     }
