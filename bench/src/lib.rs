@@ -65,6 +65,22 @@ where
     Ok(Run { ops_per_sec: ops as f64 / took.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) })
 }
 
+/// How many nodes report Ready=True.
+pub async fn ready_nodes(client: &rkube_client::Client) -> usize {
+    let nodes = rkube_api::resource::lookup("nodes").expect("nodes are in the resource table");
+    let Ok(list) = client.list(nodes, "", &rkube_client::ListParams::default()).await else { return 0 };
+    list.items
+        .iter()
+        .filter(|o| {
+            serde_json::from_slice::<serde_json::Value>(&o.json).ok().is_some_and(|v| {
+                v["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+        })
+        .count()
+}
+
 /// Resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

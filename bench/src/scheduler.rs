@@ -10,7 +10,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, percentile, rss_kib, start_daemon};
+use rkube_bench::{drive, percentile, ready_nodes, rss_kib, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use std::collections::HashMap;
@@ -41,21 +41,6 @@ fn pod(name: &str) -> Vec<u8> {
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
     }))
     .expect("serializes")
-}
-
-async fn ready_nodes(client: &Client) -> usize {
-    let nodes = lookup("nodes").expect("nodes");
-    let Ok(list) = client.list(nodes, "", &ListParams::default()).await else { return 0 };
-    list.items
-        .iter()
-        .filter(|o| {
-            serde_json::from_slice::<serde_json::Value>(&o.json).ok().is_some_and(|v| {
-                v["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
-        })
-        .count()
 }
 
 async fn measure(args: &Args, n_nodes: usize) -> anyhow::Result<()> {

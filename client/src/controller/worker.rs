@@ -33,9 +33,20 @@ pub trait ReconcileError: Display {
     fn is_permanent(&self) -> bool {
         false
     }
+
+    /// True for a lost race (a write conditional on a resourceVersion that
+    /// moved on): retried like any transient error, but logged at debug
+    /// level, since it is part of normal operation.
+    fn is_race(&self) -> bool {
+        false
+    }
 }
 
-impl ReconcileError for rkube_api::ApiError {}
+impl ReconcileError for rkube_api::ApiError {
+    fn is_race(&self) -> bool {
+        self.reason == rkube_api::Reason::Conflict
+    }
+}
 impl ReconcileError for &'static str {}
 impl ReconcileError for String {}
 
@@ -99,7 +110,11 @@ pub fn spawn_workers<T, R, Fut, E>(
                     }
                     Err(e) => {
                         let retries = queue.num_requeues(&key);
-                        tracing::warn!(controller, key = %key, retries, error = %e, "reconcile failed; retrying");
+                        if e.is_race() {
+                            tracing::debug!(controller, key = %key, retries, error = %e, "lost a race; retrying");
+                        } else {
+                            tracing::warn!(controller, key = %key, retries, error = %e, "reconcile failed; retrying");
+                        }
                         queue.add_rate_limited(key.clone());
                     }
                 }

@@ -116,6 +116,10 @@ impl ReconcileError for Error {
     fn is_permanent(&self) -> bool {
         matches!(self, Error::InvalidSelector { .. })
     }
+
+    fn is_race(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if source.reason == Reason::Conflict)
+    }
 }
 
 /// The controller's shared state.

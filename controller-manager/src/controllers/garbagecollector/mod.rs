@@ -74,7 +74,11 @@ pub struct Error {
     source: ApiError,
 }
 
-impl ReconcileError for Error {}
+impl ReconcileError for Error {
+    fn is_race(&self) -> bool {
+        self.source.reason == Reason::Conflict
+    }
+}
 
 /// The collector's shared state.
 pub struct Context {

@@ -108,6 +108,10 @@ impl ReconcileError for Error {
     fn is_permanent(&self) -> bool {
         matches!(self, Error::InvalidSelector { .. })
     }
+
+    fn is_race(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if source.reason == rkube_client::Reason::Conflict)
+    }
 }
 
 /// What pod events count toward expectations: whether a pod was seen
