@@ -214,9 +214,13 @@ async fn workload_tables_have_kubectl_columns() -> anyhow::Result<()> {
     for file in ["frontend-rc.yaml", "deployment.yaml", "daemonset.yaml", "job.yaml"] {
         c.ok(&["create", "-f", &examples.join(file).display().to_string()]).await?;
     }
-    let header = |table: String| table.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    let header =
+        |table: String| table.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(header(c.ok(&["get", "rc"]).await?), "NAME DESIRED CURRENT READY AGE");
-    assert_eq!(header(c.ok(&["get", "rc", "-o", "wide"]).await?), "NAME DESIRED CURRENT READY AGE CONTAINERS IMAGES SELECTOR");
+    assert_eq!(
+        header(c.ok(&["get", "rc", "-o", "wide"]).await?),
+        "NAME DESIRED CURRENT READY AGE CONTAINERS IMAGES SELECTOR"
+    );
     assert_eq!(header(c.ok(&["get", "deploy"]).await?), "NAME READY UP-TO-DATE AVAILABLE AGE");
     assert_eq!(
         header(c.ok(&["get", "ds"]).await?),

@@ -1,7 +1,7 @@
 //! `scale (TYPE NAME... | TYPE/NAME... | -f FILE | TYPE -l SEL | TYPE --all)
 //! --replicas=N`: sets `spec.replicas` of replication controllers, replica
-//! sets and deployments, as kubectl's scaler does through the scale
-//! subresource. With `--current-replicas` or `--resource-version` the new size
+//! sets and deployments through their scale subresource, as kubectl's scaler
+//! does. With `--current-replicas` or `--resource-version` the new size
 //! is written only if the object still has that size or version (a
 //! conditional write, retried on conflict); with `--timeout` it then waits
 //! until the controller reports the new size.
@@ -75,8 +75,13 @@ impl ScaleError {
     }
 }
 
-/// Writes `replicas` into the object `name`; with a precondition, only while
-/// it holds (re-read and retried when another writer got in between).
+fn decode(o: &rkube_proto::v1::Object, name: &str) -> Result<Value, ScaleError> {
+    serde_json::from_slice(&o.json).map_err(|e| ScaleError::Api(ApiError::internal(format!("decoding {name}: {e}"))))
+}
+
+/// Writes `replicas` through the object's scale subresource, as kubectl's
+/// scaler does; with a precondition, only while it holds (re-read and
+/// retried when another writer got in between).
 pub async fn set_replicas(
     s: &Session,
     info: &ResourceInfo,
@@ -84,21 +89,22 @@ pub async fn set_replicas(
     name: &str,
     replicas: i64,
     precondition: Option<&Precondition>,
-) -> Result<Value, ScaleError> {
+) -> Result<(), ScaleError> {
     for _ in 0..5 {
-        let mut patch = json!({"spec": {"replicas": replicas}});
+        let mut scale = json!({
+            "apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        });
         if let Some(p) = precondition {
-            let current = s.client.get(info, namespace, name).await.map_err(ScaleError::Api)?;
-            let current: Value = serde_json::from_slice(&current.json)
-                .map_err(|e| ScaleError::Api(ApiError::internal(format!("decoding {name}: {e}"))))?;
+            let current = decode(&s.client.get_scale(info, namespace, name).await.map_err(ScaleError::Api)?, name)?;
             p.check(&current).map_err(ScaleError::Precondition)?;
-            patch["metadata"] = json!({"resourceVersion": current.pointer("/metadata/resourceVersion")});
+            scale["metadata"]["resourceVersion"] =
+                current.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
         }
-        match s.client.patch(info, namespace, name, &patch, false).await {
-            Ok(o) => {
-                return serde_json::from_slice(&o.json)
-                    .map_err(|e| ScaleError::Api(ApiError::internal(format!("decoding {name}: {e}"))));
-            }
+        let body = serde_json::to_vec(&scale).expect("a Value always serializes");
+        match s.client.update_scale(info, namespace, name, body).await {
+            Ok(_) => return Ok(()),
             Err(e) if e.reason == Reason::Conflict && precondition.is_some() => continue,
             Err(e) => return Err(ScaleError::Api(e)),
         }
@@ -106,8 +112,8 @@ pub async fn set_replicas(
     Err(ScaleError::Api(ApiError::conflict(info.plural, name, "too many concurrent writers; try again")))
 }
 
-/// kubectl's `WaitForScaleHasDesiredReplicas`: polls until the controller
-/// reports `replicas` (or someone else changed the desired size).
+/// kubectl's `WaitForScaleHasDesiredReplicas`: polls the Scale until the
+/// controller reports `replicas` (or someone else changed the desired size).
 pub async fn wait_for_replicas(
     s: &Session,
     info: &ResourceInfo,
@@ -116,15 +122,13 @@ pub async fn wait_for_replicas(
     replicas: i64,
     interval: Duration,
     timeout: Duration,
-) -> Result<Value, ScaleError> {
+) -> Result<(), ScaleError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let o = s.client.get(info, namespace, name).await.map_err(ScaleError::Api)?;
-        let obj: Value = serde_json::from_slice(&o.json)
-            .map_err(|e| ScaleError::Api(ApiError::internal(format!("decoding {name}: {e}"))))?;
-        let desired = spec_replicas(&obj);
-        if desired != replicas || status_replicas(&obj) == desired {
-            return Ok(obj);
+        let scale = decode(&s.client.get_scale(info, namespace, name).await.map_err(ScaleError::Api)?, name)?;
+        let desired = spec_replicas(&scale);
+        if desired != replicas || status_replicas(&scale) == desired {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(ScaleError::Timeout(format!("timed out waiting for \"{name}\" to be synced")));

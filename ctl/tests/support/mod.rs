@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod kubelet;
 pub mod replication;
 
 use rkube_testkit::TestApiserver;

@@ -321,7 +321,7 @@ impl<'a> Controllers<'a> {
             .await
         };
         match done.await {
-            Ok(rc) => Ok(rc),
+            Ok(()) => Ok(self.get(name(rc)).await?),
             Err(ScaleError::Api(e)) => Err(e.into()),
             Err(ScaleError::Precondition(m) | ScaleError::Timeout(m)) => Err(usage(m)),
         }
