@@ -11,6 +11,7 @@
 //! controller forever.
 
 use crate::store::ObjectKey;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,6 +73,43 @@ impl Expectations {
     }
 }
 
+/// Which owned objects' arrivals and departures were already counted
+/// toward their controller's expectations. A watch reports a pod many times
+/// (every status change, the deletionTimestamp, the removal); each pod's
+/// creation and deletion must count once.
+#[derive(Debug, Default)]
+pub struct Observations {
+    /// uid -> whether its deletion (deletionTimestamp or removal) was counted.
+    seen: Mutex<HashMap<String, bool>>,
+}
+
+impl Observations {
+    /// Counts a watch event about the object `meta` (controlled by `key`)
+    /// toward `expectations`: its first sighting is a creation, its first
+    /// sighting with a deletionTimestamp or its removal (`deleted`) a
+    /// deletion.
+    pub fn observe(&self, expectations: &Expectations, key: &ObjectKey, meta: &ObjectMeta, deleted: bool) {
+        let uid = meta.uid.clone().unwrap_or_default();
+        let gone = deleted || meta.deletion_timestamp.is_some();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(&uid).copied() {
+            None => {
+                expectations.creation_observed(key);
+                if gone {
+                    expectations.deletion_observed(key);
+                }
+            }
+            Some(false) if gone => expectations.deletion_observed(key),
+            _ => {}
+        }
+        if deleted {
+            seen.remove(&uid);
+        } else {
+            seen.insert(uid, gone);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +131,23 @@ mod tests {
         e.expect(&key, 1, 0);
         e.forget(&key);
         assert!(e.satisfied(&key));
+    }
+
+    #[test]
+    fn each_object_counts_once_as_created_and_once_as_deleted() {
+        let (e, seen) = (Expectations::default(), Observations::default());
+        let key = ObjectKey::new("ns", "ds");
+        let mut meta = ObjectMeta { uid: Some("u1".into()), ..Default::default() };
+        e.expect(&key, 1, 1);
+        seen.observe(&e, &key, &meta, false);
+        seen.observe(&e, &key, &meta, false);
+        assert!(!e.satisfied(&key), "one creation, no deletion yet");
+        meta.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        seen.observe(&e, &key, &meta, false);
+        assert!(e.satisfied(&key));
+        e.expect(&key, 0, 1);
+        seen.observe(&e, &key, &meta, true);
+        assert!(!e.satisfied(&key), "the removal of a pod already seen terminating is not a second deletion");
     }
 }

@@ -49,6 +49,28 @@ impl PodControl {
         Api::<Pod>::namespaced(self.client.clone(), namespace).create(pod).await
     }
 
+    /// Creates `pods` in slow-start batches of 1, 2, 4, … (Kubernetes'
+    /// `slowStartBatch`), stopping after the first batch in which a create
+    /// is refused, so that a template the apiserver refuses costs one
+    /// request, not hundreds. Returns the result of every create attempted,
+    /// in order; the pods after them were not attempted.
+    pub async fn create_slow_start(&self, pods: &[Pod]) -> Vec<Result<Pod>> {
+        let mut results = Vec::with_capacity(pods.len());
+        let mut batch = 1;
+        while results.len() < pods.len() {
+            let start = results.len();
+            let end = (start + batch).min(pods.len());
+            let created = futures::future::join_all(pods[start..end].iter().map(|p| self.create(p))).await;
+            let refused = created.iter().any(Result::is_err);
+            results.extend(created);
+            if refused {
+                break;
+            }
+            batch *= 2;
+        }
+        results
+    }
+
     /// Deletes pod `namespace/name` if it still has `uid` (its grace period
     /// applies). A pod already gone counts as deleted: Ok(false).
     pub async fn delete(&self, namespace: &str, name: &str, uid: &str) -> Result<bool> {
