@@ -5,7 +5,9 @@
 //! update), [`selector`] (label and field selectors), [`manifest`] (reading
 //! YAML/JSON documents) and [`error`] (errors shaped like Kubernetes' Status).
 //! The objects themselves are the k8s-openapi types, re-exported as [`k8s`].
+//! [`cidr`] parses and walks CIDR blocks for every component that needs them.
 
+pub mod cidr;
 pub mod error;
 pub mod intstr;
 pub mod kinds;

@@ -94,8 +94,7 @@ impl Strategy for Node {
                     causes.push(duplicate(path, c));
                 }
             }
-            let family =
-                |c: &str| c.split('/').next().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()).map(|ip| ip.is_ipv4());
+            let family = |c: &str| c.parse::<crate::cidr::Cidr>().ok().map(|c| c.is_ipv4());
             let dual = cidrs.len() == 2 && family(&cidrs[0]).zip(family(&cidrs[1])).is_some_and(|(a, b)| a != b);
             if cidrs.len() > 2 || (cidrs.len() == 2 && !dual && seen.len() == 2) {
                 causes.push(invalid_value(

@@ -122,15 +122,11 @@ pub fn ip(s: &str) -> Vec<String> {
 
 /// An address range in CIDR notation (`10.244.0.0/24`, `2001:db8::/64`).
 pub fn cidr(s: &str) -> Vec<String> {
-    let ok = s.split_once('/').is_some_and(|(addr, bits)| {
-        let max = match addr.parse::<IpAddr>() {
-            Ok(IpAddr::V4(_)) => 32,
-            Ok(IpAddr::V6(_)) => 128,
-            Err(_) => return false,
-        };
-        !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit()) && bits.parse::<u32>().is_ok_and(|b| b <= max)
-    });
-    if ok { Vec::new() } else { vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".into()] }
+    if s.parse::<crate::cidr::Cidr>().is_ok() {
+        Vec::new()
+    } else {
+        vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".into()]
+    }
 }
 
 /// A percentage such as `25%`.
