@@ -16,6 +16,7 @@ pub mod patch;
 pub mod quantity;
 pub mod resource;
 pub mod scale;
+pub mod scheduling;
 pub mod selector;
 pub mod strategy;
 pub mod validation;

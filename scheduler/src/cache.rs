@@ -18,16 +18,12 @@ use crate::pod_info::{HostPort, PodUsage};
 use crate::resources::{Allocatable, NonZero, Resources};
 use crate::view::NodeView;
 use k8s_openapi::api::core::v1::Taint;
+use rkube_api::scheduling::with_lifecycle_taint;
 use rkube_client::ObjectKey;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The taint the node lifecycle controller puts on nodes that are not Ready.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// The taint the node lifecycle controller puts on nodes whose Ready is Unknown.
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// The taint a cordoned node stands for; pods tolerating it ignore `spec.unschedulable`.
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+pub use rkube_api::scheduling::{TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE};
 /// The zone label (and the region label, which qualifies it).
 const ZONE_LABELS: [&str; 2] = ["topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"];
 const REGION_LABELS: [&str; 2] = ["topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region"];
@@ -55,20 +51,7 @@ impl NodeProps {
     /// Reads the scheduling properties of a node.
     pub fn new(node: &NodeView) -> NodeProps {
         let labels = node.metadata.labels.clone().unwrap_or_default();
-        let mut taints = node.spec.taints.clone().unwrap_or_default();
-        let condition_taint = match node.ready_status() {
-            Some("True") => None,
-            Some("Unknown") => Some(TAINT_UNREACHABLE),
-            _ => Some(TAINT_NOT_READY),
-        };
-        if let Some(key) = condition_taint {
-            let tainted = taints
-                .iter()
-                .any(|t| (t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE) && t.effect == "NoSchedule");
-            if !tainted {
-                taints.push(Taint { key: key.to_string(), effect: "NoSchedule".into(), ..Default::default() });
-            }
-        }
+        let taints = with_lifecycle_taint(node.spec.taints.clone().unwrap_or_default(), node.ready_status());
         let first = |keys: [&str; 2]| keys.iter().find_map(|k| labels.get(*k)).filter(|v| !v.is_empty()).cloned();
         let zone = first(ZONE_LABELS).map(|zone| format!("{}:{zone}", first(REGION_LABELS).unwrap_or_default()));
         NodeProps {

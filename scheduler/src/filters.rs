@@ -10,7 +10,8 @@
 
 use crate::cache::{NodeInfo, TAINT_UNSCHEDULABLE};
 use crate::pod_info::PodInfo;
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Taint;
+pub use rkube_api::scheduling::{tolerated, tolerates};
 use std::fmt;
 
 /// Why a node cannot take a pod, worded as in Kubernetes.
@@ -41,31 +42,6 @@ impl fmt::Display for Reason<'_> {
             Reason::Insufficient(resource) => write!(f, "Insufficient {resource}"),
         }
     }
-}
-
-/// Whether `toleration` tolerates `taint` (Kubernetes' `ToleratesTaint`):
-/// the effect matches (or the toleration names none), the key matches (or
-/// the toleration names none, with `Exists`), and the value is equal (or the
-/// operator is `Exists`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-/// Whether any of `tolerations` tolerates `taint`.
-pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
 }
 
 /// NodeUnschedulable: a cordoned node takes only pods tolerating
@@ -197,20 +173,6 @@ mod tests {
     }
 
     #[test]
-    fn toleration_matching_follows_kubernetes() {
-        let taint =
-            Taint { key: "k".into(), value: Some("v".into()), effect: "NoSchedule".into(), ..Default::default() };
-        let t = |v: Value| -> Toleration { serde_json::from_value(v).expect("toleration") };
-        assert!(tolerates(&t(json!({"key": "k", "value": "v"})), &taint));
-        assert!(!tolerates(&t(json!({"key": "k", "value": "w"})), &taint));
-        assert!(tolerates(&t(json!({"key": "k", "operator": "Exists"})), &taint));
-        assert!(!tolerates(&t(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})), &taint));
-        assert!(tolerates(&t(json!({"operator": "Exists", "effect": "NoSchedule"})), &taint));
-        assert!(!tolerates(&t(json!({"key": "other", "operator": "Exists"})), &taint));
-        assert!(!tolerates(&t(json!({"key": "k", "operator": "Near", "value": "v"})), &taint));
-    }
-
-    #[test]
     fn not_ready_nodes_are_filtered_by_the_not_ready_taint() {
         let n =
             node(json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
@@ -231,6 +193,14 @@ mod tests {
         assert!(run(&affinity("Gt", json!(["4"])), &n).is_empty(), "the second term matches");
         assert_eq!(run(&affinity("Lt", json!(["4"])), &n), [Reason::NodeAffinity.to_string()]);
         assert_eq!(run(&affinity("NotIn", json!(["8"])), &n), [Reason::NodeAffinity.to_string()]);
+    }
+
+    #[test]
+    fn daemon_pods_pinned_by_node_name_fields_fit_their_node_only() {
+        let pinned = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]}}}}));
+        assert!(run(&pinned, &node(json!({"metadata": {"name": "n2"}}))).is_empty());
+        assert_eq!(run(&pinned, &node(json!({"metadata": {"name": "n1"}}))), [Reason::NodeAffinity.to_string()]);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use crate::resources::{NonZero, Resources, pod_non_zero_requests, pod_requests};
 use crate::view::PodView;
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Toleration};
-use rkube_api::selector::{Op, Requirement};
+use k8s_openapi::api::core::v1::Toleration;
+pub use rkube_api::scheduling::TermMatcher;
 use rkube_client::ObjectKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,75 +71,6 @@ impl PodUsage {
     }
 }
 
-/// One `nodeSelectorTerm`: label expressions and `metadata.name` field
-/// expressions, all of which must hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TermMatcher {
-    labels: Vec<Requirement>,
-    /// `metadata.name` expressions (In or NotIn).
-    names: Vec<(Op, Vec<String>)>,
-    /// False when an expression is malformed: the term then matches nothing.
-    valid: bool,
-}
-
-/// Converts a node selector requirement; None when it is malformed (an
-/// unknown operator, values where none belong, a non-integer for Gt/Lt).
-fn requirement(r: &NodeSelectorRequirement) -> Option<Requirement> {
-    let values = r.values.clone().unwrap_or_default();
-    let op = match r.operator.as_str() {
-        "In" => Op::In,
-        "NotIn" => Op::NotIn,
-        "Exists" => Op::Exists,
-        "DoesNotExist" => Op::DoesNotExist,
-        "Gt" => Op::Gt,
-        "Lt" => Op::Lt,
-        _ => return None,
-    };
-    let ok = match op {
-        Op::In | Op::NotIn => !values.is_empty(),
-        Op::Exists | Op::DoesNotExist => values.is_empty(),
-        Op::Gt | Op::Lt => values.len() == 1 && values[0].parse::<i64>().is_ok(),
-    };
-    ok.then(|| Requirement { key: r.key.clone(), op, values })
-}
-
-impl TermMatcher {
-    /// Parses a term.
-    pub fn new(term: &NodeSelectorTerm) -> TermMatcher {
-        let mut valid = true;
-        let mut labels = Vec::new();
-        for r in term.match_expressions.iter().flatten() {
-            match requirement(r) {
-                Some(req) => labels.push(req),
-                None => valid = false,
-            }
-        }
-        let mut names = Vec::new();
-        for r in term.match_fields.iter().flatten() {
-            match requirement(r) {
-                Some(req) if r.key == "metadata.name" && matches!(req.op, Op::In | Op::NotIn) => {
-                    names.push((req.op, req.values))
-                }
-                _ => valid = false,
-            }
-        }
-        TermMatcher { labels, names, valid }
-    }
-
-    /// Whether a node with this name and these labels satisfies the term. An
-    /// empty term matches no node, as in Kubernetes.
-    pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
-        if !self.valid || (self.labels.is_empty() && self.names.is_empty()) {
-            return false;
-        }
-        self.labels.iter().all(|r| r.matches(labels))
-            && self.names.iter().all(|(op, values)| {
-                let listed = values.iter().any(|v| v == node_name);
-                if *op == Op::In { listed } else { !listed }
-            })
-    }
-}
-
 /// Everything the filters and scores need to know about the pod being scheduled.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
@@ -186,62 +117,6 @@ impl PodInfo {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn term(v: serde_json::Value) -> TermMatcher {
-        TermMatcher::new(&serde_json::from_value(v).expect("a valid term"))
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn term_expressions_must_all_hold() {
-        let t = term(json!({"matchExpressions": [
-            {"key": "zone", "operator": "In", "values": ["north", "east"]},
-            {"key": "disk", "operator": "NotIn", "values": ["hdd"]},
-            {"key": "cores", "operator": "Gt", "values": ["4"]},
-            {"key": "gen", "operator": "Lt", "values": ["3"]},
-            {"key": "gpu", "operator": "Exists"},
-            {"key": "spot", "operator": "DoesNotExist"}]}));
-        let good = labels(&[("zone", "north"), ("cores", "8"), ("gen", "2"), ("gpu", "")]);
-        assert!(t.matches("n1", &good));
-        for (k, v) in [("zone", "south"), ("disk", "hdd"), ("cores", "4"), ("gen", "3"), ("spot", "yes")] {
-            let mut l = good.clone();
-            l.insert(k.to_string(), v.to_string());
-            assert!(!t.matches("n1", &l), "{k}={v} should fail the term");
-        }
-        let mut no_gpu = good.clone();
-        no_gpu.remove("gpu");
-        assert!(!t.matches("n1", &no_gpu));
-    }
-
-    #[test]
-    fn gt_and_lt_fail_on_missing_or_non_integer_labels() {
-        let t = term(json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}));
-        assert!(!t.matches("n1", &labels(&[])));
-        assert!(!t.matches("n1", &labels(&[("cores", "many")])));
-    }
-
-    #[test]
-    fn match_fields_select_by_node_name() {
-        let t = term(json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1", "n2"]}]}));
-        assert!(t.matches("n2", &labels(&[])));
-        assert!(!t.matches("n3", &labels(&[])));
-        let not = term(json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}));
-        assert!(!not.matches("n1", &labels(&[])) && not.matches("n2", &labels(&[])));
-    }
-
-    #[test]
-    fn empty_or_malformed_terms_match_nothing() {
-        assert!(!term(json!({})).matches("n1", &labels(&[("a", "b")])));
-        let bad_op = term(json!({"matchExpressions": [{"key": "a", "operator": "Near", "values": ["b"]}]}));
-        assert!(!bad_op.matches("n1", &labels(&[("a", "b")])));
-        let bad_gt = term(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["x"]}]}));
-        assert!(!bad_gt.matches("n1", &labels(&[("a", "9")])));
-        let bad_field = term(json!({"matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["x"]}]}));
-        assert!(!bad_field.matches("x", &labels(&[])));
-    }
 
     #[test]
     fn usage_collects_host_ports_with_defaults_and_the_controller() {
