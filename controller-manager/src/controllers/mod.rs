@@ -6,6 +6,7 @@
 //! workers) on the tracker it is given and returns at once; they end when the
 //! token is cancelled (on shutdown, or when this instance stops leading).
 
+pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
 pub mod nodeipam;
@@ -36,6 +37,9 @@ pub struct Flags {
     /// Garbage collector.
     #[command(flatten)]
     pub garbagecollector: garbagecollector::Flags,
+    /// DaemonSet.
+    #[command(flatten)]
+    pub daemonset: daemonset::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -88,8 +92,14 @@ pub struct Controller {
 }
 
 /// Every controller, by name.
-pub const CONTROLLERS: &[Controller] =
-    &[nodeipam::CONTROLLER, replicaset::REPLICATION, replicaset::REPLICASET, deployment::CONTROLLER, garbagecollector::CONTROLLER];
+pub const CONTROLLERS: &[Controller] = &[
+    nodeipam::CONTROLLER,
+    replicaset::REPLICATION,
+    replicaset::REPLICASET,
+    deployment::CONTROLLER,
+    garbagecollector::CONTROLLER,
+    daemonset::CONTROLLER,
+];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
 /// every on-by-default controller, `foo` enables `foo`, `-foo` disables it.
@@ -141,7 +151,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset)"
         );
     }
 }
