@@ -183,3 +183,48 @@ async fn a_restarted_controller_manager_creates_no_extra_pods() -> anyhow::Resul
     assert_eq!(owned_pods(&pods, &uid).await?.len(), 40);
     cm.stop().await
 }
+
+#[tokio::test]
+async fn refused_creates_set_replica_failure_and_back_off() -> anyhow::Result<()> {
+    // SecurityContextDeny refuses pods that set runAsUser, but not the RC that templates them.
+    let apiserver =
+        TestApiserver::start_with(|a| a.enable_admission_plugins.push("SecurityContextDeny".into())).await?;
+    let client = Client::new(&apiserver.url())?;
+    let cm =
+        TestControllerManager::start(&apiserver.url(), &["--leader-elect=false", "--controllers=replication"]).await?;
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    let mut privileged = rc("privileged", 3);
+    let container =
+        &mut privileged.spec.as_mut().unwrap().template.as_mut().unwrap().spec.as_mut().unwrap().containers[0];
+    container.security_context =
+        Some(k8s_openapi::api::core::v1::SecurityContext { run_as_user: Some(0), ..Default::default() });
+    rcs.create(&privileged).await?;
+
+    wait_for(TIMEOUT, || async {
+        rcs.get("privileged").await.is_ok_and(|r| {
+            let conditions = r.status.and_then(|s| s.conditions).unwrap_or_default();
+            conditions.iter().any(|c| {
+                c.type_ == "ReplicaFailure" && c.status == "True" && c.reason.as_deref() == Some("FailedCreate")
+            })
+        })
+    })
+    .await
+    .context("no ReplicaFailure condition")?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let failed = || async {
+        let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        list.into_iter().find(|e| e.reason.as_deref() == Some("FailedCreate"))
+    };
+    wait_for(TIMEOUT, || async { failed().await.is_some() }).await.context("no FailedCreate event")?;
+    let event = failed().await.unwrap();
+    assert!(event.message.as_deref().unwrap_or_default().starts_with("Error creating: "), "{event:?}");
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // Backing off: after a few seconds, a handful of attempts — not hundreds
+    // (the slow start tries one pod per attempt, and the delays double).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = failed().await.and_then(|e| e.count).unwrap_or(0);
+    assert!((1..=15).contains(&attempts), "{attempts} attempts in 3 s");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    assert!(pods.list(&ListParams::default()).await?.items.is_empty());
+    cm.stop().await
+}

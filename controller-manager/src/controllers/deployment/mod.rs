@@ -259,6 +259,16 @@ impl Sync<'_> {
                 Ok(Set { rs: Arc::new(created), revision })
             }
             Err(e) if e.reason == Reason::AlreadyExists => {
+                // Ours already, and the cache had not seen it yet: use it.
+                let existing = self.sets_api.get_opt(&name).await.map_err(self.err("reading the new replica set"))?;
+                if let Some(existing) = existing.filter(|rs| {
+                    let ours =
+                        controller_of(&rs.metadata).is_some_and(|r| Some(&r.uid) == self.d.metadata.uid.as_ref());
+                    ours && same_template(rs.spec.as_ref().and_then(|s| s.template.as_ref()), &template)
+                }) {
+                    let revision = revision_of(&existing);
+                    return Ok(Set { rs: Arc::new(existing), revision });
+                }
                 // A set of that name with another template: a hash collision.
                 // Count it, so the next attempt hashes differently.
                 let count = collision_count.unwrap_or(0) + 1;
@@ -548,6 +558,23 @@ fn status_of(
         }
     };
 
+    let mut conditions = vec![available_cond, progressing];
+    // The new set cannot create its pods: say why on the Deployment too.
+    let failure = new.and_then(|s| s.status().conditions).and_then(|cs| {
+        cs.into_iter().find(|c| c.type_ == crate::controllers::replicaset::REPLICA_FAILURE && c.status == "True")
+    });
+    if let Some(f) = failure {
+        let message = f.message.unwrap_or_default();
+        let fresh = condition(
+            "ReplicaFailure",
+            "True",
+            f.reason.as_deref().unwrap_or_default(),
+            &message,
+            &now_s,
+            find("ReplicaFailure"),
+        );
+        conditions.push(keep(find("ReplicaFailure"), fresh));
+    }
     let mut status = json!({
         "observedGeneration": d.metadata.generation.unwrap_or(0),
         "replicas": total,
@@ -555,7 +582,7 @@ fn status_of(
         "readyReplicas": ready,
         "availableReplicas": available,
         "unavailableReplicas": (replicas - available).max(0),
-        "conditions": [available_cond, progressing],
+        "conditions": conditions,
     });
     if let Some(n) = old_status.collision_count {
         status["collisionCount"] = json!(n);
