@@ -245,7 +245,7 @@ fn check_node_name(name: &str) -> Result<()> {
 /// Checks `--pod-cidr` against `--cluster-cidr`.
 fn check_cidrs(pod_cidr: Option<&str>, cluster_cidr: &str) -> Result<()> {
     let parse =
-        |flag: &str, v: &str| v.parse::<rkube_podnet::Ipv4Cidr>().map_err(|e| Error::Config(format!("{flag}: {e}")));
+        |flag: &str, v: &str| v.parse::<rkube_api::cidr::Ipv4Cidr>().map_err(|e| Error::Config(format!("{flag}: {e}")));
     let cluster = parse("--cluster-cidr", cluster_cidr)?;
     if let Some(p) = pod_cidr {
         let pod = parse("--pod-cidr", p)?;

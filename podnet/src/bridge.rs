@@ -1,10 +1,10 @@
 //! The node's Docker bridge network: its name, options and labels, and how
 //! an existing network is adopted, replaced or refused.
 
-use crate::cidr::Ipv4Cidr;
 use crate::error::{Error, Result};
 use bollard::Docker;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, NetworkInspect};
+use rkube_api::cidr::Ipv4Cidr;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 

@@ -15,16 +15,15 @@
 //! explains them and how to remove them by hand.
 
 pub mod bridge;
-pub mod cidr;
 pub mod command;
 mod error;
 pub mod routes;
 pub mod rules;
 
-pub use cidr::Ipv4Cidr;
 pub use error::{Error, Result};
 
 use bollard::Docker;
+use rkube_api::cidr::Ipv4Cidr;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Another node of the cluster, as [`PodNetwork::sync_routes`] needs it.

@@ -7,8 +7,8 @@
 //! inside the cluster CIDR are ever added or removed.
 
 use crate::Peer;
-use crate::cidr::Ipv4Cidr;
 use crate::command::HostCommand;
+use rkube_api::cidr::{CidrError, Ipv4Cidr};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -84,7 +84,7 @@ pub enum Skip {
     /// local bridge, which the kernel already routes to.
     Local,
     /// The peer's pod CIDR is not an IPv4 CIDR.
-    BadCidr(String),
+    BadCidr(CidrError),
     /// The peer's pod CIDR is not inside the cluster CIDR.
     OutsideCluster,
     /// The peer's pod CIDR overlaps this node's.

@@ -12,9 +12,9 @@
 //! on one host share the chains and each removes only its own rules; the
 //! chains and jumps go with the last node's rules.
 
-use crate::cidr::Ipv4Cidr;
 use crate::command::HostCommand;
 use crate::error::Result;
+use rkube_api::cidr::Ipv4Cidr;
 
 /// The filter chain accepting pod-to-pod traffic, jumped to from `DOCKER-USER`.
 pub const FORWARD_CHAIN: &str = "RKUBE-FORWARD";

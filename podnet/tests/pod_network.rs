@@ -160,7 +160,7 @@ async fn start_pod(run: &Run, i: usize, net: &PodNetwork) -> anyhow::Result<IpAd
     ip.trim().parse().with_context(|| format!("container {name} has no IP on {}: {ip:?}", net.docker_network()))
 }
 
-fn cidr(s: &str) -> anyhow::Result<rkube_podnet::Ipv4Cidr> {
+fn cidr(s: &str) -> anyhow::Result<rkube_api::cidr::Ipv4Cidr> {
     s.parse().map_err(anyhow::Error::msg)
 }
 

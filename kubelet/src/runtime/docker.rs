@@ -583,5 +583,5 @@ fn container_stats(s: &bollard::models::ContainerStatsResponse) -> ContainerStat
 }
 
 fn normalize_cidr(cidr: &str) -> String {
-    cidr.parse::<rkube_podnet::Ipv4Cidr>().map(|c| c.to_string()).unwrap_or_else(|_| cidr.to_string())
+    cidr.parse::<rkube_api::cidr::Ipv4Cidr>().map(|c| c.to_string()).unwrap_or_else(|_| cidr.to_string())
 }

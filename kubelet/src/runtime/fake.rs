@@ -12,7 +12,7 @@ use super::{
 };
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::Timestamp;
-use rkube_podnet::Ipv4Cidr;
+use rkube_api::cidr::Ipv4Cidr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -89,10 +89,8 @@ impl FakeRuntime {
     fn allocate_ip(state: &mut State) -> Option<Ipv4Addr> {
         match state.pod_cidr {
             Some(cidr) => {
-                let first = u32::from(cidr.first_host()?) + 1; // .1 is the gateway
-                let size = 1u32.checked_shl(32 - u32::from(cidr.prefix())).unwrap_or(0);
-                let last = u32::from(cidr.network()).saturating_add(size.saturating_sub(2));
-                let ip = (first..=last).map(Ipv4Addr::from).find(|ip| !state.used_ips.contains(ip))?;
+                // The first host address is the gateway.
+                let ip = cidr.hosts().skip(1).find(|ip| !state.used_ips.contains(ip))?;
                 state.used_ips.insert(ip);
                 Some(ip)
             }
