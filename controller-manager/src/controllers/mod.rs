@@ -9,9 +9,11 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod job;
 pub mod nodeipam;
 pub mod pod_state;
 pub mod replicaset;
+pub mod ttlafterfinished;
 
 use crate::metrics::Metrics;
 use rkube_client::controller::Observer;
@@ -40,6 +42,12 @@ pub struct Flags {
     /// DaemonSet.
     #[command(flatten)]
     pub daemonset: daemonset::Flags,
+    /// Job.
+    #[command(flatten)]
+    pub job: job::Flags,
+    /// TTL after finished (Jobs).
+    #[command(flatten)]
+    pub ttlafterfinished: ttlafterfinished::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -99,6 +107,8 @@ pub const CONTROLLERS: &[Controller] = &[
     deployment::CONTROLLER,
     garbagecollector::CONTROLLER,
     daemonset::CONTROLLER,
+    job::CONTROLLER,
+    ttlafterfinished::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -151,7 +161,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished)"
         );
     }
 }
