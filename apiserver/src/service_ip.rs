@@ -4,6 +4,7 @@
 //! etcd transaction as its Service and deleted with it, so two Services can
 //! never hold one IP and nothing leaks when a create fails.
 
+use rkube_api::cidr::Ipv4Cidr;
 use rkube_api::validation::invalid;
 use rkube_api::{ApiError, ResourceInfo, Result};
 use serde_json::Value;
@@ -19,15 +20,13 @@ pub struct ServiceIps {
 impl ServiceIps {
     /// Parses a range such as `10.254.0.0/16`.
     pub fn parse(cidr: &str) -> std::result::Result<ServiceIps, String> {
-        let bad = || format!("--service-cluster-ip-range: {cidr:?} is not an IPv4 CIDR such as 10.254.0.0/16");
-        let (ip, bits) = cidr.split_once('/').ok_or_else(bad)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
-        let bits: u32 = bits.parse().map_err(|_| bad())?;
+        let range: Ipv4Cidr = cidr.parse().map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
+        let bits = range.prefix();
         if !(8..=30).contains(&bits) {
             return Err(format!("--service-cluster-ip-range: prefix /{bits} must be between /8 and /30"));
         }
-        let size = 1u32 << (32 - bits);
-        Ok(ServiceIps { base: u32::from(ip) & !(size - 1), size })
+        let size = u32::try_from(range.size()).expect("a /8 or longer holds fewer than 2^32 addresses");
+        Ok(ServiceIps { base: u32::from(range.network()), size })
     }
 
     /// The key that reserves `ip`.
@@ -129,5 +128,13 @@ mod tests {
         assert!(ServiceIps::parse("10.254.0.0").is_err());
         assert!(ServiceIps::parse("10.254.0.0/33").is_err());
         assert!(ServiceIps::parse("nonsense/16").is_err());
+        assert_eq!(
+            ServiceIps::parse("10.254.0.0").unwrap_err(),
+            "--service-cluster-ip-range: \"10.254.0.0\" is not a CIDR block (expected a.b.c.d/n, e.g. 10.1.0.0/16)"
+        );
+        assert_eq!(
+            ServiceIps::parse("10.254.0.0/31").unwrap_err(),
+            "--service-cluster-ip-range: prefix /31 must be between /8 and /30"
+        );
     }
 }

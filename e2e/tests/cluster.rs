@@ -3,6 +3,7 @@
 //! Docker with one IP per pod, pods reach each other across nodes, and
 //! nodeSelector follows `rkubectl label nodes`.
 
+use rkube_api::cidr::Ipv4Cidr;
 use rkube_e2e::Cluster;
 use serde_json::Value;
 use std::time::Duration;
@@ -15,11 +16,8 @@ fn running(p: &Value) -> bool {
 }
 
 fn in_subnet(ip: &str, cidr: &str) -> bool {
-    let (net, bits) = cidr.split_once('/').expect("a CIDR");
-    let parse = |s: &str| -> u32 { s.parse::<std::net::Ipv4Addr>().map(u32::from).expect("an IPv4 address") };
-    let bits: u32 = bits.parse().expect("a prefix length");
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-    parse(ip) & mask == parse(net) & mask
+    let cidr: Ipv4Cidr = cidr.parse().expect("a CIDR");
+    cidr.contains(ip.parse().expect("an IPv4 address"))
 }
 
 #[tokio::test]
