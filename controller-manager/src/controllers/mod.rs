@@ -8,12 +8,15 @@
 
 pub mod daemonset;
 pub mod deployment;
+mod error;
 pub mod garbagecollector;
 pub mod job;
 pub mod nodeipam;
 pub mod pod_state;
 pub mod replicaset;
 pub mod ttlafterfinished;
+
+pub use error::Error;
 
 use crate::metrics::Metrics;
 use rkube_client::controller::Observer;

@@ -26,7 +26,7 @@
 pub mod hash;
 pub mod rollout;
 
-use crate::controllers::{Controller, ControllerContext};
+use crate::controllers::{Controller, ControllerContext, Error};
 use hash::{POD_TEMPLATE_HASH, template_hash};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -34,9 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use rkube_api::selector::Selector;
-use rkube_client::controller::{
-    Action, ReconcileError, claim, controller_ref, plan_claim, spawn_workers, status_patch,
-};
+use rkube_client::controller::{Action, claim, controller_ref, plan_claim, spawn_workers, status_patch};
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
 use rkube_client::{Api, ApiError, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
@@ -87,40 +85,6 @@ const NOT_COPIED: &[&str] = &[
 ];
 /// Kubernetes' `source.component` for the controller's events.
 const COMPONENT: &str = "deployment-controller";
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The Deployment's selector cannot select anything.
-    #[error("deployment {key}: {message}")]
-    InvalidSelector {
-        /// The Deployment.
-        key: ObjectKey,
-        /// What is wrong.
-        message: String,
-    },
-    /// A read or write failed.
-    #[error("deployment {key}: {action}: {source}")]
-    Api {
-        /// The Deployment.
-        key: ObjectKey,
-        /// What was being done.
-        action: String,
-        /// The apiserver's answer.
-        #[source]
-        source: ApiError,
-    },
-}
-
-impl ReconcileError for Error {
-    fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidSelector { .. })
-    }
-
-    fn is_race(&self) -> bool {
-        matches!(self, Error::Api { source, .. } if source.reason == Reason::Conflict)
-    }
-}
 
 /// The controller's shared state.
 pub struct Context {
@@ -181,8 +145,7 @@ struct Sync<'a> {
 
 impl Sync<'_> {
     fn err(&self, action: impl Into<String>) -> impl FnOnce(ApiError) -> Error + '_ {
-        let action = action.into();
-        move |source| Error::Api { key: self.key.clone(), action, source }
+        Error::api(self.key, action)
     }
 
     fn replicas(&self) -> i32 {

@@ -21,19 +21,18 @@
 pub mod kind;
 
 use crate::controllers::pod_state::{self, is_active};
-use crate::controllers::{Controller, ControllerContext};
+use crate::controllers::{Controller, ControllerContext, Error};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::jiff::Timestamp;
 pub use kind::ReplicaKind;
 use rkube_client::controller::{
-    Action, Expectations, PodControl, ReconcileError, claim, controller_ref, plan_claim, pod_from_template,
-    spawn_workers, status_patch,
+    Action, Expectations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
-use rkube_client::{Api, ApiError, ObjectKey, Store, WorkQueue};
+use rkube_client::{Api, ObjectKey, Store, WorkQueue};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
@@ -78,41 +77,8 @@ pub struct Flags {
 pub const BURST_REPLICAS: usize = 500;
 /// The condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The object's selector cannot be used (the apiserver validates it,
-    /// so only a stored object from elsewhere gets here).
-    #[error("{key}: {message}")]
-    InvalidSelector {
-        /// The object.
-        key: ObjectKey,
-        /// What is wrong.
-        message: String,
-    },
-    /// The apiserver refused or failed a write or read.
-    #[error("{key}: {action}: {source}")]
-    Api {
-        /// The object.
-        key: ObjectKey,
-        /// What was being done.
-        action: &'static str,
-        /// The apiserver's answer.
-        #[source]
-        source: ApiError,
-    },
-}
-
-impl ReconcileError for Error {
-    fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidSelector { .. })
-    }
-
-    fn is_race(&self) -> bool {
-        matches!(self, Error::Api { source, .. } if source.reason == rkube_client::Reason::Conflict)
-    }
-}
+/// The action of a failed deletion (a `FailedDelete` ReplicaFailure).
+const DELETING: &str = "deleting pods";
 
 /// What pod events count toward expectations: whether a pod was seen
 /// created, and whether its deletion was seen.
@@ -133,10 +99,6 @@ pub struct Context<K> {
     _kind: PhantomData<K>,
 }
 
-fn key_error<'a>(key: &'a ObjectKey, action: &'static str) -> impl FnOnce(ApiError) -> Error + 'a {
-    move |source| Error::Api { key: key.clone(), action, source }
-}
-
 /// Keeps the object `key`'s pods at `spec.replicas` and its status current;
 /// see the module docs.
 pub async fn reconcile<K: ReplicaKind>(key: ObjectKey, ctx: Arc<Context<K>>) -> Result<Action, Error> {
@@ -155,11 +117,11 @@ pub async fn reconcile<K: ReplicaKind>(key: ObjectKey, ctx: Arc<Context<K>>) -> 
     } else {
         // Adopt only for the object that really is there (not one deleted and
         // recreated under the same name since the cache saw it).
-        let live = api.get_opt(&key.name).await.map_err(key_error(&key, "reading"))?;
+        let live = api.get_opt(&key.name).await.map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata().uid == obj.metadata().uid && l.metadata().deletion_timestamp.is_none())
     };
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
-    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(key_error(&key, "claiming pods"))?;
+    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
 
     let mut failure = None;
     if ctx.expectations.satisfied(&key) && !deleting {
@@ -171,7 +133,7 @@ pub async fn reconcile<K: ReplicaKind>(key: ObjectKey, ctx: Arc<Context<K>>) -> 
     if status != current {
         api.patch_status(&key.name, &status_patch(&current, &status))
             .await
-            .map_err(key_error(&key, "updating status"))?;
+            .map_err(Error::api(&key, "updating status"))?;
     }
     if let Some(e) = failure {
         return Err(e);
@@ -236,7 +198,7 @@ async fn manage_replicas<K: ReplicaKind>(
             for _ in 0..remaining {
                 ctx.expectations.creation_observed(key);
             }
-            return Err(Error::Api { key: key.clone(), action: "creating pods", source });
+            return Err(Error::Api { key: key.clone(), action: "creating pods".into(), source });
         }
         info!(controller = K::CONTROLLER, key = %key, created = count, replicas = want, "scaled up");
     } else if pods.len() > want {
@@ -273,7 +235,7 @@ async fn manage_replicas<K: ReplicaKind>(
             }
         }
         if let Some(source) = refused {
-            return Err(Error::Api { key: key.clone(), action: "deleting pods", source });
+            return Err(Error::Api { key: key.clone(), action: DELETING.into(), source });
         }
         info!(controller = K::CONTROLLER, key = %key, deleted = count, replicas = want, "scaled down");
     }
@@ -301,7 +263,7 @@ fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<Pod>], failure: Option<&Error>
         .unwrap_or_default();
     if let Some(e) = failure {
         let (reason, message) = match e {
-            Error::Api { action: "deleting pods", source, .. } => ("FailedDelete", source.to_string()),
+            Error::Api { action, source, .. } if action == DELETING => ("FailedDelete", source.to_string()),
             Error::Api { source, .. } => ("FailedCreate", source.to_string()),
             Error::InvalidSelector { message, .. } => ("FailedCreate", message.clone()),
         };
@@ -471,8 +433,11 @@ mod tests {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let refused = Error::Api {
             key: ObjectKey::new("default", "web"),
-            action: "creating pods",
-            source: ApiError::new(rkube_client::Reason::Forbidden, "pods \"web-\" is forbidden: exceeded quota"),
+            action: "creating pods".into(),
+            source: rkube_client::ApiError::new(
+                rkube_client::Reason::Forbidden,
+                "pods \"web-\" is forbidden: exceeded quota",
+            ),
         };
         let status = status_of(&obj, &[], Some(&refused), now);
         assert_eq!(status["conditions"][0]["type"], REPLICA_FAILURE);
