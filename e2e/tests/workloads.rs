@@ -4,7 +4,8 @@
 //! kills and scales; rolling-update with -f, with --image and --rollback;
 //! a Deployment rolls out, undoes, and stalls on a bad image; a
 //! controller-manager killed in the middle of a scale-up creates no extra
-//! pods; orphan and foreground deletes.
+//! pods; orphan and foreground deletes; a DaemonSet follows node labels; a
+//! Job completes, another stops at its backoffLimit.
 
 use anyhow::{Context as _, bail};
 use rkube_e2e::Cluster;
@@ -321,5 +322,86 @@ async fn a_crashed_controller_manager_creates_no_extra_pods_and_deletes_cascade(
         Ok(rcs(&cluster)?.is_empty() && pods(&cluster, "app=fg")?.is_empty())
     })
     .await?;
+    Ok(())
+}
+
+const DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: edge-agent}
+spec:
+  selector: {matchLabels: {app: edge-agent}}
+  template:
+    metadata: {labels: {app: edge-agent}}
+    spec:
+      nodeSelector: {role: edge}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: agent, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sleep, '3600']}
+";
+
+const FAILING_JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata: {name: always-fails}
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: fail, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sh, -c, 'exit 3']}
+";
+
+fn condition(obj: &Value, type_: &str) -> Option<Value> {
+    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_ && c["status"] == "True").cloned()
+}
+
+#[tokio::test]
+async fn daemon_sets_follow_node_labels_and_jobs_complete_or_fail() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let (first, second) = (cluster.nodes[0].clone(), cluster.nodes[1].clone());
+    for node in [&first, &second] {
+        cluster.rkubectl_ok(&["label", "nodes", node, "role=edge"])?;
+    }
+    cluster.create(DAEMONSET)?;
+    let on_nodes = || -> anyhow::Result<Vec<String>> {
+        let mut nodes: Vec<String> = pods(&cluster, "app=edge-agent")?
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+            .collect();
+        nodes.sort();
+        Ok(nodes)
+    };
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    eventually(&cluster, "a daemon pod Running on each node", || Ok(on_nodes()? == both)).await?;
+
+    // Relabelled out of the selector: that node's pod goes, the other stays.
+    cluster.rkubectl_ok(&["label", "nodes", &second, "role=core", "--overwrite"])?;
+    eventually(&cluster, "the daemon pod only on the edge node", || Ok(on_nodes()? == [first.clone()])).await?;
+    let ds: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "ds", "edge-agent", "-o", "json"])?)?;
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 1, "{}", ds["status"]);
+
+    // A Job of 4 completions, 2 at a time, completes.
+    cluster.rkubectl_ok(&["create", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/job.yaml")])?;
+    eventually(&cluster, "the job complete", || {
+        let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "count-down", "-o", "json"])?)?;
+        Ok(condition(&job, "Complete").is_some())
+    })
+    .await?;
+    let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "count-down", "-o", "json"])?)?;
+    assert_eq!(job["status"]["succeeded"], 4, "{}", job["status"]);
+    let table = cluster.rkubectl_ok(&["get", "job", "count-down"])?;
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("4/4")), "{table}");
+
+    // A Job whose pods always fail stops at backoffLimit.
+    cluster.create(FAILING_JOB)?;
+    eventually(&cluster, "the failing job Failed", || {
+        let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "always-fails", "-o", "json"])?)?;
+        Ok(condition(&job, "Failed").is_some_and(|c| c["reason"] == "BackoffLimitExceeded"))
+    })
+    .await?;
+    let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "always-fails", "-o", "json"])?)?;
+    assert_eq!(job["status"]["failed"], 3, "backoffLimit 2: three pods failed: {}", job["status"]);
     Ok(())
 }
