@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rkube_api::cidr::Ipv4Cidr;
 use rkube_client::{Api, Client, DeleteParams, ListParams};
 use rkube_testkit::{TestApiserver, TestControllerManager, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,10 +45,10 @@ async fn wait_for_cidrs(nodes: &Api<Node>, names: &[&str]) -> anyhow::Result<BTr
     pod_cidrs(nodes).await
 }
 
+/// Whether `cidr` is written as a /24 of 10.1.0.0/16.
 fn in_cluster_10_1(cidr: &str) -> bool {
-    let Some((addr, "24")) = cidr.split_once('/') else { return false };
-    let octets: Vec<u8> = addr.split('.').filter_map(|o| o.parse().ok()).collect();
-    octets.len() == 4 && octets[..2] == [10, 1] && octets[3] == 0
+    let cluster: Ipv4Cidr = "10.1.0.0/16".parse().expect("a CIDR");
+    cidr.parse::<Ipv4Cidr>().is_ok_and(|c| c.prefix() == 24 && cluster.contains_cidr(&c) && c.to_string() == cidr)
 }
 
 #[tokio::test]

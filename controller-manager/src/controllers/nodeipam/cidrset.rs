@@ -8,80 +8,17 @@
 //! containers from meeting a new node's pods on the same subnet for as long
 //! as possible.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use rkube_api::cidr::Cidr;
 
 /// The most subnet bits: 2^16 subnets, as Kubernetes allows.
 const MAX_SUBNET_BITS: u8 = 16;
-
-/// A CIDR block of either family, as a number: `addr` has its host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: u128,
-    /// 32 or 128.
-    bits: u8,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn first(&self) -> u128 {
-        self.addr
-    }
-
-    fn last(&self) -> u128 {
-        self.addr | host_mask(self.bits, self.prefix)
-    }
-
-    /// The prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// Whether this is an IPv4 block.
-    pub fn is_ipv4(&self) -> bool {
-        self.bits == 32
-    }
-}
-
-/// The host bits of a `bits`-wide address with prefix `prefix`, all ones.
-fn host_mask(bits: u8, prefix: u8) -> u128 {
-    let host = u32::from(bits - prefix);
-    if host == 128 { u128::MAX } else { (1u128 << host) - 1 }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-
-    /// Parses `10.1.0.0/16` or `fd00:1::/64`; host bits are cleared.
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let bad = || format!("\"{s}\" is not a CIDR block (e.g. 10.1.0.0/16)");
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
-        let (addr, bits) = match addr.parse::<IpAddr>().map_err(|_| bad())? {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (u128::from(a), 128),
-        };
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= bits).ok_or_else(bad)?;
-        Ok(Cidr { addr: addr & !host_mask(bits, prefix), bits, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.bits == 32 {
-            let v4 = u32::try_from(self.addr).expect("an IPv4 block holds a 32-bit address");
-            write!(f, "{}/{}", Ipv4Addr::from(v4), self.prefix)
-        } else {
-            write!(f, "{}/{}", Ipv6Addr::from(self.addr), self.prefix)
-        }
-    }
-}
 
 /// Why a subnet could not be occupied or released.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
     /// The text is not a CIDR block.
-    #[error("{0}")]
-    Malformed(String),
+    #[error(transparent)]
+    Malformed(#[from] rkube_api::cidr::CidrError),
     /// The block is of the other IP family, or outside the cluster CIDR.
     #[error("{cidr} is not inside the cluster CIDR {cluster}")]
     Outside {
@@ -108,21 +45,22 @@ impl CidrSet {
     /// an error names the flag to fix.
     pub fn new(cluster: &str, mask: u8) -> Result<CidrSet, String> {
         let cluster: Cidr = cluster.parse().map_err(|e| format!("--cluster-cidr: {e}"))?;
-        if mask < cluster.prefix || mask > cluster.bits {
+        let prefix = cluster.prefix();
+        if mask < prefix || mask > cluster.max_prefix() {
             return Err(format!(
-                "--node-cidr-mask-size={mask} must be between the cluster CIDR's prefix length ({}) and {}",
-                cluster.prefix, cluster.bits
+                "--node-cidr-mask-size={mask} must be between the cluster CIDR's prefix length ({prefix}) and {}",
+                cluster.max_prefix()
             ));
         }
-        if mask - cluster.prefix > MAX_SUBNET_BITS {
+        if mask - prefix > MAX_SUBNET_BITS {
             return Err(format!(
                 "--node-cidr-mask-size={mask} would cut --cluster-cidr={cluster} into 2^{} subnets; at most 2^{MAX_SUBNET_BITS} \
                  are supported (use a mask of at most {})",
-                mask - cluster.prefix,
-                cluster.prefix + MAX_SUBNET_BITS
+                mask - prefix,
+                prefix + MAX_SUBNET_BITS
             ));
         }
-        let count = 1usize << (mask - cluster.prefix);
+        let count = 1usize << (mask - prefix);
         Ok(CidrSet { cluster, mask, used: vec![false; count], in_use: 0, next: 0 })
     }
 
@@ -147,8 +85,7 @@ impl CidrSet {
     }
 
     fn subnet(&self, index: usize) -> Cidr {
-        let offset = (index as u128) << (self.cluster.bits - self.mask);
-        Cidr { addr: self.cluster.addr + offset, bits: self.cluster.bits, prefix: self.mask }
+        self.cluster.subnet(self.mask, index as u128).expect("an index below capacity names a subnet")
     }
 
     /// Takes the next free subnet, or None when all are in use.
@@ -163,18 +100,16 @@ impl CidrSet {
 
     /// The indices of the subnets overlapping `cidr`.
     fn indices(&self, cidr: &str) -> Result<std::ops::RangeInclusive<usize>, CidrError> {
-        let block: Cidr = cidr.parse().map_err(CidrError::Malformed)?;
-        let outside = || CidrError::Outside { cidr: block.to_string(), cluster: self.cluster.to_string() };
-        if block.bits != self.cluster.bits || block.last() < self.cluster.first() || block.first() > self.cluster.last()
-        {
-            return Err(outside());
-        }
-        let shift = self.cluster.bits - self.mask;
-        let index = |addr: u128| {
-            usize::try_from((addr.clamp(self.cluster.first(), self.cluster.last()) - self.cluster.addr) >> shift)
-                .expect("at most 2^16 subnets")
+        let block: Cidr = cidr.parse()?;
+        let Some(part) = self.cluster.intersection(&block) else {
+            return Err(CidrError::Outside { cidr: block.to_string(), cluster: self.cluster.to_string() });
         };
-        Ok(index(block.first())..=index(block.last()))
+        let shift = self.cluster.max_prefix() - self.mask;
+        let index = |addr| {
+            let offset = self.cluster.offset_of(addr).expect("the intersection lies inside the cluster CIDR");
+            usize::try_from(offset >> shift).expect("at most 2^16 subnets")
+        };
+        Ok(index(part.network())..=index(part.last()))
     }
 
     /// Marks every subnet overlapping `cidr` as used (a node's existing
