@@ -282,7 +282,7 @@ async fn ensure_is_idempotent_routes_sync_and_teardown_removes_everything() -> a
             // node 1's bridge, a directly connected network) gets a route; one
             // that disappears loses it.
             let remote_cidr = run.pod_cidr(2);
-            let remote_ip: IpAddr = run.pod_cidr(1).replace(".0/24", ".200").parse()?;
+            let remote_ip = IpAddr::V4(cidr(&run.pod_cidr(1))?.nth(200).context("a /24 has a .200")?);
             let peers = [
                 Peer { node: node.clone(), pod_cidr: pod_cidr.clone(), node_ip: "127.0.0.1".parse()? },
                 Peer { node: "test-remote".into(), pod_cidr: remote_cidr.clone(), node_ip: remote_ip },
