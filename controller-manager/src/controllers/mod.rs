@@ -14,6 +14,7 @@ pub mod job;
 pub mod nodeipam;
 pub mod pod_state;
 pub mod replicaset;
+pub mod template_hash;
 pub mod ttlafterfinished;
 
 pub use error::Error;

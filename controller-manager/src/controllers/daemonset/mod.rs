@@ -32,8 +32,8 @@
 pub mod placement;
 pub mod plan;
 
-use crate::controllers::deployment::hash::template_hash;
-use crate::controllers::{Controller, ControllerContext};
+use crate::controllers::template_hash::template_hash;
+use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -44,12 +44,11 @@ use rkube_api::intstr::scaled_value;
 use rkube_api::selector::Selector;
 use rkube_client::backoff::KeyedBackoff;
 use rkube_client::controller::{
-    Action, Expectations, Observations, PodControl, ReconcileError, claim, controller_ref, plan_claim,
-    pod_from_template, spawn_workers,
+    Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
-use rkube_client::{Api, ApiError, Event, ObjectKey, Store, WorkQueue};
+use rkube_client::{Api, Event, ObjectKey, Store, WorkQueue};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -89,41 +88,6 @@ pub const BURST_REPLICAS: usize = 250;
 const FAILED_POD_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a failed daemon pod is replaced.
 const FAILED_POD_MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The DaemonSet's selector cannot be used (the apiserver validates it,
-    /// so only a stored object from elsewhere gets here).
-    #[error("{key}: {message}")]
-    InvalidSelector {
-        /// The DaemonSet.
-        key: ObjectKey,
-        /// What is wrong.
-        message: String,
-    },
-    /// The apiserver refused or failed a write or read.
-    #[error("{key}: {action}: {source}")]
-    Api {
-        /// The DaemonSet.
-        key: ObjectKey,
-        /// What was being done.
-        action: &'static str,
-        /// The apiserver's answer.
-        #[source]
-        source: ApiError,
-    },
-}
-
-impl ReconcileError for Error {
-    fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidSelector { .. })
-    }
-}
-
-fn key_error<'a>(key: &'a ObjectKey, action: &'static str) -> impl FnOnce(ApiError) -> Error + 'a {
-    move |source| Error::Api { key: key.clone(), action, source }
-}
 
 /// The state shared by the workers and the watch handlers.
 pub struct Context {
@@ -196,11 +160,11 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
         let live = Api::<DaemonSet>::namespaced(ctx.client.clone(), &key.namespace)
             .get_opt(&key.name)
             .await
-            .map_err(key_error(&key, "reading"))?;
+            .map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata.uid == ds.metadata.uid && l.metadata.deletion_timestamp.is_none())
     };
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
-    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(key_error(&key, "claiming pods"))?;
+    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
     let by_node = plan::pods_by_node(&pods);
     let now = Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -322,7 +286,7 @@ async fn sync_nodes(
             Err(e) => {
                 ctx.expectations.creation_observed(key);
                 ctx.recorder.record(&reference, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"));
-                refused.get_or_insert(Error::Api { key: key.clone(), action: "creating pods", source: e });
+                refused.get_or_insert(Error::Api { key: key.clone(), action: "creating pods".into(), source: e });
             }
         }
     }
@@ -341,7 +305,7 @@ async fn sync_nodes(
             Err(e) => {
                 ctx.expectations.deletion_observed(key);
                 ctx.recorder.record(&reference, EventType::Warning, "FailedDelete", &format!("Error deleting: {e}"));
-                refused.get_or_insert(Error::Api { key: key.clone(), action: "deleting pods", source: e });
+                refused.get_or_insert(Error::Api { key: key.clone(), action: "deleting pods".into(), source: e });
             }
         }
     }
@@ -386,7 +350,7 @@ async fn write_status(ctx: &Context, key: &ObjectKey, ds: &DaemonSet, c: Counts,
     Api::<DaemonSet>::namespaced(ctx.client.clone(), &key.namespace)
         .patch_status(&key.name, &json!({ "status": status }))
         .await
-        .map_err(key_error(key, "updating status"))?;
+        .map_err(Error::api(key, "updating status"))?;
     Ok(())
 }
 

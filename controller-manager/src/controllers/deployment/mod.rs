@@ -23,11 +23,10 @@
 //! `revisionHistoryLimit` with no pods are deleted once a rollout completes.
 //! Each change of a set's size is a `ScalingReplicaSet` event.
 
-pub mod hash;
 pub mod rollout;
 
+use crate::controllers::template_hash::{POD_TEMPLATE_HASH, template_hash};
 use crate::controllers::{Controller, ControllerContext, Error};
-use hash::{POD_TEMPLATE_HASH, template_hash};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

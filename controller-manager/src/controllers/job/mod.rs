@@ -33,7 +33,7 @@
 pub mod tracking;
 
 use crate::controllers::pod_state;
-use crate::controllers::{Controller, ControllerContext};
+use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -41,13 +41,13 @@ use k8s_openapi::jiff::Timestamp;
 use rkube_api::selector::Selector;
 use rkube_api::strategy::workloads::JOB_NAME_LABEL;
 use rkube_client::controller::{
-    Action, Expectations, Observations, PodControl, ReconcileError, claim, controller_ref, plan_claim,
-    pod_from_template, spawn_workers, status_patch,
+    Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template,
+    spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
 use rkube_client::leader::parse_duration;
-use rkube_client::{Api, ApiError, Event, ObjectKey, Reason, Store, WorkQueue};
+use rkube_client::{Api, Event, ObjectKey, Reason, Store, WorkQueue};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,41 +116,6 @@ fn check(flags: &crate::controllers::Flags) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The Job's selector cannot be used (the apiserver validates it, so
-    /// only a stored object from elsewhere gets here).
-    #[error("{key}: {message}")]
-    InvalidSelector {
-        /// The Job.
-        key: ObjectKey,
-        /// What is wrong.
-        message: String,
-    },
-    /// The apiserver refused or failed a write or read.
-    #[error("{key}: {action}: {source}")]
-    Api {
-        /// The Job.
-        key: ObjectKey,
-        /// What was being done.
-        action: &'static str,
-        /// The apiserver's answer.
-        #[source]
-        source: ApiError,
-    },
-}
-
-impl ReconcileError for Error {
-    fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidSelector { .. })
-    }
-}
-
-fn key_error<'a>(key: &'a ObjectKey, action: &'static str) -> impl FnOnce(ApiError) -> Error + 'a {
-    move |source| Error::Api { key: key.clone(), action, source }
-}
-
 /// The state shared by the workers and the watch handlers.
 pub struct Context {
     jobs: Store<Job>,
@@ -215,11 +180,11 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
     let can_adopt = if plan.adopt.is_empty() {
         false
     } else {
-        let live = jobs_api(&ctx, &key).get_opt(&key.name).await.map_err(key_error(&key, "reading"))?;
+        let live = jobs_api(&ctx, &key).get_opt(&key.name).await.map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata.uid == job.metadata.uid && l.metadata.deletion_timestamp.is_none())
     };
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
-    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(key_error(&key, "claiming pods"))?;
+    let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
     let counts = count_pods(&pods);
     let now = Timestamp::now();
 
@@ -470,7 +435,7 @@ async fn manage(
             Err(e) => {
                 ctx.expectations.creation_observed(key);
                 ctx.recorder.record(&reference, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"));
-                error.get_or_insert(Error::Api { key: key.clone(), action: "creating pods", source: e });
+                error.get_or_insert(Error::Api { key: key.clone(), action: "creating pods".into(), source: e });
             }
         }
     }
@@ -522,7 +487,7 @@ async fn delete_pods(ctx: &Context, key: &ObjectKey, job: &Job, pods: &[Arc<Pod>
             Err(e) => {
                 ctx.expectations.deletion_observed(key);
                 ctx.recorder.record(&reference, EventType::Warning, "FailedDelete", &format!("Error deleting: {e}"));
-                error.get_or_insert(Error::Api { key: key.clone(), action: "deleting pods", source: e });
+                error.get_or_insert(Error::Api { key: key.clone(), action: "deleting pods".into(), source: e });
             }
         }
     }
@@ -547,7 +512,7 @@ async fn write_status(ctx: &Context, key: &ObjectKey, job: &Job, status: &JobSta
             debug!(controller = NAME, key = %key, error = %e, "status not written; the cache is behind");
             Ok(false)
         }
-        Err(e) => Err(Error::Api { key: key.clone(), action: "updating status", source: e }),
+        Err(e) => Err(Error::Api { key: key.clone(), action: "updating status".into(), source: e }),
     }
 }
 

@@ -28,15 +28,16 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::jiff::Timestamp;
 pub use kind::ReplicaKind;
 use rkube_client::controller::{
-    Action, Expectations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers, status_patch,
+    Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template,
+    spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::informers::{controller_of, forward};
 use rkube_client::{Api, ObjectKey, Store, WorkQueue};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,14 +80,6 @@ pub const BURST_REPLICAS: usize = 500;
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 /// The action of a failed deletion (a `FailedDelete` ReplicaFailure).
 const DELETING: &str = "deleting pods";
-
-/// What pod events count toward expectations: whether a pod was seen
-/// created, and whether its deletion was seen.
-#[derive(Debug, Default)]
-struct Seen {
-    /// uid -> whether its deletion (deletionTimestamp or removal) was counted.
-    pods: HashMap<String, bool>,
-}
 
 /// The state shared by a controller's workers and watch handlers.
 pub struct Context<K> {
@@ -162,42 +155,29 @@ async fn manage_replicas<K: ReplicaKind>(
         let count = (want - pods.len()).min(BURST_REPLICAS);
         ctx.expectations.expect(key, count, 0);
         let pod = pod_from_template(template, &key.namespace, &controller_ref(obj));
-        let (mut remaining, mut batch, mut refused) = (count, 1, None);
-        while remaining > 0 && refused.is_none() {
-            let size = batch.min(remaining);
-            let results = join_all((0..size).map(|_| ctx.pod_control.create(&pod))).await;
-            for result in results {
-                match result {
-                    Ok(created) => {
-                        let name = created.metadata.name.unwrap_or_default();
-                        debug!(controller = K::CONTROLLER, key = %key, pod = name, "created pod");
-                        ctx.recorder.record(
-                            &reference,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        );
-                    }
-                    Err(e) => {
-                        ctx.expectations.creation_observed(key);
-                        ctx.recorder.record(
-                            &reference,
-                            EventType::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        );
-                        refused.get_or_insert(e);
-                    }
+        let results = ctx.pod_control.create_slow_start(&vec![pod; count]).await;
+        // The pods never attempted will not arrive either.
+        for _ in results.len()..count {
+            ctx.expectations.creation_observed(key);
+        }
+        let mut refused = None;
+        for result in results {
+            match result {
+                Ok(created) => {
+                    let name = created.metadata.name.unwrap_or_default();
+                    debug!(controller = K::CONTROLLER, key = %key, pod = name, "created pod");
+                    let message = format!("Created pod: {name}");
+                    ctx.recorder.record(&reference, EventType::Normal, "SuccessfulCreate", &message);
+                }
+                Err(e) => {
+                    ctx.expectations.creation_observed(key);
+                    let message = format!("Error creating: {e}");
+                    ctx.recorder.record(&reference, EventType::Warning, "FailedCreate", &message);
+                    refused.get_or_insert(e);
                 }
             }
-            remaining -= size;
-            batch *= 2;
         }
         if let Some(source) = refused {
-            // The pods never attempted will not arrive either.
-            for _ in 0..remaining {
-                ctx.expectations.creation_observed(key);
-            }
             return Err(Error::Api { key: key.clone(), action: "creating pods".into(), source });
         }
         info!(controller = K::CONTROLLER, key = %key, created = count, replicas = want, "scaled up");
@@ -293,7 +273,7 @@ fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<Pod>], failure: Option<&Error>
 /// Counts pod arrivals and departures toward the expectations of the pod's
 /// controller, and returns the keys to reconcile: the pod's controller, or
 /// every object of the namespace that selects an orphan.
-fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Mutex<Seen>, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
+fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let Some(owner) = controller_of(&pod.metadata) else {
         let empty = BTreeMap::new();
@@ -310,24 +290,7 @@ fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Mutex<Seen>, pod: &Pod, del
         return Vec::new();
     }
     let key = ObjectKey::new(namespace, &owner.name);
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-    let gone = deleted || pod.metadata.deletion_timestamp.is_some();
-    match seen.pods.get(&uid).copied() {
-        None => {
-            ctx.expectations.creation_observed(&key);
-            if gone {
-                ctx.expectations.deletion_observed(&key);
-            }
-        }
-        Some(false) if gone => ctx.expectations.deletion_observed(&key),
-        _ => {}
-    }
-    if deleted {
-        seen.pods.remove(&uid);
-    } else {
-        seen.pods.insert(uid, gone);
-    }
+    seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     vec![key]
 }
 
@@ -365,7 +328,7 @@ fn start<K: ReplicaKind>(
         let q = queue.clone();
         let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
         forward(&objects, queue.clone(), &tracker2, shutdown.clone(), |o: &K| vec![ObjectKey::of(o)], resync.clone());
-        let (c, seen) = (context.clone(), Arc::new(Mutex::new(Seen::default())));
+        let (c, seen) = (context.clone(), Observations::default());
         let mut pod_events = pods.subscribe();
         let q = queue.clone();
         tracker2.spawn({

@@ -11,12 +11,12 @@
 //! the garbage collector has deleted its pods.
 
 use crate::controllers::job::tracking::{COMPLETE, FAILED, true_condition};
-use crate::controllers::{Controller, ControllerContext};
+use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use rkube_client::controller::{Action, spawn_workers};
 use rkube_client::informers::forward;
-use rkube_client::{Api, ApiError, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
+use rkube_client::{Api, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -43,28 +43,6 @@ pub struct Flags {
     /// Jobs checked for expiry at once.
     #[arg(long, env = "RKUBE_CONCURRENT_TTL_AFTER_FINISHED_SYNCS", default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: usize,
-}
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The apiserver refused or failed the read or the delete.
-    #[error("{key}: {action}: {source}")]
-    Api {
-        /// The Job.
-        key: ObjectKey,
-        /// What was being done.
-        action: &'static str,
-        /// The apiserver's answer.
-        #[source]
-        source: ApiError,
-    },
-}
-
-impl rkube_client::controller::ReconcileError for Error {}
-
-fn key_error<'a>(key: &'a ObjectKey, action: &'static str) -> impl FnOnce(ApiError) -> Error + 'a {
-    move |source| Error::Api { key: key.clone(), action, source }
 }
 
 /// The state shared by the workers.
@@ -100,7 +78,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
         return Ok(Action::RequeueAfter(left));
     }
     let api = Api::<Job>::namespaced(ctx.client.clone(), &key.namespace);
-    let Some(fresh) = api.get_opt(&key.name).await.map_err(key_error(&key, "reading"))? else {
+    let Some(fresh) = api.get_opt(&key.name).await.map_err(Error::api(&key, "reading"))? else {
         return Ok(Action::AwaitChange);
     };
     let Some(at) = expiry(&fresh) else { return Ok(Action::AwaitChange) };
@@ -117,7 +95,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
         Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {
             warn!(controller = NAME, job = %key, error = %e, "job changed before its TTL deletion");
         }
-        Err(e) => return Err(key_error(&key, "deleting")(e)),
+        Err(e) => return Err(Error::api(&key, "deleting")(e)),
     }
     Ok(Action::AwaitChange)
 }

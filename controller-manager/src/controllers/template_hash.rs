@@ -1,4 +1,5 @@
-//! `pod-template-hash`: a short, stable name for a pod template, as
+//! A short, stable name for a pod template (a Deployment's
+//! `pod-template-hash`, a DaemonSet's `controller-revision-hash`), as
 //! Kubernetes computes it — FNV-1a (32 bit) over the template (here its
 //! canonical JSON, keys sorted) and the collision count, printed in decimal
 //! and mapped onto the alphabet of `rand.SafeEncodeString` (no vowels, no
@@ -6,7 +7,8 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-/// The label every ReplicaSet of a Deployment and its pods carry.
+/// The label every ReplicaSet of a Deployment and its pods carry (left out
+/// of the hash, so that a set's own template hashes like its Deployment's).
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
