@@ -6,20 +6,20 @@
 //! ones share it. Ten controllers reading pods cost one pod watch and one
 //! copy of every pod. Every reflector ends with the factory's shutdown token.
 //!
-//! [`owner_key`] and [`enqueue_owners`] map an owned object (a pod) to the
-//! key of the controller that owns it (its ReplicaSet), the way kube-runtime's
-//! `Controller::owns` does.
+//! [`owner_key`] and [`owner_keys`] map an owned object (a pod) to the key
+//! of the controller that owns it (its ReplicaSet) — or, for an orphan, of
+//! those that may adopt it — the way kube-runtime's `Controller::owns` does.
 
 use crate::client::{Api, Client, ListParams};
 use crate::queue::WorkQueue;
 use crate::reflector::{Event, Informer, Reflector};
-use crate::store::ObjectKey;
+use crate::store::{ObjectKey, Store};
 use k8s_openapi::Metadata;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -135,18 +135,31 @@ pub fn forward<K, F, R>(
     });
 }
 
-/// [`forward`] for owned objects: each object enqueues the key of its
-/// controlling owner of kind `owner_kind` (like kube-runtime's `owns()`).
-pub fn enqueue_owners<K>(
-    informer: &Informer<K>,
-    owner_kind: &'static str,
-    queue: WorkQueue<ObjectKey>,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
-) where
-    K: Metadata<Ty = ObjectMeta> + Send + Sync + 'static,
+/// The keys of the controllers of kind `owner_kind` (cached in `owners`) that
+/// an event about `obj` concerns: its controller if it is of that kind;
+/// nothing if another kind controls it; and for an orphan, every owner of
+/// its namespace that `selects` it (so that one may adopt it).
+pub fn owner_keys<K, O>(
+    obj: &K,
+    owner_kind: &str,
+    owners: &Store<O>,
+    selects: impl Fn(&O, &BTreeMap<String, String>) -> bool,
+) -> Vec<ObjectKey>
+where
+    K: Metadata<Ty = ObjectMeta>,
+    O: Metadata<Ty = ObjectMeta>,
 {
-    forward(informer, queue, tracker, shutdown, move |o: &K| owner_key(o, owner_kind).into_iter().collect(), || {});
+    let meta = obj.metadata();
+    match controller_of(meta) {
+        Some(_) => owner_key(obj, owner_kind).into_iter().collect(),
+        None => {
+            let empty = BTreeMap::new();
+            let labels = meta.labels.as_ref().unwrap_or(&empty);
+            let namespace = meta.namespace.as_deref().unwrap_or_default();
+            let owners = owners.list_namespace(namespace);
+            owners.iter().filter(|o| selects(o, labels)).map(|o| ObjectKey::of(o.as_ref())).collect()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ use rkube_client::controller::{
     Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{controller_of, forward};
+use rkube_client::informers::{forward, owner_key, owner_keys};
 use rkube_client::{Api, Event, ObjectKey, Store, WorkQueue};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -358,24 +358,12 @@ async fn write_status(ctx: &Context, key: &ObjectKey, ds: &DaemonSet, c: Counts,
 /// DaemonSet and returns the keys to reconcile: its DaemonSet, or every
 /// DaemonSet of the namespace that selects an orphan.
 fn pod_keys(ctx: &Context, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let Some(owner) = controller_of(&pod.metadata) else {
-        let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        return ctx
-            .daemonsets
-            .list_namespace(namespace)
-            .iter()
-            .filter(|ds| selector_of(ds).is_ok_and(|s| !s.is_empty() && s.matches(labels)))
-            .map(|ds| ObjectKey::of(ds.as_ref()))
-            .collect();
-    };
-    if owner.kind != "DaemonSet" {
-        return Vec::new();
+    if let Some(key) = owner_key(pod, "DaemonSet") {
+        seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
-    let key = ObjectKey::new(namespace, &owner.name);
-    seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
-    vec![key]
+    owner_keys(pod, "DaemonSet", &ctx.daemonsets, |ds, labels| {
+        selector_of(ds).is_ok_and(|s| !s.is_empty() && s.matches(labels))
+    })
 }
 
 /// The DaemonSets whose answer for a node changed between `before` and

@@ -35,7 +35,7 @@ use k8s_openapi::jiff::Timestamp;
 use rkube_api::selector::Selector;
 use rkube_client::controller::{Action, claim, controller_ref, plan_claim, spawn_workers, status_patch};
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{controller_of, forward};
+use rkube_client::informers::{controller_of, forward, owner_keys};
 use rkube_client::{Api, ApiError, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
 use rollout::Replicas;
 use serde_json::{Value, json};
@@ -558,24 +558,10 @@ fn status_of(
 /// The Deployments a ReplicaSet event concerns: its owner, or for an
 /// orphan every Deployment of its namespace whose selector matches it.
 fn deployment_keys(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectKey> {
-    let namespace = rs.metadata.namespace.as_deref().unwrap_or_default();
-    match controller_of(&rs.metadata) {
-        Some(owner) if owner.kind == "Deployment" => vec![ObjectKey::new(namespace, &owner.name)],
-        Some(_) => Vec::new(),
-        None => {
-            let empty = BTreeMap::new();
-            let labels = rs.metadata.labels.as_ref().unwrap_or(&empty);
-            deployments
-                .list_namespace(namespace)
-                .iter()
-                .filter(|d| {
-                    let selector = d.spec.as_ref().map(|s| Selector::from_label_selector(&s.selector));
-                    selector.is_some_and(|s| s.is_ok_and(|s| !s.is_empty() && s.matches(labels)))
-                })
-                .map(|d| ObjectKey::of(d.as_ref()))
-                .collect()
-        }
-    }
+    owner_keys(rs, "Deployment", deployments, |d, labels| {
+        let selector = d.spec.as_ref().map(|s| Selector::from_label_selector(&s.selector));
+        selector.is_some_and(|s| s.is_ok_and(|s| !s.is_empty() && s.matches(labels)))
+    })
 }
 
 fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<(), String> {

@@ -45,7 +45,7 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{controller_of, forward};
+use rkube_client::informers::{forward, owner_key, owner_keys};
 use rkube_client::leader::parse_duration;
 use rkube_client::{Api, Event, ObjectKey, Reason, Store, WorkQueue};
 use serde_json::json;
@@ -520,24 +520,12 @@ async fn write_status(ctx: &Context, key: &ObjectKey, job: &Job, status: &JobSta
 /// Job and returns the keys to reconcile: its Job, or every Job of the
 /// namespace that selects an orphan.
 fn pod_keys(ctx: &Context, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let Some(owner) = controller_of(&pod.metadata) else {
-        let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        return ctx
-            .jobs
-            .list_namespace(namespace)
-            .iter()
-            .filter(|j| !is_finished(j) && selector_of(j).is_ok_and(|s| !s.is_empty() && s.matches(labels)))
-            .map(|j| ObjectKey::of(j.as_ref()))
-            .collect();
-    };
-    if owner.kind != "Job" {
-        return Vec::new();
+    if let Some(key) = owner_key(pod, "Job") {
+        seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
-    let key = ObjectKey::new(namespace, &owner.name);
-    seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
-    vec![key]
+    owner_keys(pod, "Job", &ctx.jobs, |j, labels| {
+        !is_finished(j) && selector_of(j).is_ok_and(|s| !s.is_empty() && s.matches(labels))
+    })
 }
 
 fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<(), String> {

@@ -32,7 +32,7 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{controller_of, forward};
+use rkube_client::informers::{forward, owner_key, owner_keys};
 use rkube_client::{Api, ObjectKey, Store, WorkQueue};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -274,24 +274,10 @@ fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<Pod>], failure: Option<&Error>
 /// controller, and returns the keys to reconcile: the pod's controller, or
 /// every object of the namespace that selects an orphan.
 fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let Some(owner) = controller_of(&pod.metadata) else {
-        let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        return ctx
-            .objects
-            .list_namespace(namespace)
-            .iter()
-            .filter(|o| o.selector().is_ok_and(|s| s.matches(labels)))
-            .map(|o| ObjectKey::of(o.as_ref()))
-            .collect();
-    };
-    if owner.kind != K::KIND {
-        return Vec::new();
+    if let Some(key) = owner_key(pod, K::KIND) {
+        seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
-    let key = ObjectKey::new(namespace, &owner.name);
-    seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
-    vec![key]
+    owner_keys(pod, K::KIND, &ctx.objects, |o, labels| o.selector().is_ok_and(|s| s.matches(labels)))
 }
 
 fn start<K: ReplicaKind>(
