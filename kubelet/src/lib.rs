@@ -15,6 +15,10 @@
 //!   implementations; [`containers`] turns a container spec into a runtime
 //!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
 //!   volumes on disk, [`images`] handles pull policies and credentials;
+//! - [`objects`]: the ConfigMaps, Secrets, claims and volumes pods use,
+//!   read from one [`SharedInformers`] per process (every hollow node
+//!   shares its watches) instead of fetched on every sync; a change to a
+//!   ConfigMap or Secret re-syncs the pods that use it at once;
 //! - [`server`]: the kubelet API on `--port` (logs, exec, [`stats`]) that
 //!   the apiserver relays to.
 
@@ -24,6 +28,7 @@ pub mod containers;
 pub mod host;
 pub mod images;
 pub mod node;
+pub mod objects;
 pub mod pod;
 pub mod probes;
 pub mod runtime;
@@ -34,11 +39,12 @@ pub mod volumes;
 
 use clap::Parser;
 use host::HostInfo;
+use k8s_openapi::api::core::v1::Node;
 use node::{NetworkState, NodeAgent, NodeConfig};
 use pod::{NodeFacts, PodManager};
-use rkube_client::Client;
 use rkube_client::events::EventRecorder;
 use rkube_client::metrics::{Counter, Gauge, Registry};
+use rkube_client::{Client, SharedInformers};
 use runtime::Runtime;
 use runtime::docker::DockerRuntime;
 use runtime::fake::FakeRuntime;
@@ -272,21 +278,25 @@ pub struct NodeSetup {
 
 /// Runs one node until `shutdown`: registration and heartbeat, the pods,
 /// events, and (for runtimes with a pod network) routes to other nodes.
-/// Returns once every task has ended.
+/// Its watches come from `informers`, which every node of the process
+/// shares (and which the caller stops); it talks to the apiserver through
+/// their client. Returns once every task of the node has ended.
 pub async fn run_node<R: Runtime>(
-    client: Client,
+    informers: SharedInformers,
     setup: NodeSetup,
     runtime: Arc<R>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let client = informers.client().clone();
     let config = Arc::new(setup.config);
     let (network_tx, network_rx) = watch::channel(NetworkState::default());
     let recorder = EventRecorder::start_on_node(client.clone(), "kubelet", &config.name, &tracker, shutdown.clone());
     tracker.spawn(NodeAgent::new(client.clone(), config.clone(), runtime.clone(), network_tx).run(shutdown.clone()));
     if runtime.needs_pod_cidr() {
-        tracker.spawn(node::sync_routes(client.clone(), config.name.clone(), runtime.clone(), shutdown.clone()));
+        let nodes = informers.get::<Node>();
+        tracker.spawn(node::sync_routes(nodes, config.name.clone(), runtime.clone(), shutdown.clone()));
     }
     let facts = NodeFacts {
         name: config.name.clone(),
@@ -294,8 +304,8 @@ pub async fn run_node<R: Runtime>(
         cpu_millis: config.cpu_millis(),
         memory_bytes: config.memory_bytes(),
     };
-    let volumes = volumes::VolumeManager::new(&setup.root_dir, client.clone(), setup.use_tmpfs);
-    let pods = PodManager::new(client, facts, runtime, volumes, recorder, network_rx, metrics)
+    let volumes = volumes::VolumeManager::new(&setup.root_dir, objects::ObjectCache::new(&informers), setup.use_tmpfs);
+    let pods = PodManager::new(informers, facts, runtime, volumes, recorder, network_rx, metrics)
         .with_static_pods(setup.pod_manifest_path);
     pods.run(shutdown, tracker.clone()).await;
     tracker.close();
@@ -373,16 +383,18 @@ impl HollowNodes {
             .collect()
     }
 
-    /// Runs the nodes until `shutdown`; returns once all have stopped.
+    /// Runs the nodes until `shutdown`; returns once all have stopped. The
+    /// nodes share one set of informers (one ConfigMap watch for all).
     pub async fn run(&self, client: Client, shutdown: CancellationToken) -> Vec<Arc<Metrics>> {
         let tracker = TaskTracker::new();
+        let informers = SharedInformers::new(client, tracker.clone(), shutdown.clone());
         let families = KubeletMetrics::register(&Registry::new());
         let mut all = Vec::new();
         for setup in self.setups("10.1.0.0/16") {
             let metrics = families.node();
             all.push(metrics.clone());
             let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
-            tracker.spawn(run_node(client.clone(), setup, runtime, metrics, shutdown.clone()));
+            tracker.spawn(run_node(informers.clone(), setup, runtime, metrics, shutdown.clone()));
         }
         tracker.close();
         tracker.wait().await;
@@ -497,6 +509,8 @@ impl App {
         let tracker = TaskTracker::new();
         // Everything stops when `shutdown` comes or the health server fails.
         let shutdown = shutdown.child_token();
+        // One watch and one cache per resource for every node this process runs.
+        let informers = SharedInformers::new(self.client.clone(), tracker.clone(), shutdown.clone());
         let registry = Arc::new(Registry::new());
         let families = KubeletMetrics::register(&registry);
         let mut nodes = 0;
@@ -506,14 +520,14 @@ impl App {
                 nodes += 1;
                 let runtime = Arc::new(DockerRuntime::new(&self.name, &self.args.pod_infra_container_image));
                 self.serve_api(&tracker, runtime.clone(), &shutdown);
-                tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
+                tracker.spawn(run_node(informers.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
             (RuntimeKind::Fake, 0) => {
                 let m = families.node();
                 nodes += 1;
                 let runtime = Arc::new(FakeRuntime::new(&self.name));
                 self.serve_api(&tracker, runtime.clone(), &shutdown);
-                tracker.spawn(run_node(self.client.clone(), self.setup(), runtime, m, shutdown.clone()));
+                tracker.spawn(run_node(informers.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
             (RuntimeKind::Fake, n) => {
                 let mut hollow = HollowNodes::new(&self.name, n);
@@ -524,7 +538,7 @@ impl App {
                     let m = families.node();
                     nodes += 1;
                     let runtime = Arc::new(FakeRuntime::new(&setup.config.name));
-                    tracker.spawn(run_node(self.client.clone(), setup, runtime, m, shutdown.clone()));
+                    tracker.spawn(run_node(informers.clone(), setup, runtime, m, shutdown.clone()));
                 }
             }
         }

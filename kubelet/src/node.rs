@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use k8s_openapi::jiff::Timestamp;
 use rkube_client::backoff::Backoff;
 use rkube_client::reflector::Event;
-use rkube_client::{Api, ApiError, Client, Informer, ListParams, Reason};
+use rkube_client::{Api, ApiError, Client, Informer, Reason};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -474,9 +474,13 @@ struct Heartbeat {
 }
 
 /// Keeps the routes to other nodes' pod subnets current (host-gw): on every
-/// Node change and every 30 s.
-pub async fn sync_routes<R: Runtime>(client: Client, node: String, runtime: Arc<R>, shutdown: CancellationToken) {
-    let informer = Informer::spawn(Api::<Node>::all(client), ListParams::default(), shutdown.clone());
+/// change in `informer` (every Node) and every 30 s.
+pub async fn sync_routes<R: Runtime>(
+    informer: Informer<Node>,
+    node: String,
+    runtime: Arc<R>,
+    shutdown: CancellationToken,
+) {
     let mut events = informer.subscribe();
     let mut last: Option<Vec<Peer>> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(30));

@@ -6,18 +6,22 @@
 //! - `configMap` / `secret`: the object's keys projected as files (secrets
 //!   on a tmpfs), with `items` (key → path) and `defaultMode` / `mode`.
 //!   Every sync projects them again; a change is swapped in atomically the
-//!   way Kubernetes' AtomicWriter does ([`write_atomic`]);
+//!   way Kubernetes' AtomicWriter does ([`write_atomic`]). A change to the
+//!   object re-syncs the pod at once ([`crate::objects::requeue_users`]);
 //! - `persistentVolumeClaim`: the bound PersistentVolume's `hostPath`.
+//!
+//! The objects come from the process's shared caches ([`ObjectCache`]),
+//! not from a GET per sync.
 //!
 //! A ConfigMap, Secret or claim that does not exist (and is not `optional`)
 //! is a [`VolumeError::Missing`]: the pod waits until it appears.
 
 use crate::containers::ConfigError;
+use crate::objects::ObjectCache;
 use crate::runtime::Mount;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
 };
-use rkube_client::{Api, Client};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -79,16 +83,16 @@ pub struct PodVolumes {
 #[derive(Debug, Clone)]
 pub struct VolumeManager {
     root_dir: PathBuf,
-    client: Client,
+    objects: ObjectCache,
     use_tmpfs: bool,
 }
 
 impl VolumeManager {
-    /// Volumes under `root_dir`, reading objects through `client`; with
+    /// Volumes under `root_dir`, reading objects from `objects`; with
     /// `use_tmpfs` false (hollow nodes), memory-backed volumes are plain
     /// directories.
-    pub fn new(root_dir: &Path, client: Client, use_tmpfs: bool) -> VolumeManager {
-        VolumeManager { root_dir: root_dir.to_path_buf(), client, use_tmpfs }
+    pub fn new(root_dir: &Path, objects: ObjectCache, use_tmpfs: bool) -> VolumeManager {
+        VolumeManager { root_dir: root_dir.to_path_buf(), objects, use_tmpfs }
     }
 
     /// `<root-dir>/pods`.
@@ -145,8 +149,7 @@ impl VolumeManager {
         }
         if let Some(src) = &v.config_map {
             let optional = src.optional == Some(true);
-            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-            let files = match api.get_opt(&src.name).await.map_err(api_failed)? {
+            let files = match self.objects.get::<ConfigMap>(namespace, &src.name).await.map_err(api_failed)? {
                 Some(cm) => {
                     let data = config_map_payload(&cm);
                     project(&data, src.items.as_deref(), src.default_mode, optional, "configmap").map_err(missing)?
@@ -161,8 +164,7 @@ impl VolumeManager {
         if let Some(src) = &v.secret {
             let name = src.secret_name.clone().unwrap_or_default();
             let optional = src.optional == Some(true);
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let files = match api.get_opt(&name).await.map_err(api_failed)? {
+            let files = match self.objects.get::<Secret>(namespace, &name).await.map_err(api_failed)? {
                 Some(s) => {
                     let data = secret_payload(&s);
                     project(&data, src.items.as_deref(), src.default_mode, optional, "secret").map_err(missing)?
@@ -175,8 +177,8 @@ impl VolumeManager {
             return Ok(HostVolume { path: dir, read_only: true });
         }
         if let Some(src) = &v.persistent_volume_claim {
-            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
-            let Some(pvc) = claims.get_opt(&src.claim_name).await.map_err(api_failed)? else {
+            let claim = self.objects.get::<PersistentVolumeClaim>(namespace, &src.claim_name).await;
+            let Some(pvc) = claim.map_err(api_failed)? else {
                 return Err(missing(format!("persistentvolumeclaim \"{}\" not found", src.claim_name)));
             };
             let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
@@ -184,8 +186,7 @@ impl VolumeManager {
             let Some(pv_name) = pv_name.filter(|_| bound) else {
                 return Err(missing(format!("persistentvolumeclaim \"{}\" is not bound", src.claim_name)));
             };
-            let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
-            let Some(pv) = pvs.get_opt(&pv_name).await.map_err(api_failed)? else {
+            let Some(pv) = self.objects.get::<PersistentVolume>("", &pv_name).await.map_err(api_failed)? else {
                 return Err(missing(format!("persistentvolume \"{pv_name}\" not found")));
             };
             let Some(hp) = pv.spec.as_ref().and_then(|s| s.host_path.as_ref()) else {

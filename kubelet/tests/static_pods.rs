@@ -6,7 +6,7 @@ mod support;
 
 use k8s_openapi::api::core::v1::Pod;
 use rkube_client::metrics::Registry;
-use rkube_client::{Client, DeleteParams};
+use rkube_client::{Client, DeleteParams, SharedInformers};
 use rkube_kubelet::host::HostInfo;
 use rkube_kubelet::node::NodeConfig;
 use rkube_kubelet::runtime::Runtime;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{Harness, TOOLBOX};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const START: Duration = Duration::from_secs(60);
 
@@ -113,8 +114,9 @@ async fn static_pods_start_without_an_apiserver() -> anyhow::Result<()> {
     };
     let runtime = Arc::new(FakeRuntime::new(&node));
     let shutdown = CancellationToken::new();
+    let informers = SharedInformers::new(client, TaskTracker::new(), shutdown.clone());
     let task = tokio::spawn(run_node(
-        client,
+        informers,
         setup,
         runtime.clone(),
         KubeletMetrics::register(&Registry::new()).node(),

@@ -1,9 +1,11 @@
 //! The pods bound to this node: watch → queue → sync, level-triggered.
 //!
 //! [`PodManager::run`] watches the pods with `spec.nodeName=<node>` into a
-//! Store, and queues a pod's key whenever its object changes, its
-//! containers change in the runtime (a 1 s relist, Kubernetes' PLEG), the
-//! node's network changes, and every 10 s regardless. Workers take keys
+//! Store (through the process's [`SharedInformers`]), and queues a pod's key
+//! whenever its object changes, a ConfigMap or Secret it uses changes
+//! ([`crate::objects::requeue_users`]), its containers change in the runtime
+//! (a 1 s relist, Kubernetes' PLEG), the node's network changes, and every
+//! 10 s regardless (the safety net). Workers take keys
 //! from a de-duplicating [`WorkQueue`], so one pod is never synced by two
 //! workers at once; each sync (`pod::sync`) compares the desired pod with what
 //! the runtime has, takes the steps [`lifecycle::plan`] names, and writes
@@ -25,6 +27,7 @@ mod sync;
 
 use crate::Metrics;
 use crate::node::NetworkState;
+use crate::objects::{self, ObjectCache};
 use crate::probes::Prober;
 use crate::runtime::{ContainerKind, Phase, Runtime};
 use crate::static_pods::StaticPods;
@@ -32,7 +35,7 @@ use crate::volumes::VolumeManager;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_client::events::EventRecorder;
 use rkube_client::reflector::Event;
-use rkube_client::{Api, Client, Informer, ListParams, ObjectKey, WorkQueue};
+use rkube_client::{Client, Informer, ListParams, ObjectKey, SharedInformers, WorkQueue};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +69,8 @@ pub struct NodeFacts {
 /// Runs the pods of one node.
 pub struct PodManager<R: Runtime> {
     client: Client,
+    informers: SharedInformers,
+    objects: ObjectCache,
     node: NodeFacts,
     runtime: Arc<R>,
     volumes: VolumeManager,
@@ -82,9 +87,10 @@ impl<R: Runtime> std::fmt::Debug for PodManager<R> {
 }
 
 impl<R: Runtime> PodManager<R> {
-    /// A manager for the pods of `node`.
+    /// A manager for the pods of `node`, watching through `informers` (and
+    /// writing through their client).
     pub fn new(
-        client: Client,
+        informers: SharedInformers,
         node: NodeFacts,
         runtime: Arc<R>,
         volumes: VolumeManager,
@@ -92,7 +98,18 @@ impl<R: Runtime> PodManager<R> {
         network: watch::Receiver<NetworkState>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        PodManager { client, node, runtime, volumes, recorder, network, metrics, manifest_dir: None }
+        PodManager {
+            client: informers.client().clone(),
+            objects: ObjectCache::new(&informers),
+            informers,
+            node,
+            runtime,
+            volumes,
+            recorder,
+            network,
+            metrics,
+            manifest_dir: None,
+        }
     }
 
     /// Also runs the static pods described in `dir` (`--pod-manifest-path`).
@@ -105,7 +122,7 @@ impl<R: Runtime> PodManager<R> {
     /// is tracked by `tracker`.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let params = ListParams::default().fields(&format!("spec.nodeName={}", self.node.name));
-        let informer = Informer::spawn(Api::<Pod>::all(self.client.clone()), params, shutdown.clone());
+        let informer = self.informers.get_with::<Pod>(params);
         // Failed syncs retry from 200 ms up to 30 s (the resync comes every 10 s anyway).
         let queue: WorkQueue<ObjectKey> =
             WorkQueue::with_rate_limit(Duration::from_millis(200), Duration::from_secs(30));
@@ -123,12 +140,18 @@ impl<R: Runtime> PodManager<R> {
         let syncer = Arc::new(Syncer::new(&self, informer.store().clone(), static_pods.clone(), prober));
 
         let mut events = informer.subscribe();
-        let q = queue.clone();
+        let (q, stop) = (queue.clone(), shutdown.clone());
         let store = informer.store().clone();
         tracker.spawn(async move {
             // Status-only changes (mostly the kubelet's own writes) need no sync.
             let mut seen: HashMap<ObjectKey, String> = HashMap::new();
-            while let Some(ev) = events.recv().await {
+            loop {
+                // The shared informer outlives this node: stop on shutdown,
+                // not when the event stream ends.
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = events.recv() => match ev { Some(ev) => ev, None => return },
+                };
                 match ev {
                     Event::Applied(p) => {
                         let key = ObjectKey::of(p.as_ref());
@@ -147,6 +170,8 @@ impl<R: Runtime> PodManager<R> {
                 }
             }
         });
+
+        objects::requeue_users(&self.informers, informer.store(), &queue, &tracker, &shutdown);
 
         let mut network = self.network.clone();
         let (q, store, stop, statics) =

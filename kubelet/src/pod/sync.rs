@@ -16,6 +16,7 @@ use crate::Metrics;
 use crate::containers::{self, ContainerInputs, EnvSources, PodContext};
 use crate::images::{self, PullPolicy};
 use crate::node::NetworkState;
+use crate::objects::ObjectCache;
 use crate::probes::Prober;
 use crate::runtime::{self, ContainerKind, ContainerMeta, Runtime, RuntimeContainer, SANDBOX_NAME, SandboxSpec};
 use crate::static_pods::{self, StaticPods};
@@ -65,6 +66,7 @@ pub(crate) struct Syncer<R: Runtime> {
     node: NodeFacts,
     runtime: Arc<R>,
     volumes: VolumeManager,
+    objects: ObjectCache,
     recorder: Arc<EventRecorder>,
     pods: Store<Pod>,
     network: watch::Receiver<NetworkState>,
@@ -112,6 +114,7 @@ impl<R: Runtime> Syncer<R> {
             node: m.node.clone(),
             runtime: m.runtime.clone(),
             volumes: m.volumes.clone(),
+            objects: m.objects.clone(),
             recorder: m.recorder.clone(),
             pods,
             network: m.network.clone(),
@@ -499,11 +502,10 @@ impl<R: Runtime> Syncer<R> {
 
     /// The pod's imagePullSecrets that exist (a missing one is reported and skipped).
     async fn pull_secrets(&self, pod: &Pod) -> Vec<Secret> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace_of(pod));
         let mut out = Vec::new();
         for r in pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()) {
-            match api.get_opt(&r.name).await {
-                Ok(Some(s)) => out.push(s),
+            match self.objects.get::<Secret>(namespace_of(pod), &r.name).await {
+                Ok(Some(s)) => out.push(Arc::unwrap_or_clone(s)),
                 Ok(None) => self.recorder.warning(
                     pod,
                     "FailedToRetrieveImagePullSecret",
@@ -518,15 +520,13 @@ impl<R: Runtime> Syncer<R> {
     async fn env_sources(&self, pod: &Pod, c: &Container) -> Result<EnvSources> {
         let (cms, secrets) = containers::env_references(c);
         let mut sources = EnvSources::default();
-        let cm_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace_of(pod));
         for name in cms {
-            let cm = cm_api.get_opt(&name).await?;
-            sources.config_maps.insert(name, cm);
+            let cm = self.objects.get::<ConfigMap>(namespace_of(pod), &name).await?;
+            sources.config_maps.insert(name, cm.map(Arc::unwrap_or_clone));
         }
-        let secret_api: Api<Secret> = Api::namespaced(self.client.clone(), namespace_of(pod));
         for name in secrets {
-            let s = secret_api.get_opt(&name).await?;
-            sources.secrets.insert(name, s);
+            let s = self.objects.get::<Secret>(namespace_of(pod), &name).await?;
+            sources.secrets.insert(name, s.map(Arc::unwrap_or_clone));
         }
         Ok(sources)
     }
