@@ -1,22 +1,113 @@
-//! How controllers read a pod's state (Kubernetes' `podutil`): active,
-//! ready, available for `minReadySeconds`, and which pod to delete first.
+//! The pods controllers cache, and how they read a pod's state
+//! (Kubernetes' `podutil`): active, ready, available for
+//! `minReadySeconds`, and which pod to delete first.
+//!
+//! Every controller of the process shares one pod cache. A full `Pod`
+//! carries containers, volumes, probes and environment no controller reads:
+//! with 10,000 pods they would be most of the controller-manager's memory.
+//! [`PodView`] decodes only what the controllers read — metadata, the
+//! node, affinity and tolerations, restart policy, phase, conditions and
+//! container statuses — under the same field names as `Pod`, and names the
+//! `v1` Pod resource, so `Api<PodView>` lists and watches pods. It is a
+//! read-only projection: writing one back would drop what it leaves out.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Affinity, ContainerStatus, Pod, PodCondition, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::{Metadata, Resource};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::cmp::Ordering;
 
+/// The parts of a pod controllers read; see the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodView {
+    /// Metadata, without managed fields.
+    #[serde(default, deserialize_with = "lean_metadata")]
+    pub metadata: ObjectMeta,
+    /// The spec fields controllers read.
+    #[serde(default)]
+    pub spec: Option<PodSpecView>,
+    /// The status fields controllers read.
+    #[serde(default)]
+    pub status: Option<PodStatusView>,
+}
+
+/// The fields of a PodSpec controllers read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpecView {
+    /// The node it is bound to.
+    pub node_name: Option<String>,
+    /// Its affinity (a DaemonSet pod names its node there).
+    pub affinity: Option<Affinity>,
+    /// Its tolerations.
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Always, OnFailure or Never.
+    pub restart_policy: Option<String>,
+}
+
+/// The fields of a PodStatus controllers read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatusView {
+    /// Pending, Running, Succeeded, Failed or Unknown.
+    pub phase: Option<String>,
+    /// Ready and the other conditions.
+    pub conditions: Option<Vec<PodCondition>>,
+    /// The app containers' statuses (restarts, exit codes).
+    pub container_statuses: Option<Vec<ContainerStatus>>,
+    /// The init containers' statuses.
+    pub init_container_statuses: Option<Vec<ContainerStatus>>,
+    /// When the kubelet started the pod.
+    pub start_time: Option<Time>,
+}
+
+fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let mut meta = ObjectMeta::deserialize(d)?;
+    meta.managed_fields = None;
+    Ok(meta)
+}
+
+impl PodView {
+    /// The view of a full pod (a round trip through JSON; for cold paths).
+    pub fn of(pod: &Pod) -> PodView {
+        serde_json::to_value(pod).and_then(serde_json::from_value).unwrap_or_default()
+    }
+}
+
+impl Resource for PodView {
+    const API_VERSION: &'static str = Pod::API_VERSION;
+    const GROUP: &'static str = Pod::GROUP;
+    const KIND: &'static str = Pod::KIND;
+    const VERSION: &'static str = Pod::VERSION;
+    const URL_PATH_SEGMENT: &'static str = Pod::URL_PATH_SEGMENT;
+    type Scope = <Pod as Resource>::Scope;
+}
+
+impl Metadata for PodView {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// `status.phase`, "" when not reported yet.
-pub fn phase(pod: &Pod) -> &str {
+pub fn phase(pod: &PodView) -> &str {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
 /// Counts toward a controller's replicas: not finished, not being deleted.
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &PodView) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// When the pod's Ready condition last turned True, if it is True.
-pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
+pub fn ready_since(pod: &PodView) -> Option<Timestamp> {
     let cond = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?;
     if cond.status != "True" {
         return None;
@@ -25,12 +116,12 @@ pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
 }
 
 /// The Ready condition is True.
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &PodView) -> bool {
     ready_since(pod).is_some()
 }
 
 /// Ready for at least `min_ready_seconds` at `now`.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+pub fn is_available(pod: &PodView, min_ready_seconds: i32, now: Timestamp) -> bool {
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
@@ -39,14 +130,14 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
 }
 
 /// Restarts of all the pod's containers.
-fn restarts(pod: &Pod) -> i32 {
+fn restarts(pod: &PodView) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
 }
 
-fn phase_rank(pod: &Pod) -> u8 {
+fn phase_rank(pod: &PodView) -> u8 {
     match phase(pod) {
         "Pending" | "" => 0,
         "Unknown" => 1,
@@ -59,8 +150,8 @@ fn phase_rank(pod: &Pod) -> u8 {
 /// assigned; Pending before Unknown before Running; not ready before ready;
 /// ready for less time before longer; more restarts before fewer; newer
 /// before older.
-pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
-    let assigned = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+pub fn deletion_order(a: &PodView, b: &PodView) -> Ordering {
+    let assigned = |p: &PodView| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
     assigned(a)
         .cmp(&assigned(b))
         .then_with(|| phase_rank(a).cmp(&phase_rank(b)))
@@ -68,7 +159,7 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         .then_with(|| ready_since(b).cmp(&ready_since(a)))
         .then_with(|| restarts(b).cmp(&restarts(a)))
         .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let created = |p: &PodView| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             created(b).cmp(&created(a))
         })
 }
@@ -78,11 +169,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(v: serde_json::Value) -> Pod {
+    fn pod(v: serde_json::Value) -> PodView {
         serde_json::from_value(v).unwrap()
     }
 
-    fn ready_pod(name: &str, node: &str, since: &str, created: &str) -> Pod {
+    fn ready_pod(name: &str, node: &str, since: &str, created: &str) -> PodView {
         pod(json!({"metadata": {"name": name, "creationTimestamp": created},
             "spec": {"nodeName": node, "containers": []},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": since}]}}))

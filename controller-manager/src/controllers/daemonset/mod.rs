@@ -32,6 +32,7 @@
 pub mod placement;
 pub mod plan;
 
+use crate::controllers::pod_state::PodView;
 use crate::controllers::template_hash::template_hash;
 use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -92,7 +93,7 @@ const FAILED_POD_MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// The state shared by the workers and the watch handlers.
 pub struct Context {
     daemonsets: Store<DaemonSet>,
-    pods: Store<Pod>,
+    pods: Store<PodView>,
     nodes: Store<Node>,
     client: rkube_client::Client,
     pod_control: PodControl,
@@ -163,7 +164,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
             .map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata.uid == ds.metadata.uid && l.metadata.deletion_timestamp.is_none())
     };
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
+    let pods_api = Api::<PodView>::namespaced(ctx.client.clone(), &key.namespace);
     let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
     let by_node = plan::pods_by_node(&pods);
     let now = Timestamp::now();
@@ -207,7 +208,11 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
 
 /// The failed pods to delete now (with a Warning event each), and how long
 /// until the next node's back-off ends when some must wait.
-fn failed_pods_to_delete(ctx: &Context, ds: &DaemonSet, manage: &plan::Manage) -> (Vec<Arc<Pod>>, Option<Duration>) {
+fn failed_pods_to_delete(
+    ctx: &Context,
+    ds: &DaemonSet,
+    manage: &plan::Manage,
+) -> (Vec<Arc<PodView>>, Option<Duration>) {
     let mut delete = Vec::new();
     let mut wait: Option<Duration> = None;
     let now = Instant::now();
@@ -263,7 +268,7 @@ async fn sync_nodes(
     ds: &DaemonSet,
     hash: &str,
     create_on: &[String],
-    delete: &[Arc<Pod>],
+    delete: &[Arc<PodView>],
 ) -> Result<(), Error> {
     let (create_on, delete) =
         (&create_on[..create_on.len().min(BURST_REPLICAS)], &delete[..delete.len().min(BURST_REPLICAS)]);
@@ -357,7 +362,7 @@ async fn write_status(ctx: &Context, key: &ObjectKey, ds: &DaemonSet, c: Counts,
 /// Counts pod arrivals and departures toward the expectations of the pod's
 /// DaemonSet and returns the keys to reconcile: its DaemonSet, or every
 /// DaemonSet of the namespace that selects an orphan.
-fn pod_keys(ctx: &Context, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
+fn pod_keys(ctx: &Context, seen: &Observations, pod: &PodView, deleted: bool) -> Vec<ObjectKey> {
     if let Some(key) = owner_key(pod, "DaemonSet") {
         seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
@@ -385,7 +390,7 @@ fn node_keys(ctx: &Context, before: Option<&NodeFacts>, after: Option<&NodeFacts
 fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<(), String> {
     let workers = ctx.flags.daemonset.concurrent_daemonset_syncs;
     let daemonsets = ctx.informers.get::<DaemonSet>();
-    let pods = ctx.informers.get::<Pod>();
+    let pods = ctx.informers.get::<PodView>();
     let nodes = ctx.informers.get::<Node>();
     let context = Arc::new(Context {
         daemonsets: daemonsets.store().clone(),
@@ -509,7 +514,7 @@ mod tests {
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("agent-"));
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!((labels["app"].as_str(), labels[HASH_LABEL].as_str()), ("agent", "abc"));
-        assert_eq!(placement::target_node(&pod), Some("n1"));
+        assert_eq!(placement::target_node(&PodView::of(&pod)), Some("n1"));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name, None, "the scheduler binds it");
         assert_eq!(spec.tolerations.unwrap().len(), 6);

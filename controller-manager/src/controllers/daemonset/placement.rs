@@ -14,9 +14,10 @@
 //! affinity `metadata.name In [<node>]` (a `matchFields` term) in place of
 //! the template's required terms, and `nodeName` stays empty.
 
+use crate::controllers::pod_state::PodView;
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
-    PodTemplateSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec,
+    Taint, Toleration,
 };
 use rkube_api::scheduling::{
     RequiredNodeAffinity, TAINT_DISK_PRESSURE, TAINT_MEMORY_PRESSURE, TAINT_NETWORK_UNAVAILABLE, TAINT_NOT_READY,
@@ -157,7 +158,7 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
 /// The node a daemon pod is for (Kubernetes' `GetTargetNodeName`): its
 /// `nodeName` once bound, else the one name of its `metadata.name In`
 /// affinity term.
-pub fn target_node(pod: &Pod) -> Option<&str> {
+pub fn target_node(pod: &PodView) -> Option<&str> {
     let spec = pod.spec.as_ref()?;
     if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         return Some(name);
@@ -252,14 +253,15 @@ mod tests {
 
     #[test]
     fn pods_are_pinned_by_a_match_fields_term_and_found_by_it() {
-        let mut pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [],
+        let mut pod: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [],
             "affinity": {"nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]},
                 "preferredDuringSchedulingIgnoredDuringExecution": [
                     {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}]}}}}))
-        .unwrap();
-        assert_eq!(target_node(&pod), None);
+            .unwrap();
+        assert_eq!(target_node(&PodView::of(&pod)), None);
         pin_to_node(pod.spec.as_mut().unwrap(), "n7");
         let na = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref()).unwrap();
         assert_eq!(
@@ -267,8 +269,8 @@ mod tests {
             json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n7"]}]}]})
         );
         assert!(na.preferred_during_scheduling_ignored_during_execution.is_some(), "preferences stay");
-        assert_eq!(target_node(&pod), Some("n7"));
+        assert_eq!(target_node(&PodView::of(&pod)), Some("n7"));
         pod.spec.as_mut().unwrap().node_name = Some("n8".into());
-        assert_eq!(target_node(&pod), Some("n8"), "the binding wins");
+        assert_eq!(target_node(&PodView::of(&pod)), Some("n8"), "the binding wins");
     }
 }

@@ -4,8 +4,7 @@
 //! ([`rolling_update`]), and the status ([`status`]).
 
 use super::placement::{NodeFacts, Placement, target_node};
-use crate::controllers::pod_state::{self, phase};
-use k8s_openapi::api::core::v1::Pod;
+use crate::controllers::pod_state::{self, PodView, phase};
 use k8s_openapi::jiff::Timestamp;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -18,8 +17,8 @@ pub const HASH_LABEL: &str = "controller-revision-hash";
 /// A DaemonSet's pods by the node they are for ([`target_node`]). Pods that
 /// are finished and being deleted are left out: there is nothing left to do
 /// with them. Pods for no node are left out too.
-pub fn pods_by_node(pods: &[Arc<Pod>]) -> BTreeMap<String, Vec<Arc<Pod>>> {
-    let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+pub fn pods_by_node(pods: &[Arc<PodView>]) -> BTreeMap<String, Vec<Arc<PodView>>> {
+    let mut by_node: BTreeMap<String, Vec<Arc<PodView>>> = BTreeMap::new();
     for pod in pods {
         let terminal = matches!(phase(pod), "Succeeded" | "Failed");
         if terminal && pod.metadata.deletion_timestamp.is_some() {
@@ -34,9 +33,9 @@ pub fn pods_by_node(pods: &[Arc<Pod>]) -> BTreeMap<String, Vec<Arc<Pod>>> {
 
 /// Kubernetes' `podByCreationTimestampAndPhase`: bound pods first, then
 /// the oldest, then by name.
-fn oldest_first(a: &Arc<Pod>, b: &Arc<Pod>) -> Ordering {
-    let bound = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+fn oldest_first(a: &Arc<PodView>, b: &Arc<PodView>) -> Ordering {
+    let bound = |p: &PodView| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let created = |p: &PodView| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     bound(b)
         .cmp(&bound(a))
         .then_with(|| created(a).cmp(&created(b)))
@@ -50,15 +49,15 @@ pub struct Manage {
     pub create_on: Vec<String>,
     /// Pods to delete: on nodes that should not run them, duplicates (all
     /// but the oldest), pods whose node is gone.
-    pub delete: Vec<Arc<Pod>>,
+    pub delete: Vec<Arc<PodView>>,
     /// Failed pods (with their node), deleted unless the node is in back-off.
-    pub failed: Vec<(String, Arc<Pod>)>,
+    pub failed: Vec<(String, Arc<PodView>)>,
     /// Succeeded pods (with their node), deleted to be replaced.
-    pub succeeded: Vec<(String, Arc<Pod>)>,
+    pub succeeded: Vec<(String, Arc<PodView>)>,
 }
 
 /// Compares every node's pods with whether it should run one.
-pub fn manage(placement: &Placement, nodes: &[NodeFacts], by_node: &BTreeMap<String, Vec<Arc<Pod>>>) -> Manage {
+pub fn manage(placement: &Placement, nodes: &[NodeFacts], by_node: &BTreeMap<String, Vec<Arc<PodView>>>) -> Manage {
     let mut plan = Manage::default();
     for node in nodes {
         let eligible = placement.on(node);
@@ -86,27 +85,28 @@ pub fn manage(placement: &Placement, nodes: &[NodeFacts], by_node: &BTreeMap<Str
         if nodes.iter().any(|n| n.name == *node) {
             continue;
         }
-        let unbound = |p: &&Arc<Pod>| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty);
+        let unbound =
+            |p: &&Arc<PodView>| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty);
         plan.delete.extend(pods.iter().filter(unbound).filter(|p| p.metadata.deletion_timestamp.is_none()).cloned());
     }
     plan
 }
 
 /// Whether `pod` was made from the template with hash `hash`.
-pub fn is_updated(pod: &Pod, hash: &str) -> bool {
+pub fn is_updated(pod: &PodView, hash: &str) -> bool {
     pod.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)).is_some_and(|h| h == hash)
 }
 
 /// A node's live pods, when it has at most one up-to-date and one old.
 struct NodePods<'a> {
-    new: Option<&'a Arc<Pod>>,
-    old: Option<&'a Arc<Pod>>,
+    new: Option<&'a Arc<PodView>>,
+    old: Option<&'a Arc<PodView>>,
 }
 
 /// The one up-to-date and the one old pod on a node (Kubernetes'
 /// `findUpdatedPodsOnNode`); None when there are more, which [`manage`]
 /// sorts out first.
-fn updated_and_old<'a>(pods: &'a [Arc<Pod>], hash: &str) -> Option<NodePods<'a>> {
+fn updated_and_old<'a>(pods: &'a [Arc<PodView>], hash: &str) -> Option<NodePods<'a>> {
     let mut found = NodePods { new: None, old: None };
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let slot = if is_updated(pod, hash) { &mut found.new } else { &mut found.old };
@@ -126,18 +126,18 @@ fn updated_and_old<'a>(pods: &'a [Arc<Pod>], hash: &str) -> Option<NodePods<'a>>
 pub fn rolling_update(
     placement: &Placement,
     nodes: &[NodeFacts],
-    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    by_node: &BTreeMap<String, Vec<Arc<PodView>>>,
     hash: &str,
     max_unavailable: usize,
     min_ready_seconds: i32,
     now: Timestamp,
-) -> Vec<Arc<Pod>> {
-    let mut candidates: BTreeMap<&str, &[Arc<Pod>]> =
+) -> Vec<Arc<PodView>> {
+    let mut candidates: BTreeMap<&str, &[Arc<PodView>]> =
         by_node.iter().map(|(node, pods)| (node.as_str(), pods.as_slice())).collect();
     for node in nodes.iter().filter(|n| placement.on(n).should_run) {
         candidates.entry(&node.name).or_default();
     }
-    let available = |p: &Pod| pod_state::is_available(p, min_ready_seconds, now);
+    let available = |p: &PodView| pod_state::is_available(p, min_ready_seconds, now);
     let (mut unavailable, mut replace_now, mut replaceable) = (0, Vec::new(), Vec::new());
     for pods in candidates.values() {
         match updated_and_old(pods, hash) {
@@ -186,7 +186,7 @@ pub struct Counts {
 pub fn status(
     placement: &Placement,
     nodes: &[NodeFacts],
-    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    by_node: &BTreeMap<String, Vec<Arc<PodView>>>,
     hash: &str,
     min_ready_seconds: i32,
     now: Timestamp,
@@ -237,7 +237,7 @@ mod tests {
 
     /// A pod for `node` with template hash `hash`, `phase`, ready or not,
     /// created at minute `created`.
-    fn pod(name: &str, node: &str, hash: &str, phase: &str, ready: bool, created: u32) -> Arc<Pod> {
+    fn pod(name: &str, node: &str, hash: &str, phase: &str, ready: bool, created: u32) -> Arc<PodView> {
         let conditions = if ready {
             json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}])
         } else {
@@ -254,7 +254,7 @@ mod tests {
         )
     }
 
-    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+    fn names(pods: &[Arc<PodView>]) -> Vec<&str> {
         pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect()
     }
 

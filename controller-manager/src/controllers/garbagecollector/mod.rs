@@ -19,13 +19,14 @@
 
 pub mod graph;
 
+use crate::controllers::pod_state::PodView;
 use crate::controllers::{Controller, ControllerContext};
 use graph::{FOREGROUND, Graph, Node, ORPHAN};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, PersistentVolumeClaim, ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use rkube_api::resource::for_kind;
@@ -260,7 +261,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         };
     }
     watch!(
-        Pod,
+        PodView,
         ReplicationController,
         ReplicaSet,
         Deployment,

@@ -32,7 +32,7 @@
 
 pub mod tracking;
 
-use crate::controllers::pod_state;
+use crate::controllers::pod_state::{self, PodView};
 use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -119,7 +119,7 @@ fn check(flags: &crate::controllers::Flags) -> Result<(), String> {
 /// The state shared by the workers and the watch handlers.
 pub struct Context {
     jobs: Store<Job>,
-    pods: Store<Pod>,
+    pods: Store<PodView>,
     client: rkube_client::Client,
     pod_control: PodControl,
     expectations: Expectations,
@@ -183,7 +183,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
         let live = jobs_api(&ctx, &key).get_opt(&key.name).await.map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata.uid == job.metadata.uid && l.metadata.deletion_timestamp.is_none())
     };
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
+    let pods_api = Api::<PodView>::namespaced(ctx.client.clone(), &key.namespace);
     let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
     let counts = count_pods(&pods);
     let now = Timestamp::now();
@@ -388,7 +388,7 @@ async fn manage(
     key: &ObjectKey,
     job: &Job,
     counts: &PodCounts,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<PodView>],
     now: Timestamp,
 ) -> Managed {
     let spec = job.spec.clone().unwrap_or_default();
@@ -463,7 +463,7 @@ fn job_pod(job: &Job, namespace: &str) -> Pod {
 
 /// Deletes `pods`, recording an event for each; returns how many were
 /// deleted (or already gone) and the first refusal.
-async fn delete_pods(ctx: &Context, key: &ObjectKey, job: &Job, pods: &[Arc<Pod>]) -> (i32, Option<Error>) {
+async fn delete_pods(ctx: &Context, key: &ObjectKey, job: &Job, pods: &[Arc<PodView>]) -> (i32, Option<Error>) {
     if pods.is_empty() {
         return (0, None);
     }
@@ -519,7 +519,7 @@ async fn write_status(ctx: &Context, key: &ObjectKey, job: &Job, status: &JobSta
 /// Counts pod arrivals and departures toward the expectations of the pod's
 /// Job and returns the keys to reconcile: its Job, or every Job of the
 /// namespace that selects an orphan.
-fn pod_keys(ctx: &Context, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
+fn pod_keys(ctx: &Context, seen: &Observations, pod: &PodView, deleted: bool) -> Vec<ObjectKey> {
     if let Some(key) = owner_key(pod, "Job") {
         seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
@@ -532,7 +532,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
     let flags = &ctx.flags.job;
     let workers = flags.concurrent_job_syncs;
     let jobs = ctx.informers.get::<Job>();
-    let pods = ctx.informers.get::<Pod>();
+    let pods = ctx.informers.get::<PodView>();
     let context = Arc::new(Context {
         jobs: jobs.store().clone(),
         pods: pods.store().clone(),

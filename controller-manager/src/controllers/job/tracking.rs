@@ -10,9 +10,8 @@
 //! runs stops counting (a deleted Succeeded pod is run again), and a pod
 //! deleted before it finished is replaced without counting as a failure.
 
-use crate::controllers::pod_state::{self, phase};
+use crate::controllers::pod_state::{self, PodView, phase};
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
@@ -57,7 +56,7 @@ pub const COMPLETIONS_MESSAGE: &str = "Reached expected number of succeeded pods
 #[derive(Debug, Default)]
 pub struct PodCounts {
     /// Pods neither finished nor being deleted.
-    pub active: Vec<Arc<Pod>>,
+    pub active: Vec<Arc<PodView>>,
     /// Active pods that are Ready.
     pub ready: i32,
     /// Pods in phase Succeeded.
@@ -73,7 +72,7 @@ fn count(n: usize) -> i32 {
 }
 
 /// Sorts `pods` (the Job's) by state.
-pub fn count_pods(pods: &[Arc<Pod>]) -> PodCounts {
+pub fn count_pods(pods: &[Arc<PodView>]) -> PodCounts {
     let mut c = PodCounts::default();
     for pod in pods {
         match phase(pod) {
@@ -90,7 +89,7 @@ pub fn count_pods(pods: &[Arc<Pod>]) -> PodCounts {
 /// When a finished pod finished (Kubernetes' `getFinishedTime`): the last
 /// container's finishedAt, else when Ready turned False, else its deletion
 /// (less the grace period), else its creation.
-pub fn finish_time(pod: &Pod) -> Timestamp {
+pub fn finish_time(pod: &PodView) -> Timestamp {
     let status = pod.status.as_ref();
     let containers = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
     let finished: Option<Vec<Timestamp>> = containers
@@ -118,7 +117,7 @@ pub fn finish_time(pod: &Pod) -> Timestamp {
 /// failure back-off): with `n` pods failed since the last success, `base`
 /// doubled `n - 1` times (at most `max`) after the last failure. None when
 /// it need not wait.
-pub fn creation_delay(pods: &[Arc<Pod>], base: Duration, max: Duration, now: Timestamp) -> Option<Duration> {
+pub fn creation_delay(pods: &[Arc<PodView>], base: Duration, max: Duration, now: Timestamp) -> Option<Duration> {
     let last_success = pods.iter().filter(|p| phase(p) == "Succeeded").map(|p| finish_time(p)).max();
     let failures: Vec<Timestamp> = pods
         .iter()
@@ -162,7 +161,7 @@ pub fn is_complete(completions: Option<i32>, succeeded: i32, active: i32) -> boo
 
 /// With restartPolicy OnFailure, whether the containers of the running
 /// pods restarted backoffLimit times (any restart when it is 0).
-fn past_backoff_limit_on_failure(job: &Job, pods: &[Arc<Pod>]) -> bool {
+fn past_backoff_limit_on_failure(job: &Job, pods: &[Arc<PodView>]) -> bool {
     let spec = job.spec.as_ref();
     if spec.and_then(|s| s.template.spec.as_ref()).and_then(|s| s.restart_policy.as_deref()) != Some("OnFailure") {
         return false;
@@ -187,7 +186,7 @@ fn deadline(job: &Job) -> Option<i64> {
 
 /// Whether (and why) a running Job has failed: more failed pods than
 /// backoffLimit (or restarts, see above), or past its active deadline.
-pub fn failure(job: &Job, failed: i32, pods: &[Arc<Pod>], now: Timestamp) -> Option<Failure> {
+pub fn failure(job: &Job, failed: i32, pods: &[Arc<PodView>], now: Timestamp) -> Option<Failure> {
     let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
     if failed > limit || past_backoff_limit_on_failure(job, pods) {
         return Some(BACKOFF_FAILURE);
@@ -266,7 +265,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn pod(phase: &str, finished: &str) -> Arc<Pod> {
+    fn pod(phase: &str, finished: &str) -> Arc<PodView> {
         Arc::new(
             serde_json::from_value(json!({"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
                 "status": {"phase": phase, "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false,
@@ -287,7 +286,7 @@ mod tests {
 
     #[test]
     fn pods_are_counted_by_phase_and_deletion() {
-        let running: Arc<Pod> = Arc::new(
+        let running: Arc<PodView> = Arc::new(
             serde_json::from_value(json!({"metadata": {}, "status": {"phase": "Running",
                 "conditions": [{"type": "Ready", "status": "True"}]}}))
             .unwrap(),
@@ -317,7 +316,7 @@ mod tests {
             pod("Failed", "2026-01-01T00:01:00Z"),
         ];
         assert_eq!(creation_delay(&three, base, max, at("2026-01-01T00:01:00Z")), Some(Duration::from_secs(40)));
-        let many: Vec<Arc<Pod>> = (0..10).map(|i| pod("Failed", &format!("2026-01-01T00:0{i}:00Z"))).collect();
+        let many: Vec<Arc<PodView>> = (0..10).map(|i| pod("Failed", &format!("2026-01-01T00:0{i}:00Z"))).collect();
         assert_eq!(creation_delay(&many, base, max, at("2026-01-01T00:09:00Z")), Some(max), "capped");
         let mut after_success = three.to_vec();
         after_success.push(pod("Succeeded", "2026-01-01T00:00:30Z"));
@@ -354,7 +353,7 @@ mod tests {
         assert_eq!(failure(&j, 0, &[], at("2026-01-01T00:01:40Z")), Some(DEADLINE_FAILURE));
         let mut on_failure = j.clone();
         on_failure.spec.as_mut().unwrap().template.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
-        let restarting: Arc<Pod> = Arc::new(
+        let restarting: Arc<PodView> = Arc::new(
             serde_json::from_value(json!({"metadata": {}, "status": {"phase": "Running", "containerStatuses": [
                 {"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 2}]}}))
             .unwrap(),

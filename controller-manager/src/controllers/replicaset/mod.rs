@@ -20,11 +20,11 @@
 
 pub mod kind;
 
-use crate::controllers::pod_state::{self, is_active};
+use crate::controllers::pod_state::{self, PodView, is_active};
 use crate::controllers::{Controller, ControllerContext, Error};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::jiff::Timestamp;
 pub use kind::ReplicaKind;
 use rkube_client::controller::{
@@ -84,7 +84,7 @@ const DELETING: &str = "deleting pods";
 /// The state shared by a controller's workers and watch handlers.
 pub struct Context<K> {
     objects: Store<K>,
-    pods: Store<Pod>,
+    pods: Store<PodView>,
     client: rkube_client::Client,
     pod_control: PodControl,
     expectations: Expectations,
@@ -113,7 +113,7 @@ pub async fn reconcile<K: ReplicaKind>(key: ObjectKey, ctx: Arc<Context<K>>) -> 
         let live = api.get_opt(&key.name).await.map_err(Error::api(&key, "reading"))?;
         live.is_some_and(|l| l.metadata().uid == obj.metadata().uid && l.metadata().deletion_timestamp.is_none())
     };
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
+    let pods_api = Api::<PodView>::namespaced(ctx.client.clone(), &key.namespace);
     let pods = claim(&pods_api, &owner, plan, can_adopt).await.map_err(Error::api(&key, "claiming pods"))?;
 
     let mut failure = None;
@@ -146,7 +146,7 @@ async fn manage_replicas<K: ReplicaKind>(
     ctx: &Context<K>,
     key: &ObjectKey,
     obj: &K,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<PodView>],
 ) -> Result<(), Error> {
     let want = usize::try_from(obj.replicas()).unwrap_or(0);
     let reference = object_ref(obj);
@@ -183,7 +183,7 @@ async fn manage_replicas<K: ReplicaKind>(
         info!(controller = K::CONTROLLER, key = %key, created = count, replicas = want, "scaled up");
     } else if pods.len() > want {
         let count = (pods.len() - want).min(BURST_REPLICAS);
-        let mut victims: Vec<&Arc<Pod>> = pods.iter().collect();
+        let mut victims: Vec<&Arc<PodView>> = pods.iter().collect();
         victims.sort_by(|a, b| pod_state::deletion_order(a, b));
         victims.truncate(count);
         ctx.expectations.expect(key, 0, count);
@@ -223,7 +223,7 @@ async fn manage_replicas<K: ReplicaKind>(
 }
 
 /// The status `obj` should have with `pods` (the active pods it controls).
-fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<Pod>], failure: Option<&Error>, now: Timestamp) -> Value {
+fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<PodView>], failure: Option<&Error>, now: Timestamp) -> Value {
     let template_labels = obj.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
     let template_labels = template_labels.unwrap_or_default();
     let empty = BTreeMap::new();
@@ -273,7 +273,7 @@ fn status_of<K: ReplicaKind>(obj: &K, pods: &[Arc<Pod>], failure: Option<&Error>
 /// Counts pod arrivals and departures toward the expectations of the pod's
 /// controller, and returns the keys to reconcile: the pod's controller, or
 /// every object of the namespace that selects an orphan.
-fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Observations, pod: &Pod, deleted: bool) -> Vec<ObjectKey> {
+fn pod_keys<K: ReplicaKind>(ctx: &Context<K>, seen: &Observations, pod: &PodView, deleted: bool) -> Vec<ObjectKey> {
     if let Some(key) = owner_key(pod, K::KIND) {
         seen.observe(&ctx.expectations, &key, &pod.metadata, deleted);
     }
@@ -290,7 +290,7 @@ fn start<K: ReplicaKind>(
         _ => ctx.flags.replicaset.concurrent_replicaset_syncs,
     };
     let objects = ctx.informers.get::<K>();
-    let pods = ctx.informers.get::<Pod>();
+    let pods = ctx.informers.get::<PodView>();
     let context = Arc::new(Context {
         objects: objects.store().clone(),
         pods: pods.store().clone(),
@@ -352,7 +352,7 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn pod(v: Value) -> Arc<Pod> {
+    fn pod(v: Value) -> Arc<PodView> {
         Arc::new(serde_json::from_value(v).unwrap())
     }
 
