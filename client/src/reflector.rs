@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// Objects per page when a reflector lists (client-go's 500).
+pub const LIST_PAGE_SIZE: i64 = 500;
 /// A watch that stayed open this long was healthy: the back-off starts over.
 const HEALTHY_WATCH: Duration = Duration::from_secs(10);
 
@@ -260,6 +262,12 @@ where
     async fn list(&mut self) -> Result<String> {
         let mut params = self.params.clone();
         params.continue_token.clear();
+        if params.limit == 0 {
+            // Pages, as client-go's reflector lists: a whole cluster's pods in
+            // one response would be tens of megabytes held at once, a peak
+            // the allocator keeps long after.
+            params.limit = LIST_PAGE_SIZE;
+        }
         let mut items = Vec::new();
         let mut resource_version = None;
         loop {
