@@ -101,7 +101,7 @@ pub fn owner_key<K: Metadata<Ty = ObjectMeta>>(obj: &K, owner_kind: &str) -> Opt
 }
 
 /// Forwards `informer`'s events to `queue` until `shutdown`: each event's
-/// objects map to keys through `keys` (the object itself, its owner, every
+/// object maps to keys through `keys` (the object itself, its owner, every
 /// object that selects it...). `Restarted` calls `resync`, which should
 /// enqueue everything the controller keeps (a re-list may hide deletions).
 pub fn forward<K, F, R>(
@@ -116,6 +116,23 @@ pub fn forward<K, F, R>(
     F: Fn(&K) -> Vec<ObjectKey> + Send + 'static,
     R: Fn() + Send + 'static,
 {
+    forward_events(informer, queue, tracker, shutdown, move |obj: &K, _deleted| keys(obj), resync);
+}
+
+/// [`forward`], telling `keys` whether the object was deleted (a controller
+/// counting its pods' arrivals and departures needs to know).
+pub fn forward_events<K, F, R>(
+    informer: &Informer<K>,
+    queue: WorkQueue<ObjectKey>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+    keys: F,
+    resync: R,
+) where
+    K: Metadata<Ty = ObjectMeta> + Send + Sync + 'static,
+    F: Fn(&K, bool) -> Vec<ObjectKey> + Send + 'static,
+    R: Fn() + Send + 'static,
+{
     let mut events = informer.subscribe();
     tracker.spawn(async move {
         loop {
@@ -123,13 +140,16 @@ pub fn forward<K, F, R>(
                 _ = shutdown.cancelled() => return,
                 event = events.recv() => match event { Some(e) => e, None => return },
             };
-            match event {
-                Event::Applied(obj) | Event::Deleted(obj) => {
-                    for key in keys(&obj) {
-                        queue.add(key);
-                    }
+            let (obj, deleted) = match event {
+                Event::Applied(obj) => (obj, false),
+                Event::Deleted(obj) => (obj, true),
+                Event::Restarted => {
+                    resync();
+                    continue;
                 }
-                Event::Restarted => resync(),
+            };
+            for key in keys(&obj, deleted) {
+                queue.add(key);
             }
         }
     });

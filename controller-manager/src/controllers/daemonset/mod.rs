@@ -48,7 +48,7 @@ use rkube_client::controller::{
     Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, owner_key, owner_keys};
+use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
 use rkube_client::{Api, Event, ObjectKey, Store, WorkQueue};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -419,27 +419,9 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
         forward(&daemonsets, queue.clone(), &tracker2, shutdown.clone(), |d: &DaemonSet| vec![ObjectKey::of(d)], resync.clone());
 
-        let (c, seen, q) = (context.clone(), Observations::default(), queue.clone());
-        let mut pod_events = pods.subscribe();
-        let resync_pods = resync.clone();
-        let stop = shutdown.clone();
-        tracker2.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    e = pod_events.recv() => match e { Some(e) => e, None => return },
-                };
-                let keys = match &event {
-                    Event::Applied(p) => pod_keys(&c, &seen, p, false),
-                    Event::Deleted(p) => pod_keys(&c, &seen, p, true),
-                    Event::Restarted => {
-                        resync_pods();
-                        continue;
-                    }
-                };
-                keys.into_iter().for_each(|k| q.add(k));
-            }
-        });
+        let (c, seen) = (context.clone(), Observations::default());
+        let keys = move |pod: &PodView, deleted| pod_keys(&c, &seen, pod, deleted);
+        forward_events(&pods, queue.clone(), &tracker2, shutdown.clone(), keys, resync.clone());
 
         let (c, q, node_store) = (context.clone(), queue.clone(), nodes.store().clone());
         let mut node_events = nodes.subscribe();

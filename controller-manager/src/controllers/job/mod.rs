@@ -45,9 +45,9 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, owner_key, owner_keys};
+use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
 use rkube_client::leader::parse_duration;
-use rkube_client::{Api, Event, ObjectKey, Reason, Store, WorkQueue};
+use rkube_client::{Api, ObjectKey, Reason, Store, WorkQueue};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -556,26 +556,9 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         let q = queue.clone();
         let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
         forward(&jobs, queue.clone(), &tracker2, shutdown.clone(), |j: &Job| vec![ObjectKey::of(j)], resync.clone());
-        let (c, seen, q) = (context.clone(), Observations::default(), queue.clone());
-        let mut pod_events = pods.subscribe();
-        let stop = shutdown.clone();
-        tracker2.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    e = pod_events.recv() => match e { Some(e) => e, None => return },
-                };
-                let keys = match &event {
-                    Event::Applied(p) => pod_keys(&c, &seen, p, false),
-                    Event::Deleted(p) => pod_keys(&c, &seen, p, true),
-                    Event::Restarted => {
-                        resync();
-                        continue;
-                    }
-                };
-                keys.into_iter().for_each(|k| q.add(k));
-            }
-        });
+        let (c, seen) = (context.clone(), Observations::default());
+        let keys = move |pod: &PodView, deleted| pod_keys(&c, &seen, pod, deleted);
+        forward_events(&pods, queue.clone(), &tracker2, shutdown.clone(), keys, resync);
         let reconcile = move |key| reconcile(key, context.clone());
         spawn_workers(NAME, queue, workers, reconcile, observer, &tracker2, shutdown);
         info!(controller = NAME, "started");

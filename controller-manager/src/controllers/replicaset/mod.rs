@@ -32,7 +32,7 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, owner_key, owner_keys};
+use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
 use rkube_client::{Api, ObjectKey, Store, WorkQueue};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -315,28 +315,8 @@ fn start<K: ReplicaKind>(
         let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
         forward(&objects, queue.clone(), &tracker2, shutdown.clone(), |o: &K| vec![ObjectKey::of(o)], resync.clone());
         let (c, seen) = (context.clone(), Observations::default());
-        let mut pod_events = pods.subscribe();
-        let q = queue.clone();
-        tracker2.spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                loop {
-                    let event = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        e = pod_events.recv() => match e { Some(e) => e, None => return },
-                    };
-                    let keys = match &event {
-                        rkube_client::Event::Applied(p) => pod_keys(&c, &seen, p, false),
-                        rkube_client::Event::Deleted(p) => pod_keys(&c, &seen, p, true),
-                        rkube_client::Event::Restarted => {
-                            resync();
-                            continue;
-                        }
-                    };
-                    keys.into_iter().for_each(|k| q.add(k));
-                }
-            }
-        });
+        let keys = move |pod: &PodView, deleted| pod_keys(&c, &seen, pod, deleted);
+        forward_events(&pods, queue.clone(), &tracker2, shutdown.clone(), keys, resync);
         let reconcile = move |key| reconcile(key, context.clone());
         spawn_workers(K::CONTROLLER, queue, workers, reconcile, observer, &tracker2, shutdown);
         info!(controller = K::CONTROLLER, "started");
