@@ -6,12 +6,12 @@
 //! carries containers, volumes, probes and environment no controller reads:
 //! with 10,000 pods they would be most of the controller-manager's memory.
 //! [`PodView`] decodes only what the controllers read — metadata, the
-//! node, affinity and tolerations, restart policy, phase, conditions and
-//! container statuses — under the same field names as `Pod`, and names the
+//! node, affinity and tolerations, restart policy, phase, the Ready
+//! condition and lean container statuses — under the same field names as `Pod`, and names the
 //! `v1` Pod resource, so `Api<PodView>` lists and watches pods. It is a
 //! read-only projection: writing one back would drop what it leaves out.
 
-use k8s_openapi::api::core::v1::{Affinity, ContainerStatus, Pod, PodCondition, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, ContainerState, ContainerStatus, Pod, PodCondition, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::{Metadata, Resource};
@@ -52,11 +52,15 @@ pub struct PodSpecView {
 pub struct PodStatusView {
     /// Pending, Running, Succeeded, Failed or Unknown.
     pub phase: Option<String>,
-    /// Ready and the other conditions.
+    /// The Ready condition (the only one controllers read).
+    #[serde(default, deserialize_with = "ready_condition")]
     pub conditions: Option<Vec<PodCondition>>,
-    /// The app containers' statuses (restarts, exit codes).
+    /// The app containers' statuses: name, readiness, restarts and how
+    /// they terminated.
+    #[serde(default, deserialize_with = "lean_container_statuses")]
     pub container_statuses: Option<Vec<ContainerStatus>>,
-    /// The init containers' statuses.
+    /// The init containers' statuses, as lean.
+    #[serde(default, deserialize_with = "lean_container_statuses")]
     pub init_container_statuses: Option<Vec<ContainerStatus>>,
     /// When the kubelet started the pod.
     pub start_time: Option<Time>,
@@ -66,6 +70,32 @@ fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error
     let mut meta = ObjectMeta::deserialize(d)?;
     meta.managed_fields = None;
     Ok(meta)
+}
+
+/// Keeps the Ready condition only.
+fn ready_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PodCondition>>, D::Error> {
+    let conditions: Option<Vec<PodCondition>> = Deserialize::deserialize(d)?;
+    Ok(conditions.map(|cs| cs.into_iter().filter(|c| c.type_ == "Ready").collect()))
+}
+
+/// Keeps of each container status its name, readiness, restart count and
+/// terminated state (images, ids and the running/waiting details go).
+fn lean_container_statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ContainerStatus>>, D::Error> {
+    let statuses: Option<Vec<ContainerStatus>> = Deserialize::deserialize(d)?;
+    Ok(statuses.map(|cs| {
+        cs.into_iter()
+            .map(|c| ContainerStatus {
+                name: c.name,
+                ready: c.ready,
+                restart_count: c.restart_count,
+                state: c
+                    .state
+                    .and_then(|s| s.terminated)
+                    .map(|t| ContainerState { terminated: Some(t), ..Default::default() }),
+                ..Default::default()
+            })
+            .collect()
+    }))
 }
 
 impl PodView {
@@ -192,6 +222,28 @@ mod tests {
         pods.sort_by(deletion_order);
         let names: Vec<_> = pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
         assert_eq!(names, ["unassigned", "pending", "not-ready", "young", "old"]);
+    }
+
+    #[test]
+    fn the_view_keeps_what_controllers_read_and_drops_the_rest() {
+        let view = pod(json!({"metadata": {"name": "p", "managedFields": [{"manager": "x"}]},
+            "spec": {"nodeName": "n1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Failed", "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:05Z"}],
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "sha", "containerID": "docker://1",
+                    "ready": false, "restartCount": 2,
+                    "state": {"terminated": {"exitCode": 3, "finishedAt": "2026-01-01T00:00:04Z"}}}]}}));
+        assert_eq!(view.metadata.managed_fields, None);
+        let spec = view.spec.as_ref().unwrap();
+        assert_eq!((spec.node_name.as_deref(), spec.restart_policy.as_deref()), (Some("n1"), Some("Never")));
+        let status = view.status.as_ref().unwrap();
+        let conditions = status.conditions.as_ref().unwrap();
+        assert_eq!(conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready"]);
+        let c = &status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!((c.name.as_str(), c.restart_count, c.image.as_str(), c.image_id.as_str()), ("c", 2, "", ""));
+        assert_eq!(c.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(3));
+        assert_eq!(phase(&view), "Failed");
     }
 
     #[test]
