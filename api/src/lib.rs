@@ -20,6 +20,7 @@ pub mod scheduling;
 pub mod selector;
 pub mod strategy;
 pub mod validation;
+pub mod view;
 
 pub use error::{ApiError, Cause, Reason, Result};
 pub use k8s_openapi as k8s;

@@ -15,12 +15,12 @@
 //! The views are read-only projections: writing one back with
 //! `Api::replace` would drop every field they leave out.
 
+use k8s_openapi::Resource;
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerPort, Node, Pod, PodCondition, PodSchedulingGate, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{Metadata, Resource};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -200,26 +200,7 @@ impl PodView {
     }
 }
 
-impl Resource for PodView {
-    const API_VERSION: &'static str = Pod::API_VERSION;
-    const GROUP: &'static str = Pod::GROUP;
-    const KIND: &'static str = Pod::KIND;
-    const VERSION: &'static str = Pod::VERSION;
-    const URL_PATH_SEGMENT: &'static str = Pod::URL_PATH_SEGMENT;
-    type Scope = <Pod as Resource>::Scope;
-}
-
-impl Metadata for PodView {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+rkube_api::view_of!(PodView, Pod);
 
 impl Serialize for PodView {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -287,26 +268,7 @@ impl NodeView {
     }
 }
 
-impl Resource for NodeView {
-    const API_VERSION: &'static str = Node::API_VERSION;
-    const GROUP: &'static str = Node::GROUP;
-    const KIND: &'static str = Node::KIND;
-    const VERSION: &'static str = Node::VERSION;
-    const URL_PATH_SEGMENT: &'static str = Node::URL_PATH_SEGMENT;
-    type Scope = <Node as Resource>::Scope;
-}
-
-impl Metadata for NodeView {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+rkube_api::view_of!(NodeView, Node);
 
 impl Serialize for NodeView {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

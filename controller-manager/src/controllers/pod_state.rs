@@ -14,7 +14,6 @@
 use k8s_openapi::api::core::v1::{Affinity, ContainerState, ContainerStatus, Pod, PodCondition, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::{Metadata, Resource};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cmp::Ordering;
 
@@ -105,26 +104,7 @@ impl PodView {
     }
 }
 
-impl Resource for PodView {
-    const API_VERSION: &'static str = Pod::API_VERSION;
-    const GROUP: &'static str = Pod::GROUP;
-    const KIND: &'static str = Pod::KIND;
-    const VERSION: &'static str = Pod::VERSION;
-    const URL_PATH_SEGMENT: &'static str = Pod::URL_PATH_SEGMENT;
-    type Scope = <Pod as Resource>::Scope;
-}
-
-impl Metadata for PodView {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+rkube_api::view_of!(PodView, Pod);
 
 /// `status.phase`, "" when not reported yet.
 pub fn phase(pod: &PodView) -> &str {
