@@ -155,6 +155,14 @@ pub fn forward_events<K, F, R>(
     });
 }
 
+/// A `resync` for [`forward`]: enqueues the key of every object in `store`.
+pub fn enqueue_all<K>(store: Store<K>, queue: WorkQueue<ObjectKey>) -> impl Fn() + Clone + Send + 'static
+where
+    K: Metadata<Ty = ObjectMeta> + Send + Sync + 'static,
+{
+    move || store.keys().into_iter().for_each(|k| queue.add(k))
+}
+
 /// The keys of the controllers of kind `owner_kind` (cached in `owners`) that
 /// an event about `obj` concerns: its controller if it is of that kind;
 /// nothing if another kind controls it; and for an orphan, every owner of

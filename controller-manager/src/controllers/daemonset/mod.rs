@@ -48,7 +48,7 @@ use rkube_client::controller::{
     Action, Expectations, Observations, PodControl, claim, controller_ref, plan_claim, pod_from_template, spawn_workers,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
+use rkube_client::informers::{enqueue_all, forward, forward_events, owner_key, owner_keys};
 use rkube_client::{Api, Event, ObjectKey, Store, WorkQueue};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -414,9 +414,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         if !synced {
             return;
         }
-        let store = daemonsets.store().clone();
-        let q = queue.clone();
-        let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
+        let resync = enqueue_all(daemonsets.store().clone(), queue.clone());
         forward(&daemonsets, queue.clone(), &tracker2, shutdown.clone(), |d: &DaemonSet| vec![ObjectKey::of(d)], resync.clone());
 
         let (c, seen) = (context.clone(), Observations::default());

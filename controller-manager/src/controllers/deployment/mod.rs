@@ -35,7 +35,7 @@ use k8s_openapi::jiff::Timestamp;
 use rkube_api::selector::Selector;
 use rkube_client::controller::{Action, claim, controller_ref, plan_claim, spawn_workers, status_patch};
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{controller_of, forward, owner_keys};
+use rkube_client::informers::{controller_of, enqueue_all, forward, owner_keys};
 use rkube_client::{Api, ApiError, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
 use rollout::Replicas;
 use serde_json::{Value, json};
@@ -584,8 +584,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         if !synced {
             return;
         }
-        let (store, q) = (deployments.store().clone(), queue.clone());
-        let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
+        let resync = enqueue_all(deployments.store().clone(), queue.clone());
         forward(
             &deployments,
             queue.clone(),

@@ -45,7 +45,7 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
+use rkube_client::informers::{enqueue_all, forward, forward_events, owner_key, owner_keys};
 use rkube_client::leader::parse_duration;
 use rkube_client::{Api, ObjectKey, Reason, Store, WorkQueue};
 use serde_json::json;
@@ -552,9 +552,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         if !synced {
             return;
         }
-        let store = jobs.store().clone();
-        let q = queue.clone();
-        let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
+        let resync = enqueue_all(jobs.store().clone(), queue.clone());
         forward(&jobs, queue.clone(), &tracker2, shutdown.clone(), |j: &Job| vec![ObjectKey::of(j)], resync.clone());
         let (c, seen) = (context.clone(), Observations::default());
         let keys = move |pod: &PodView, deleted| pod_keys(&c, &seen, pod, deleted);

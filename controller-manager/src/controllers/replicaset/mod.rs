@@ -32,7 +32,7 @@ use rkube_client::controller::{
     spawn_workers, status_patch,
 };
 use rkube_client::events::{EventRecorder, EventType, object_ref};
-use rkube_client::informers::{forward, forward_events, owner_key, owner_keys};
+use rkube_client::informers::{enqueue_all, forward, forward_events, owner_key, owner_keys};
 use rkube_client::{Api, ObjectKey, Store, WorkQueue};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -310,9 +310,7 @@ fn start<K: ReplicaKind>(
         if !synced {
             return;
         }
-        let store = objects.store().clone();
-        let q = queue.clone();
-        let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
+        let resync = enqueue_all(objects.store().clone(), queue.clone());
         forward(&objects, queue.clone(), &tracker2, shutdown.clone(), |o: &K| vec![ObjectKey::of(o)], resync.clone());
         let (c, seen) = (context.clone(), Observations::default());
         let keys = move |pod: &PodView, deleted| pod_keys(&c, &seen, pod, deleted);

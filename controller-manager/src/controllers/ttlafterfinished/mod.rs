@@ -15,7 +15,7 @@ use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use rkube_client::controller::{Action, spawn_workers};
-use rkube_client::informers::forward;
+use rkube_client::informers::{enqueue_all, forward};
 use rkube_client::{Api, DeleteParams, ObjectKey, Reason, Store, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,9 +114,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
         if !synced {
             return;
         }
-        let store = jobs.store().clone();
-        let q = queue.clone();
-        let resync = move || store.keys().into_iter().for_each(|k| q.add(k));
+        let resync = enqueue_all(jobs.store().clone(), queue.clone());
         // Only Jobs that could expire are worth a look.
         let keys = |j: &Job| if expiry(j).is_some() { vec![ObjectKey::of(j)] } else { Vec::new() };
         forward(&jobs, queue.clone(), &tracker2, shutdown.clone(), keys, resync);
