@@ -16,7 +16,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, ready_nodes, rss_kib, start_daemon};
+use rkube_bench::{drive, ready_nodes, rss_kib, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use serde_json::{Value, json};
@@ -95,13 +95,7 @@ async fn main() -> anyhow::Result<()> {
         start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
             .await?;
     let client = Client::new(&api.url)?;
-    let cm = start_daemon(
-        &args.bin_dir.join("rkube-controller-manager"),
-        &["--server", &api.url, "--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"],
-        "--healthz-bind-address",
-        "/healthz",
-    )
-    .await?;
+    let cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();
     let hollow = rkube_kubelet::HollowNodes::new("bench", args.nodes);
     let hollow_task = {
@@ -226,13 +220,7 @@ async fn main() -> anyhow::Result<()> {
     // A fresh controller-manager over the same cluster: its caches filled
     // by one list, without the allocator's high-water mark of the scenario.
     drop(cm);
-    let fresh = start_daemon(
-        &args.bin_dir.join("rkube-controller-manager"),
-        &["--server", &api.url, "--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"],
-        "--healthz-bind-address",
-        "/healthz",
-    )
-    .await?;
+    let fresh = start_controller_manager(&args.bin_dir, &api.url).await?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let fresh_rss = rss_kib(fresh.child.id())? as f64 / 1024.0;
     println!(

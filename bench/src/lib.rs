@@ -132,3 +132,11 @@ pub async fn start_daemon(bin: &Path, args: &[&str], port_flag: &str, ready_path
     .with_context(|| format!("{} did not become ready", bin.display()))?;
     Ok(Daemon { child, url })
 }
+
+/// Starts `rkube-controller-manager` from `bin_dir` against `server`, every
+/// controller on, without leader election, node IPAM over 10.0.0.0/8 (room
+/// for thousands of hollow nodes).
+pub async fn start_controller_manager(bin_dir: &Path, server: &str) -> anyhow::Result<Daemon> {
+    let args = ["--server", server, "--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"];
+    start_daemon(&bin_dir.join("rkube-controller-manager"), &args, "--healthz-bind-address", "/healthz").await
+}

@@ -10,7 +10,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, percentile, ready_nodes, rss_kib, start_daemon};
+use rkube_bench::{drive, percentile, ready_nodes, rss_kib, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use std::collections::HashMap;
@@ -49,13 +49,7 @@ async fn measure(args: &Args, n_nodes: usize) -> anyhow::Result<()> {
         start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
             .await?;
     let client = Client::new(&api.url)?;
-    let _cm = start_daemon(
-        &args.bin_dir.join("rkube-controller-manager"),
-        &["--server", &api.url, "--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"],
-        "--healthz-bind-address",
-        "/healthz",
-    )
-    .await?;
+    let _cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();
     let hollow = rkube_kubelet::HollowNodes::new("bench", n_nodes);
     let hollow_task = {
