@@ -32,6 +32,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The request of Update, UpdateStatus and UpdateScale.
+fn update_request(info: &ResourceInfo, namespace: &str, name: &str, body: Vec<u8>) -> pb::UpdateRequest {
+    pb::UpdateRequest {
+        resource: resource_ref(info),
+        namespace: namespace.into(),
+        name: name.into(),
+        body: body.into(),
+        dry_run: false,
+    }
+}
+
 fn resource_ref(info: &ResourceInfo) -> Option<pb::ResourceRef> {
     Some(pb::ResourceRef { api_version: info.api_version.into(), resource: info.plural.into() })
 }
@@ -183,13 +194,7 @@ impl Client {
 
     /// Replaces an object (its status is kept).
     pub async fn update(&self, info: &ResourceInfo, namespace: &str, name: &str, body: Vec<u8>) -> Result<pb::Object> {
-        let req = pb::UpdateRequest {
-            resource: resource_ref(info),
-            namespace: namespace.into(),
-            name: name.into(),
-            body: body.into(),
-            dry_run: false,
-        };
+        let req = update_request(info, namespace, name, body);
         self.inner.clone().update(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
@@ -201,13 +206,7 @@ impl Client {
         name: &str,
         body: Vec<u8>,
     ) -> Result<pb::Object> {
-        let req = pb::UpdateRequest {
-            resource: resource_ref(info),
-            namespace: namespace.into(),
-            name: name.into(),
-            body: body.into(),
-            dry_run: false,
-        };
+        let req = update_request(info, namespace, name, body);
         self.inner.clone().update_status(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
@@ -227,13 +226,7 @@ impl Client {
         name: &str,
         body: Vec<u8>,
     ) -> Result<pb::Object> {
-        let req = pb::UpdateRequest {
-            resource: resource_ref(info),
-            namespace: namespace.into(),
-            name: name.into(),
-            body: body.into(),
-            dry_run: false,
-        };
+        let req = update_request(info, namespace, name, body);
         self.inner.clone().update_scale(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
