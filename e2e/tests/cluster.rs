@@ -279,7 +279,11 @@ spec:
         "apiVersion: v1\nkind: Pod\nmetadata: {name: noimage}\nspec:\n  containers:\n  - {name: c, image: 'rkube/absent:9', imagePullPolicy: Never}\n",
     )?;
     let waiting = cluster
-        .wait_pod("noimage", TIMEOUT, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].is_string())
+        .wait_pod("noimage", TIMEOUT, |p| {
+            // ContainerCreating comes first, until the kubelet has looked for the image.
+            let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+            reason.is_string() && reason != "ContainerCreating"
+        })
         .await?;
     assert_eq!(waiting["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImageNeverPull");
 
