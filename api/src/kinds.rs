@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
@@ -117,6 +118,10 @@ macro_rules! with_kind {
             }
             "Lease" => {
                 type $t = Lease;
+                $body
+            }
+            "EndpointSlice" => {
+                type $t = EndpointSlice;
                 $body
             }
             "Binding" => {

@@ -98,6 +98,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true
     ),
     resource!("coordination.k8s.io", "v1", "coordination.k8s.io/v1", "Lease", "leases", "lease", true, [], false),
+    resource!(
+        "discovery.k8s.io",
+        "v1",
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        [],
+        false
+    ),
 ];
 
 /// `Binding` is not stored: it is the body of a pod's `binding` subresource.

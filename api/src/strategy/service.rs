@@ -6,12 +6,13 @@
 use super::container::PROTOCOLS;
 use crate::error::Cause;
 use crate::kinds::Strategy;
-use crate::validation::causes::{duplicate_value, invalid_value, json, required_because};
+use crate::validation::causes::{duplicate_value, immutable, invalid_value, json, required_because, too_many};
 use crate::validation::checks::{
     dns_label, dns_subdomain, formatted, label_key, labels, one_of, port_num_or_name, port_number,
 };
 use crate::validation::{duplicate, forbidden, invalid, required, syntax};
 use k8s_openapi::api::core::v1::{ClientIPConfig, Endpoints, Service, ServiceSpec, SessionAffinityConfig};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -400,6 +401,94 @@ impl Strategy for Endpoints {
     }
 }
 
+/// The address types an EndpointSlice may hold.
+const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
+
+/// Kubernetes' limits on one EndpointSlice.
+const MAX_SLICE_ENDPOINTS: usize = 1000;
+const MAX_SLICE_ADDRESSES: usize = 100;
+const MAX_SLICE_PORTS: usize = 20000;
+
+impl Strategy for EndpointSlice {
+    fn default_fields(&mut self) {
+        for p in self.ports.iter_mut().flatten() {
+            if p.protocol.as_deref().is_none_or(str::is_empty) {
+                p.protocol = Some("TCP".into());
+            }
+            if p.name.is_none() {
+                p.name = Some(String::new());
+            }
+        }
+    }
+
+    fn validate(&self) -> Vec<Cause> {
+        let mut causes = one_of("addressType", &self.address_type, ADDRESS_TYPES);
+        if self.endpoints.len() > MAX_SLICE_ENDPOINTS {
+            causes.push(too_many("endpoints", self.endpoints.len(), MAX_SLICE_ENDPOINTS));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let p = format!("endpoints[{i}]");
+            if e.addresses.is_empty() {
+                causes.push(required(format!("{p}.addresses")));
+            } else if e.addresses.len() > MAX_SLICE_ADDRESSES {
+                causes.push(too_many(&format!("{p}.addresses"), e.addresses.len(), MAX_SLICE_ADDRESSES));
+            }
+            for (j, a) in e.addresses.iter().enumerate() {
+                let field = format!("{p}.addresses[{j}]");
+                let problems = match self.address_type.as_str() {
+                    "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => vec!["must be a valid IPv4 address".to_string()],
+                    "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => vec!["must be a valid IPv6 address".to_string()],
+                    "FQDN" => syntax::dns1123_subdomain(a),
+                    _ => Vec::new(),
+                };
+                if problems.is_empty() && self.address_type != "FQDN" {
+                    causes.extend(non_special_ip(&field, a));
+                }
+                causes.extend(formatted(&field, a, problems));
+            }
+            if let Some(h) = e.hostname.as_deref() {
+                causes.extend(dns_label(&format!("{p}.hostname"), h));
+            }
+            if let Some(n) = e.node_name.as_deref() {
+                causes.extend(dns_subdomain(&format!("{p}.nodeName"), n));
+            }
+            if let Some(t) = &e.target_ref
+                && t.kind.as_deref().is_none_or(str::is_empty)
+            {
+                causes.push(required(format!("{p}.targetRef.kind")));
+            }
+        }
+        let ports = self.ports.as_deref().unwrap_or_default();
+        if ports.len() > MAX_SLICE_PORTS {
+            causes.push(too_many("ports", ports.len(), MAX_SLICE_PORTS));
+        }
+        let mut names = BTreeSet::new();
+        for (i, port) in ports.iter().enumerate() {
+            let p = format!("ports[{i}]");
+            let name = port.name.as_deref().unwrap_or_default();
+            if !name.is_empty() {
+                causes.extend(dns_label(&format!("{p}.name"), name));
+            }
+            if !names.insert(name) {
+                causes.push(duplicate_value(&format!("{p}.name"), json!(name)));
+            }
+            if let Some(n) = port.port {
+                causes.extend(port_number(&format!("{p}.port"), n));
+            }
+            causes.extend(one_of(&format!("{p}.protocol"), port.protocol.as_deref().unwrap_or_default(), PROTOCOLS));
+        }
+        causes
+    }
+
+    fn validate_update(&self, old: &Self) -> Vec<Cause> {
+        let mut causes = self.validate();
+        if self.address_type != old.address_type {
+            causes.push(immutable("addressType", self.address_type.clone()));
+        }
+        causes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,5 +616,33 @@ mod tests {
                 "subsets[1].ports[1].name: Required value",
             ]
         );
+    }
+
+    #[test]
+    fn endpoint_slices_check_addresses_against_their_type_and_keep_it() {
+        let mut e: EndpointSlice = serde_json::from_value(json!({"metadata": {"name": "web-abc"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.5"]}, {"addresses": ["fd00::1"]}, {"addresses": []}],
+            "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 70000, "protocol": "ICMP"}]}))
+        .expect("a slice");
+        e.default_fields();
+        assert_eq!(e.ports.as_ref().expect("ports")[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            messages(&e.validate()),
+            [
+                "endpoints[1].addresses[0]: Invalid value: \"fd00::1\": must be a valid IPv4 address",
+                "endpoints[2].addresses: Required value",
+                "ports[1].name: Duplicate value: \"http\"",
+                "ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "ports[1].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+            ]
+        );
+        let mut changed = e.clone();
+        changed.address_type = "IPv6".into();
+        changed.endpoints.clear();
+        changed.ports = None;
+        assert_eq!(messages(&changed.validate_update(&e)), ["addressType: Invalid value: \"IPv6\": field is immutable"]);
+        e.address_type = "IPX".into();
+        assert!(messages(&e.validate())[0].starts_with("addressType: Unsupported value: \"IPX\""));
     }
 }

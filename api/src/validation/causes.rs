@@ -38,6 +38,15 @@ pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Cause {
     }
 }
 
+/// `field: Too many: N: must have at most M items`.
+pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Cause {
+    Cause {
+        kind: "FieldValueTooMany".into(),
+        field: field.into(),
+        message: format!("Too many: {actual}: must have at most {max} items"),
+    }
+}
+
 /// `field: Invalid value: <new value>: field is immutable`.
 pub fn immutable(field: impl Into<String>, new_value: impl Into<Value>) -> Cause {
     invalid_value(field, new_value, "field is immutable")
