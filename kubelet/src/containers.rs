@@ -88,13 +88,16 @@ pub fn command_line(command: &[String], args: &[String], image: &ImageDetails) -
 }
 
 /// The ConfigMaps and Secrets a container's environment refers to, fetched
-/// beforehand (None: it does not exist).
+/// beforehand (None: it does not exist), and the Service variables of its
+/// pod ([`crate::service_env`]).
 #[derive(Debug, Clone, Default)]
 pub struct EnvSources {
     /// ConfigMaps by name.
     pub config_maps: BTreeMap<String, Option<ConfigMap>>,
     /// Secrets by name.
     pub secrets: BTreeMap<String, Option<Secret>>,
+    /// `<NAME>_SERVICE_HOST` and the rest, in order.
+    pub services: Vec<(String, String)>,
 }
 
 /// The names of the ConfigMaps and Secrets `c`'s env and envFrom use.
@@ -182,7 +185,9 @@ fn config_map_value(cm: &ConfigMap, key: &str) -> Option<String> {
 
 /// The container's environment: envFrom first (in order, with prefixes;
 /// keys that are not valid names are skipped), then env, each value
-/// `$(VAR)`-expanded against what is defined before it. A missing
+/// `$(VAR)`-expanded against what is defined before it and the Service
+/// variables, then the Service variables the container does not set
+/// itself (as Kubernetes' `makeEnvironmentVariables`). A missing
 /// ConfigMap, Secret or key that is not `optional` is a [`ConfigError`]
 /// with Kubernetes' message.
 pub fn resolve_env(
@@ -225,9 +230,11 @@ pub fn resolve_env(
             }
         }
     }
+    let services: BTreeMap<&str, &str> = sources.services.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let lookup = |env: &Env, name: &str| env.get(name).or_else(|| services.get(name).map(|v| v.to_string()));
     for var in c.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
-            (Some(v), _) if !v.is_empty() => expand(v, |name| env.get(name)),
+            (Some(v), _) if !v.is_empty() => expand(v, |name| lookup(&env, name)),
             (_, Some(from)) => {
                 if let Some(r) = &from.config_map_key_ref {
                     let optional = r.optional == Some(true);
@@ -272,6 +279,11 @@ pub fn resolve_env(
             _ => String::new(),
         };
         env.set(var.name.clone(), value);
+    }
+    for (name, value) in &sources.services {
+        if env.get(name).is_none() {
+            env.set(name.clone(), value.clone());
+        }
     }
     Ok(env.vars)
 }
@@ -599,6 +611,7 @@ mod tests {
         EnvSources {
             config_maps: BTreeMap::from([("cfg".to_string(), Some(cm)), ("gone".to_string(), None)]),
             secrets: BTreeMap::from([("db".to_string(), Some(secret))]),
+            services: vec![],
         }
     }
 
@@ -625,6 +638,28 @@ mod tests {
         let p = pod();
         let env = resolve_env(&c, &ctx(&p), &sources()).unwrap();
         assert_eq!(env, vec![("CFG_LEVEL".into(), "info".into()), ("X".into(), "info".into())]);
+    }
+
+    #[test]
+    fn service_variables_come_last_expand_and_lose_to_the_containers_own() {
+        let sources = EnvSources {
+            services: vec![("WEB_SERVICE_HOST".into(), "10.254.0.20".into()), ("WEB_SERVICE_PORT".into(), "80".into())],
+            ..EnvSources::default()
+        };
+        let c = container(
+            vec![value("URL", "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)/"), value("WEB_SERVICE_PORT", "8080")],
+            vec![],
+        );
+        let p = pod();
+        let env = resolve_env(&c, &ctx(&p), &sources).unwrap();
+        assert_eq!(
+            env,
+            vec![
+                ("URL".into(), "http://10.254.0.20:80/".into()),
+                ("WEB_SERVICE_PORT".into(), "8080".into()),
+                ("WEB_SERVICE_HOST".into(), "10.254.0.20".into()),
+            ]
+        );
     }
 
     #[test]

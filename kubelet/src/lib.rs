@@ -15,6 +15,10 @@
 //!   implementations; [`containers`] turns a container spec into a runtime
 //!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
 //!   volumes on disk, [`images`] handles pull policies and credentials;
+//!   [`dns`] writes each pod's `/etc/resolv.conf` (`--cluster-dns`,
+//!   `--cluster-domain`, dnsPolicy, dnsConfig) and [`service_env`] gives
+//!   containers the `<NAME>_SERVICE_HOST` variables of their namespace's
+//!   Services;
 //! - [`objects`]: the ConfigMaps, Secrets, claims and volumes pods use,
 //!   read from one [`SharedInformers`] per process (every hollow node
 //!   shares its watches) instead of fetched on every sync; a change to a
@@ -25,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod containers;
+pub mod dns;
 pub mod host;
 pub mod images;
 pub mod node;
@@ -33,6 +38,7 @@ pub mod pod;
 pub mod probes;
 pub mod runtime;
 pub mod server;
+pub mod service_env;
 pub mod static_pods;
 pub mod stats;
 pub mod volumes;
@@ -147,6 +153,17 @@ pub struct Args {
     /// The port of the kubelet API (logs, exec, stats) on the node IP; 0 picks a free one.
     #[arg(long, env = "RKUBE_KUBELET_PORT", default_value_t = 10250)]
     pub port: u16,
+    /// The cluster DNS servers (comma-separated IPs) that pods with dnsPolicy
+    /// ClusterFirst use; without any, such pods use the host's resolvers.
+    #[arg(long, env = "RKUBE_CLUSTER_DNS", value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain: pods search `<ns>.svc.<domain> svc.<domain> <domain>`.
+    #[arg(long, env = "RKUBE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolver file pods with dnsPolicy Default get (and whose search
+    /// domains ClusterFirst pods append); "" gives them 127.0.0.1.
+    #[arg(long, env = "RKUBE_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
 }
 
 /// The kubelet's metric families, registered once per process; every node
@@ -274,6 +291,8 @@ pub struct NodeSetup {
     pub use_tmpfs: bool,
     /// `--pod-manifest-path`: the static pods' manifests.
     pub pod_manifest_path: Option<PathBuf>,
+    /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
+    pub dns: dns::DnsSettings,
 }
 
 /// Runs one node until `shutdown`: registration and heartbeat, the pods,
@@ -303,6 +322,7 @@ pub async fn run_node<R: Runtime>(
         ip: config.node_ip.to_string(),
         cpu_millis: config.cpu_millis(),
         memory_bytes: config.memory_bytes(),
+        dns: Arc::new(setup.dns),
     };
     let volumes = volumes::VolumeManager::new(&setup.root_dir, objects::ObjectCache::new(&informers), setup.use_tmpfs);
     let pods = PodManager::new(informers, facts, runtime, volumes, recorder, network_rx, metrics)
@@ -362,6 +382,7 @@ impl HollowNodes {
                 root_dir: self.root_dir.join(&name),
                 use_tmpfs: false,
                 pod_manifest_path: None,
+                dns: dns::DnsSettings::default(),
                 config: NodeConfig {
                     node_ip: self.node_ip,
                     labels: BTreeMap::from([("rkube.io/hollow".to_string(), "true".to_string())]),
@@ -475,6 +496,11 @@ impl App {
             root_dir: self.args.root_dir.clone(),
             use_tmpfs: self.args.runtime == RuntimeKind::Docker,
             pod_manifest_path: self.args.pod_manifest_path.clone(),
+            dns: dns::DnsSettings {
+                cluster_dns: self.args.cluster_dns.clone(),
+                cluster_domain: self.args.cluster_domain.trim_end_matches('.').to_string(),
+                resolv_conf: self.args.resolv_conf.clone(),
+            },
             config: NodeConfig {
                 name: self.name.clone(),
                 node_ip: self.node_ip,

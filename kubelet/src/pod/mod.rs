@@ -64,6 +64,8 @@ pub struct NodeFacts {
     pub cpu_millis: i64,
     /// Allocatable memory in bytes.
     pub memory_bytes: i64,
+    /// How its pods' resolv.conf is made.
+    pub dns: Arc<crate::dns::DnsSettings>,
 }
 
 /// Runs the pods of one node.

@@ -14,15 +14,17 @@ use super::status::{StatusInput, pod_status};
 use super::{NodeFacts, PodManager};
 use crate::Metrics;
 use crate::containers::{self, ContainerInputs, EnvSources, PodContext};
+use crate::dns;
 use crate::images::{self, PullPolicy};
 use crate::node::NetworkState;
 use crate::objects::ObjectCache;
 use crate::probes::Prober;
-use crate::runtime::{self, ContainerKind, ContainerMeta, Runtime, RuntimeContainer, SANDBOX_NAME, SandboxSpec};
+use crate::runtime::{self, ContainerKind, ContainerMeta, Mount, Runtime, RuntimeContainer, SANDBOX_NAME, SandboxSpec};
+use crate::service_env;
 use crate::static_pods::{self, StaticPods};
 use crate::volumes::{self, PodVolumes, VolumeError, VolumeManager};
 use crate::{Error, Result};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use rkube_client::events::EventRecorder;
 use rkube_client::{Api, ApiError, Client, DeleteParams, ObjectKey, Reason, Store};
@@ -36,6 +38,8 @@ use tracing::{debug, info, warn};
 const RECHECK: Duration = Duration::from_secs(2);
 /// How soon a static pod's mirror is tried again after the API failed.
 const MIRROR_RETRY: Duration = Duration::from_secs(5);
+/// How long a container start waits for the first list of Services.
+const SERVICES_SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// What the kubelet remembers about pods between syncs (lost on restart;
 /// everything else is rebuilt from the API and the runtime).
@@ -69,6 +73,8 @@ pub(crate) struct Syncer<R: Runtime> {
     objects: ObjectCache,
     recorder: Arc<EventRecorder>,
     pods: Store<Pod>,
+    /// Every Service, for the containers' Service variables.
+    services: Store<Service>,
     network: watch::Receiver<NetworkState>,
     metrics: Arc<Metrics>,
     records: Mutex<Records>,
@@ -117,6 +123,7 @@ impl<R: Runtime> Syncer<R> {
             objects: m.objects.clone(),
             recorder: m.recorder.clone(),
             pods,
+            services: m.informers.get::<Service>().store().clone(),
             network: m.network.clone(),
             metrics: m.metrics.clone(),
             records: Mutex::new(Records::default()),
@@ -361,6 +368,10 @@ impl<R: Runtime> Syncer<R> {
             host_network: spec.host_network == Some(true),
             ports: containers::host_ports(pod),
         };
+        if let Err(e) = self.write_resolv_conf(pod, true) {
+            // The containers write it again before they start, and fail then.
+            warn!(pod = %ObjectKey::of(pod), error = %e, "could not write the pod's resolv.conf");
+        }
         let id = self.runtime.run_sandbox(&sandbox).await?;
         info!(pod = %format!("{}/{}", namespace_of(pod), name_of(pod)), sandbox = %id, "sandbox started");
         Ok(id)
@@ -397,7 +408,8 @@ impl<R: Runtime> Syncer<R> {
             self.recorder.warning(pod, "Failed", format!("Error: {e}"));
             (Waiting::new("CreateContainerConfigError", e), RECHECK)
         };
-        let sources = self.env_sources(pod, c).await.map_err(|e| config_error(e.to_string()))?;
+        let mut sources = self.env_sources(pod, c).await.map_err(|e| config_error(e.to_string()))?;
+        sources.services = self.service_env(pod).await.map_err(config_error)?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let pod_ip = if host_network { self.node.ip.clone() } else { sandbox.ip.clone().unwrap_or_default() };
         let ctx = PodContext {
@@ -408,7 +420,20 @@ impl<R: Runtime> Syncer<R> {
             node_memory_bytes: self.node.memory_bytes,
         };
         let env = containers::resolve_env(c, &ctx, &sources).map_err(|e| config_error(e.0))?;
-        let mounts = volumes::container_mounts(c, volumes).map_err(|e| config_error(e.0))?;
+        let mut mounts = volumes::container_mounts(c, volumes).map_err(|e| config_error(e.0))?;
+        if !mounts.iter().any(|m| m.container_path == dns::RESOLV_CONF_PATH) {
+            let path = dns::resolv_conf_path(&self.volumes.pod_dir(uid));
+            if !path.exists() {
+                self.write_resolv_conf(pod, false)
+                    .map_err(|e| config_error(format!("writing the pod's resolv.conf: {e}")))?;
+            }
+            let read_only = c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem) == Some(true);
+            mounts.push(Mount {
+                host_path: path.to_string_lossy().into_owned(),
+                container_path: dns::RESOLV_CONF_PATH.into(),
+                read_only,
+            });
+        }
         let spec = containers::container_spec(ContainerInputs {
             container: c,
             meta: self.meta(pod, &c.name, req.kind, req.attempt, containers::container_hash(c)),
@@ -515,6 +540,39 @@ impl<R: Runtime> Syncer<R> {
             }
         }
         out
+    }
+
+    /// Writes the pod's resolv.conf into its directory; with `report`, its
+    /// warnings become events (once per sandbox, as Kubernetes does).
+    fn write_resolv_conf(&self, pod: &Pod, report: bool) -> std::io::Result<()> {
+        let (host, host_text) = dns::read_host(&self.node.dns.resolv_conf);
+        let pod_dns = dns::pod_dns(pod, &self.node.dns, &host);
+        if report {
+            for (reason, message) in &pod_dns.warnings {
+                self.recorder.warning(pod, reason, message.clone());
+            }
+        }
+        dns::write_resolv_conf(&self.volumes.pod_dir(uid_of(pod)), &pod_dns.config, &host_text).map(|_| ())
+    }
+
+    /// The Service variables of `pod`'s containers. An API pod waits (a
+    /// little) for the first list of Services, so that no container misses
+    /// `KUBERNETES_SERVICE_HOST` just after the kubelet started; a static
+    /// pod takes what is there.
+    async fn service_env(&self, pod: &Pod) -> Result<Vec<(String, String)>, String> {
+        if !self.static_pods.owns(pod) && !self.services.is_synced() {
+            let synced = tokio::time::timeout(SERVICES_SYNC_WAIT, self.services.wait_until_synced()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                return Err("services have not yet been read at least once, cannot construct envvars".into());
+            }
+        }
+        let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        let namespace = namespace_of(pod);
+        let mut services = self.services.list_namespace(namespace);
+        if namespace != "default" {
+            services.extend(self.services.list_namespace("default"));
+        }
+        Ok(service_env::service_env(&services, namespace, links))
     }
 
     async fn env_sources(&self, pod: &Pod, c: &Container) -> Result<EnvSources> {
