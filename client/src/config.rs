@@ -1,5 +1,7 @@
-//! Where the apiserver is: `--server URL`, `$RKUBE_SERVER`, or a
-//! kubeconfig-style file (`--kubeconfig`, `$RKUBECONFIG`, `~/.rkube/config`).
+//! Where the apiserver is: `--server URL`, `$RKUBE_SERVER`, a
+//! kubeconfig-style file (`--kubeconfig`, `$RKUBECONFIG`, `~/.rkube/config`),
+//! or, inside a pod, the `kubernetes` Service the kubelet names in
+//! `$KUBERNETES_SERVICE_HOST` and `$KUBERNETES_SERVICE_PORT`.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -80,7 +82,8 @@ struct ContextInfo {
 /// clap `Args`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file).
+    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file,
+    /// then, in a pod, $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
     #[arg(long, env = "RKUBE_SERVER")]
     pub server: Option<String>,
     /// A kubeconfig-style file naming the apiserver.
@@ -101,6 +104,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 impl ClientConfig {
     /// Resolves the server: an explicit `server` wins, then `$RKUBE_SERVER`,
     /// then the kubeconfig file (explicit path, `$RKUBECONFIG`, `~/.rkube/config`),
+    /// then the in-cluster `kubernetes` Service ([`in_cluster_server`]),
     /// then [`DEFAULT_SERVER`].
     pub fn resolve(server: Option<&str>, kubeconfig: Option<&Path>) -> Result<ClientConfig, ConfigError> {
         let from_file = match kubeconfig {
@@ -110,14 +114,8 @@ impl ClientConfig {
                 None => None,
             },
         };
-        let namespace = from_file.as_ref().map(|c| c.namespace.clone()).unwrap_or_default();
-        let server = match (server, std::env::var("RKUBE_SERVER").ok().filter(|s| !s.is_empty()), from_file) {
-            (Some(s), _, _) => s.to_string(),
-            (None, Some(env), _) => env,
-            (None, None, Some(file)) => file.server,
-            (None, None, None) => DEFAULT_SERVER.to_string(),
-        };
-        Ok(ClientConfig { server: normalize(&server), namespace })
+        let env = |name: &str| std::env::var(name).ok();
+        Ok(pick(server, env("RKUBE_SERVER"), from_file, in_cluster_server(env)))
     }
 
     /// Reads a kubeconfig-style file: the current context's cluster server
@@ -143,6 +141,37 @@ impl ClientConfig {
             .ok_or_else(|| invalid(format!("cluster \"{cluster_name}\" is not among the clusters")))?;
         Ok(ClientConfig { server: normalize(&cluster.inner.cluster.server), namespace })
     }
+}
+
+/// Chooses among the sources, in [`ClientConfig::resolve`]'s order.
+fn pick(
+    explicit: Option<&str>,
+    env: Option<String>,
+    from_file: Option<ClientConfig>,
+    in_cluster: Option<String>,
+) -> ClientConfig {
+    let namespace = from_file.as_ref().map(|c| c.namespace.clone()).unwrap_or_default();
+    let server = match (explicit, env.filter(|s| !s.is_empty()), from_file, in_cluster) {
+        (Some(s), ..) => s.to_string(),
+        (None, Some(env), ..) => env,
+        (None, None, Some(file), _) => file.server,
+        (None, None, None, Some(in_cluster)) => in_cluster,
+        (None, None, None, None) => DEFAULT_SERVER.to_string(),
+    };
+    ClientConfig { server: normalize(&server), namespace }
+}
+
+/// The apiserver as a pod sees it: `http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`
+/// (the `kubernetes` Service, whose address the kubelet puts in every
+/// container's environment), with `env` reading a variable. None unless both
+/// are set. Plain http until the apiserver serves TLS.
+pub fn in_cluster_server(env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.trim().is_empty())?;
+    let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.trim().is_empty())?;
+    let (host, port) = (host.trim(), port.trim());
+    // An IPv6 address needs brackets in a URL.
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    Some(format!("http://{host}:{port}"))
 }
 
 fn default_kubeconfig() -> Option<PathBuf> {
@@ -184,6 +213,31 @@ mod tests {
         let e = ClientConfig::from_kubeconfig(&path).expect_err("missing context");
         assert!(e.to_string().contains("nope"), "{e}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn in_cluster_server_comes_from_the_kubernetes_service_variables() {
+        let both = [("KUBERNETES_SERVICE_HOST", "10.254.0.1"), ("KUBERNETES_SERVICE_PORT", "443")];
+        assert_eq!(in_cluster_server(env(&both)).as_deref(), Some("http://10.254.0.1:443"));
+        let v6 = [("KUBERNETES_SERVICE_HOST", "fd00::1"), ("KUBERNETES_SERVICE_PORT", "8080")];
+        assert_eq!(in_cluster_server(env(&v6)).as_deref(), Some("http://[fd00::1]:8080"));
+        assert_eq!(in_cluster_server(env(&both[..1])), None, "no port, not in a pod");
+        assert_eq!(in_cluster_server(env(&[("KUBERNETES_SERVICE_HOST", ""), both[1]])), None);
+    }
+
+    #[test]
+    fn in_cluster_comes_after_flags_and_kubeconfig_and_before_the_default() {
+        let in_cluster = || Some("http://10.254.0.1:443".to_string());
+        let file = || Some(ClientConfig { server: "http://file:1".into(), namespace: "dev".into() });
+        assert_eq!(pick(Some("flag:1"), Some("http://env:1".into()), file(), in_cluster()).server, "http://flag:1");
+        assert_eq!(pick(None, Some("http://env:1".into()), file(), in_cluster()).server, "http://env:1");
+        assert_eq!(pick(None, Some(String::new()), file(), in_cluster()), file().unwrap(), "empty env is unset");
+        assert_eq!(pick(None, None, None, in_cluster()).server, "http://10.254.0.1:443");
+        assert_eq!(pick(None, None, None, None).server, DEFAULT_SERVER);
     }
 
     #[test]
