@@ -431,13 +431,17 @@ impl Strategy for EndpointSlice {
             if e.addresses.is_empty() {
                 causes.push(required(format!("{p}.addresses")));
             } else if e.addresses.len() > MAX_SLICE_ADDRESSES {
-                causes.push(too_many(&format!("{p}.addresses"), e.addresses.len(), MAX_SLICE_ADDRESSES));
+                causes.push(too_many(format!("{p}.addresses"), e.addresses.len(), MAX_SLICE_ADDRESSES));
             }
             for (j, a) in e.addresses.iter().enumerate() {
                 let field = format!("{p}.addresses[{j}]");
                 let problems = match self.address_type.as_str() {
-                    "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => vec!["must be a valid IPv4 address".to_string()],
-                    "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => vec!["must be a valid IPv6 address".to_string()],
+                    "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => {
+                        vec!["must be a valid IPv4 address".to_string()]
+                    }
+                    "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
+                        vec!["must be a valid IPv6 address".to_string()]
+                    }
                     "FQDN" => syntax::dns1123_subdomain(a),
                     _ => Vec::new(),
                 };
@@ -470,7 +474,7 @@ impl Strategy for EndpointSlice {
                 causes.extend(dns_label(&format!("{p}.name"), name));
             }
             if !names.insert(name) {
-                causes.push(duplicate_value(&format!("{p}.name"), json!(name)));
+                causes.push(duplicate_value(format!("{p}.name"), json!(name)));
             }
             if let Some(n) = port.port {
                 causes.extend(port_number(&format!("{p}.port"), n));
@@ -641,7 +645,10 @@ mod tests {
         changed.address_type = "IPv6".into();
         changed.endpoints.clear();
         changed.ports = None;
-        assert_eq!(messages(&changed.validate_update(&e)), ["addressType: Invalid value: \"IPv6\": field is immutable"]);
+        assert_eq!(
+            messages(&changed.validate_update(&e)),
+            ["addressType: Invalid value: \"IPv6\": field is immutable"]
+        );
         e.address_type = "IPX".into();
         assert!(messages(&e.validate())[0].starts_with("addressType: Unsupported value: \"IPX\""));
     }

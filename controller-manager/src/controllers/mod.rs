@@ -8,6 +8,7 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoint;
 mod error;
 pub mod garbagecollector;
 pub mod job;
@@ -52,6 +53,9 @@ pub struct Flags {
     /// TTL after finished (Jobs).
     #[command(flatten)]
     pub ttlafterfinished: ttlafterfinished::Flags,
+    /// Endpoints and EndpointSlices.
+    #[command(flatten)]
+    pub endpoint: endpoint::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -113,6 +117,8 @@ pub const CONTROLLERS: &[Controller] = &[
     daemonset::CONTROLLER,
     job::CONTROLLER,
     ttlafterfinished::CONTROLLER,
+    endpoint::ENDPOINT,
+    endpoint::ENDPOINTSLICE,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -165,7 +171,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice)"
         );
     }
 }

@@ -6,12 +6,15 @@
 //! carries containers, volumes, probes and environment no controller reads:
 //! with 10,000 pods they would be most of the controller-manager's memory.
 //! [`PodView`] decodes only what the controllers read — metadata, the
-//! node, affinity and tolerations, restart policy, phase, the Ready
-//! condition and lean container statuses — under the same field names as `Pod`, and names the
+//! node, affinity and tolerations, restart policy, the containers' ports,
+//! hostname and subdomain, phase, pod IPs, the Ready condition and lean
+//! container statuses — under the same field names as `Pod`, and names the
 //! `v1` Pod resource, so `Api<PodView>` lists and watches pods. It is a
 //! read-only projection: writing one back would drop what it leaves out.
 
-use k8s_openapi::api::core::v1::{Affinity, ContainerState, ContainerStatus, Pod, PodCondition, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, ContainerPort, ContainerState, ContainerStatus, Pod, PodCondition, PodIP, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -43,6 +46,23 @@ pub struct PodSpecView {
     pub tolerations: Option<Vec<Toleration>>,
     /// Always, OnFailure or Never.
     pub restart_policy: Option<String>,
+    /// The app containers: names and ports only (Services resolve named
+    /// target ports against them).
+    #[serde(default)]
+    pub containers: Vec<ContainerView>,
+    /// `spec.hostname` (a headless Service's DNS name for the pod).
+    pub hostname: Option<String>,
+    /// `spec.subdomain` (the headless Service the hostname is under).
+    pub subdomain: Option<String>,
+}
+
+/// A container's name and ports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerView {
+    /// The container's name.
+    pub name: String,
+    /// Its ports.
+    pub ports: Option<Vec<ContainerPort>>,
 }
 
 /// The fields of a PodStatus controllers read.
@@ -63,6 +83,12 @@ pub struct PodStatusView {
     pub init_container_statuses: Option<Vec<ContainerStatus>>,
     /// When the kubelet started the pod.
     pub start_time: Option<Time>,
+    /// The pod's IP, once the kubelet has set up its network.
+    #[serde(rename = "podIP")]
+    pub pod_ip: Option<String>,
+    /// All its IPs (the first is `podIP`).
+    #[serde(rename = "podIPs")]
+    pub pod_ips: Option<Vec<PodIP>>,
 }
 
 fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
@@ -224,6 +250,18 @@ mod tests {
         assert_eq!((c.name.as_str(), c.restart_count, c.image.as_str(), c.image_id.as_str()), ("c", 2, "", ""));
         assert_eq!(c.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(3));
         assert_eq!(phase(&view), "Failed");
+        assert_eq!(spec.containers[0].name, "c");
+        let ported = pod(json!({"metadata": {"name": "p"},
+            "spec": {"hostname": "h", "subdomain": "s", "containers": [{"name": "c", "image": "i",
+                "ports": [{"name": "http", "containerPort": 8080}], "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}]}}));
+        let spec = ported.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].ports.as_ref().unwrap()[0].container_port, 8080);
+        assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some("h"), Some("s")));
+        assert_eq!(ported.status.as_ref().unwrap().pod_ip.as_deref(), Some("10.1.0.5"));
+        let json = serde_json::to_value(&ported).unwrap();
+        assert_eq!(json["status"]["podIP"], "10.1.0.5");
+        assert_eq!(json["spec"]["containers"][0]["env"], serde_json::Value::Null, "env is not kept");
     }
 
     #[test]
