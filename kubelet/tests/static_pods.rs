@@ -111,6 +111,7 @@ async fn static_pods_start_without_an_apiserver() -> anyhow::Result<()> {
         root_dir: root_dir.clone(),
         use_tmpfs: false,
         pod_manifest_path: Some(manifests),
+        dns: Default::default(),
     };
     let runtime = Arc::new(FakeRuntime::new(&node));
     let shutdown = CancellationToken::new();

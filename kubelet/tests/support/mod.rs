@@ -107,6 +107,8 @@ pub struct Harness {
     pub health: std::net::SocketAddr,
     /// `--pod-manifest-path`, if the kubelet runs static pods.
     pub manifest_dir: Option<PathBuf>,
+    /// More flags for the kubelet.
+    pub extra_args: Vec<String>,
     kubelet: Option<Kubelet>,
     cleaned: bool,
 }
@@ -114,16 +116,21 @@ pub struct Harness {
 impl Harness {
     /// Starts the apiserver and a kubelet on Docker.
     pub async fn start() -> anyhow::Result<Harness> {
-        Harness::start_with(false).await
+        Harness::start_with(false, &[]).await
+    }
+
+    /// Like [`Harness::start`], with more kubelet flags.
+    pub async fn start_with_args(extra: &[&str]) -> anyhow::Result<Harness> {
+        Harness::start_with(false, extra).await
     }
 
     /// Like [`Harness::start`], with `--pod-manifest-path` on an (empty)
     /// directory in the root dir, [`Harness::manifest_dir`].
     pub async fn start_with_manifests() -> anyhow::Result<Harness> {
-        Harness::start_with(true).await
+        Harness::start_with(true, &[]).await
     }
 
-    async fn start_with(manifests: bool) -> anyhow::Result<Harness> {
+    async fn start_with(manifests: bool, extra: &[&str]) -> anyhow::Result<Harness> {
         // Logs show when a test fails (nextest captures them otherwise).
         let _ = rkube_client::daemon::init_tracing("text");
         ensure_images().await?;
@@ -144,6 +151,7 @@ impl Harness {
             claim,
             health,
             manifest_dir,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
             kubelet: None,
             cleaned: false,
         };
@@ -173,7 +181,8 @@ impl Harness {
                 "--port=0".into(),
             ]
             .into_iter()
-            .chain(manifests),
+            .chain(manifests)
+            .chain(self.extra_args.iter().cloned()),
         )
     }
 
