@@ -11,11 +11,11 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +29,10 @@ pub trait Strategy: Serialize + DeserializeOwned {
     fn validate(&self) -> Vec<Cause> {
         Vec::new()
     }
+
+    /// Carries over from the stored object what an update may leave out
+    /// (a Service's allocated clusterIP and node ports), before validation.
+    fn prepare_for_update(&mut self, _old: &Self) {}
 
     /// Checks an update against the stored object (immutable fields, ...).
     fn validate_update(&self, _old: &Self) -> Vec<Cause> {
@@ -205,6 +209,7 @@ pub fn prepare_update(info: &ResourceInfo, obj: &Value, old: &Value) -> Result<V
         typed.default_fields();
         let old_typed: T = decode_strict(old, &what(info), info.kind)
             .map_err(|e| ApiError::internal(format!("stored object does not decode: {}", e.message)))?;
+        typed.prepare_for_update(&old_typed);
         let mut causes = crate::validation::object_meta(obj, info);
         causes.extend(crate::validation::object_meta_update(obj, old));
         causes.extend(typed.validate_update(&old_typed));

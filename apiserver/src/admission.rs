@@ -159,20 +159,7 @@ impl Admission {
     }
 
     /// Admits an update of `old` to `new`.
-    pub fn admit_update(&self, info: &ResourceInfo, _namespace: &str, new: &mut Value, old: &Value) -> Result<()> {
-        if info.kind == "Service" {
-            // An update that leaves clusterIP out keeps the allocated one.
-            let old_ip = old.pointer("/spec/clusterIP").cloned();
-            let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
-            if new_ip.is_empty()
-                && let Some(ip) = old_ip
-            {
-                new["spec"]["clusterIP"] = ip;
-                if let Some(ips) = old.pointer("/spec/clusterIPs") {
-                    new["spec"]["clusterIPs"] = ips.clone();
-                }
-            }
-        }
+    pub fn admit_update(&self, info: &ResourceInfo, _namespace: &str, new: &mut Value, _old: &Value) -> Result<()> {
         if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
             security_context_deny(new)?;
         }

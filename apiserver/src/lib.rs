@@ -15,7 +15,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod node_proxy;
 pub mod registry;
-pub mod service_ip;
+pub mod service_alloc;
 pub mod storage;
 pub mod watch;
 
@@ -25,7 +25,7 @@ use axum::routing::get;
 use metrics::Metrics;
 use registry::Registry;
 use rkube_proto::v1::resources_server::ResourcesServer;
-use service_ip::ServiceIps;
+use service_alloc::{NodePorts, ServiceAllocator, ServiceIps};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +56,9 @@ pub struct Args {
     /// Range ClusterIPs of Services are allocated from.
     #[arg(long, env = "RKUBE_SERVICE_CLUSTER_IP_RANGE", default_value = "10.254.0.0/16")]
     pub service_cluster_ip_range: String,
+    /// Range node ports of NodePort Services are allocated from (first-last).
+    #[arg(long, env = "RKUBE_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    pub service_node_port_range: String,
     /// Admission plugins, comma-separated, in order.
     #[arg(long, env = "RKUBE_ENABLE_ADMISSION_PLUGINS", value_delimiter = ',', default_value = "NamespaceLifecycle")]
     pub enable_admission_plugins: Vec<String>,
@@ -88,11 +91,14 @@ impl App {
             .map(|p| Plugin::parse(p.trim()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
-        let service_ips = ServiceIps::parse(&args.service_cluster_ip_range).map_err(anyhow::Error::msg)?;
+        let services = ServiceAllocator::new(
+            ServiceIps::parse(&args.service_cluster_ip_range).map_err(anyhow::Error::msg)?,
+            NodePorts::parse(&args.service_node_port_range).map_err(anyhow::Error::msg)?,
+        );
         let storage = Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?;
         let shutdown = CancellationToken::new();
         let admission = Admission::new(plugins, NamespaceCache::new(storage.clone()));
-        let registry = Arc::new(Registry::new(storage, admission, service_ips, shutdown.clone()));
+        let registry = Arc::new(Registry::new(storage, admission, services, shutdown.clone()));
         let addr = SocketAddr::new(args.bind_address, args.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         Ok(App { listener, registry, metrics: Arc::new(Metrics::default()), shutdown })

@@ -8,7 +8,7 @@
 
 use crate::admission::Admission;
 use crate::codec::{self, key_parts, with_resource_version};
-use crate::service_ip::ServiceIps;
+use crate::service_alloc::{Requested, ServiceAllocator};
 use crate::storage::{Storage, Stored, Write};
 use crate::watch::{Filter, Hub, WatchEvent};
 use bytes::Bytes;
@@ -108,7 +108,7 @@ pub struct Registry {
     storage: Storage,
     hubs: HashMap<&'static str, Arc<Hub>>,
     admission: Admission,
-    service_ips: ServiceIps,
+    services: ServiceAllocator,
     shutdown: CancellationToken,
 }
 
@@ -120,6 +120,9 @@ impl std::fmt::Debug for Registry {
 
 /// How many times an unconditional update retries after losing a race.
 const UPDATE_RETRIES: usize = 16;
+
+/// How many random picks of a ClusterIP or node port a write tries.
+const ALLOCATION_ATTEMPTS: usize = 32;
 
 /// The namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -212,9 +215,14 @@ pub fn selectable_fields(info: &ResourceInfo) -> Vec<&'static str> {
 
 impl Registry {
     /// A registry over `storage`; call [`Registry::start`] to follow etcd.
-    pub fn new(storage: Storage, admission: Admission, service_ips: ServiceIps, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        storage: Storage,
+        admission: Admission,
+        services: ServiceAllocator,
+        shutdown: CancellationToken,
+    ) -> Self {
         let hubs = RESOURCES.iter().map(|r| (r.plural, Hub::new(r, storage.clone()))).collect();
-        Registry { storage, hubs, admission, service_ips, shutdown }
+        Registry { storage, hubs, admission, services, shutdown }
     }
 
     /// The storage underneath (for health checks).
@@ -329,30 +337,43 @@ impl Registry {
         let name = meta(&obj, "name");
         self.admission.admit_create(info, &namespace, &mut obj).await?;
         let key = info.key(&namespace, &name);
-        for attempt in 0.. {
-            let reservation = if info.kind == "Service" { self.service_ips.assign(&mut obj, attempt)? } else { None };
+        let requested = self.services.requested(info, &obj, None);
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut candidate = obj.clone();
+            if info.kind == "Service" {
+                self.services.assign(&mut candidate)?;
+            }
             // Decode strictly, default, validate, and serialize for storage.
-            let stored = kinds::prepare_create_json(info, &obj)?;
+            let stored = kinds::prepare_create_json(info, &candidate)?;
             if dry_run {
                 return Ok(self.object_from(info, &namespace, &name, 0, &stored));
             }
-            let also: Vec<(String, Vec<u8>)> =
-                reservation.iter().map(|ip| (ServiceIps::key(ip), key.clone().into_bytes())).collect();
+            let also: Vec<(String, Vec<u8>)> = self
+                .services
+                .reservations(info, &candidate)
+                .into_iter()
+                .map(|k| (k, key.clone().into_bytes()))
+                .collect();
             match self.storage.create(&key, stored.clone(), &also).await? {
                 Write::Done(rev) => return Ok(self.object_from(info, &namespace, &name, rev, &stored)),
                 Write::Failed(Some(_)) => return Err(ApiError::already_exists(info.plural, &name)),
-                Write::Failed(None) if reservation.is_some() && attempt < 32 => continue,
-                Write::Failed(None) => {
-                    let ip = reservation.unwrap_or_default();
-                    return Err(ApiError::invalid(
-                        info.kind,
-                        &name,
-                        vec![rkube_api::validation::invalid("spec.clusterIP", &ip, "provided IP is already allocated")],
-                    ));
-                }
+                // A reservation was taken: refuse a value the user asked
+                // for, or pick again.
+                Write::Failed(None) => self.refuse_taken(info.kind, &name, &requested).await?,
             }
         }
-        unreachable!("the loop above returns")
+        Err(ApiError::internal(format!("no free cluster IP or node port found in {ALLOCATION_ATTEMPTS} attempts")))
+    }
+
+    /// Fails with Kubernetes' "already allocated" error if one of the
+    /// values the user asked for is reserved.
+    async fn refuse_taken(&self, kind: &str, name: &str, requested: &[Requested]) -> Result<()> {
+        for r in requested {
+            if self.storage.get(r.key()).await?.is_some() {
+                return Err(r.taken(kind, name));
+            }
+        }
+        Ok(())
     }
 
     /// Reads one object.
@@ -598,6 +619,10 @@ impl Registry {
             let mut new = kinds::prepare_update(info, &proposed, &old)?;
             bump_generation(&mut new, &old);
             self.admission.admit_update(info, namespace, &mut new, &old)?;
+            let requested = self.services.requested(info, &new, Some(&old));
+            if info.kind == "Service" {
+                self.services.assign(&mut new)?;
+            }
             let stored = codec::encode(&new)?;
             let old_stored = codec::encode(&old)?;
             if stored == old_stored || dry_run {
@@ -608,16 +633,26 @@ impl Registry {
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
                 && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
                 && !(info.kind == "Pod" && pod_awaits_kubelet(&new));
+            let (held, wanted) = (self.services.reservations(info, &old), self.services.reservations(info, &new));
             let outcome = if finalizers_done {
-                let also = self.service_ips.reservations(info, &old);
+                let also: Vec<String> = held.into_iter().collect();
                 self.storage.delete(&key, current.mod_revision, &also).await?
             } else {
-                self.storage.update(&key, current.mod_revision, stored.clone()).await?
+                let reserve: Vec<(String, Vec<u8>)> =
+                    wanted.difference(&held).map(|k| (k.clone(), key.clone().into_bytes())).collect();
+                let release: Vec<String> = held.difference(&wanted).cloned().collect();
+                self.storage.update_reserving(&key, current.mod_revision, stored.clone(), &reserve, &release).await?
             };
             match outcome {
                 Write::Done(rev) => return Ok(self.object_from(info, namespace, name, rev, &stored)),
                 Write::Failed(None) => return Err(ApiError::not_found(info.plural, name)),
-                Write::Failed(Some(now)) => current = now,
+                Write::Failed(Some(now)) => {
+                    if now.mod_revision == current.mod_revision {
+                        // Unchanged, so a reservation was taken.
+                        self.refuse_taken(info.kind, name, &requested).await?;
+                    }
+                    current = now;
+                }
             }
         }
         Err(ApiError::conflict(info.plural, name, "too many concurrent writers; try again"))
@@ -668,7 +703,7 @@ impl Registry {
             }
             let outcome = match &plan {
                 DeletePlan::Now => {
-                    let also = self.service_ips.reservations(info, &old);
+                    let also: Vec<String> = self.services.reservations(info, &old).into_iter().collect();
                     self.storage.delete(&key, current.mod_revision, &also).await?
                 }
                 DeletePlan::Mark(new) => {

@@ -168,10 +168,29 @@ impl Storage {
 
     /// Replaces `key` if its mod_revision is still `expected`.
     pub async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<Write> {
-        let txn = Txn::new()
-            .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then(vec![TxnOp::put(key, value, None)])
-            .or_else(vec![TxnOp::get(key, None)]);
+        self.update_reserving(key, expected, value, &[], &[]).await
+    }
+
+    /// [`update`](Self::update), in the same transaction creating the keys
+    /// in `reserve` (which must be absent) and deleting those in `release`.
+    /// When `key` is unchanged but a key to reserve exists, it fails with
+    /// `key`'s current value.
+    pub async fn update_reserving(
+        &self,
+        key: &str,
+        expected: i64,
+        value: Vec<u8>,
+        reserve: &[(String, Vec<u8>)],
+        release: &[String],
+    ) -> Result<Write> {
+        let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
+        let mut ops = vec![TxnOp::put(key, value, None)];
+        for (k, v) in reserve {
+            compares.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(k.as_str(), v.clone(), None));
+        }
+        ops.extend(release.iter().map(|k| TxnOp::delete(k.as_str(), None)));
+        let txn = Txn::new().when(compares).and_then(ops).or_else(vec![TxnOp::get(key, None)]);
         self.run(txn).await
     }
 

@@ -425,6 +425,67 @@ async fn services_get_a_cluster_ip_from_the_range_and_release_it() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn node_ports_are_allocated_kept_refused_when_taken_and_released() -> anyhow::Result<()> {
+    let server = TestApiserver::start_with(|a| a.service_node_port_range = "30100-30104".into()).await?;
+    let client = Client::new(&server.url())?;
+    let svcs = lookup("services")?;
+    let svc = |name: &str, kind: &str, node_port: Option<i64>| {
+        let mut port = json!({"port": 80});
+        if let Some(np) = node_port {
+            port["nodePort"] = np.into();
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": kind, "selector": {"app": "web"}, "ports": [port]}})
+    };
+    let node_port = |v: &Value| v["spec"]["ports"][0]["nodePort"].as_i64();
+    // Picked from the range; an explicit free one is honoured.
+    let a = json_of(&client.create(svcs, "default", body(&svc("a", "NodePort", None))).await?);
+    let picked = node_port(&a).expect("a node port");
+    assert!((30100..=30104).contains(&picked), "{picked}");
+    let free = (30100..=30104).find(|p| *p != picked).expect("a free port");
+    let b = json_of(&client.create(svcs, "default", body(&svc("b", "NodePort", Some(free)))).await?);
+    assert_eq!(node_port(&b), Some(free));
+    // Taken, or outside the range: refused with the field and the reason.
+    let e = client.create(svcs, "default", body(&svc("c", "NodePort", Some(free)))).await.expect_err("taken");
+    assert_eq!(e.reason, Reason::Invalid);
+    assert_eq!(
+        e.message,
+        format!(
+            "Service \"c\" is invalid: spec.ports[0].nodePort: Invalid value: {free}: provided port is already allocated"
+        )
+    );
+    let e = client.create(svcs, "default", body(&svc("c", "NodePort", Some(31000)))).await.expect_err("outside");
+    assert!(
+        e.message.contains("provided port is not in the valid range. The range of valid ports is 30100-30104"),
+        "{}",
+        e.message
+    );
+    // An update that leaves the node port out keeps it.
+    let mut update = svc("a", "NodePort", None);
+    update["spec"]["ports"][0]["targetPort"] = 8080.into();
+    let a2 = json_of(&client.update(svcs, "default", "a", body(&update)).await?);
+    assert_eq!(node_port(&a2), Some(picked));
+    // A type change to ClusterIP releases it: another Service may take it.
+    let a3 = json_of(&client.update(svcs, "default", "a", body(&svc("a", "ClusterIP", None))).await?);
+    assert_eq!(node_port(&a3), None);
+    client.create(svcs, "default", body(&svc("d", "NodePort", Some(picked)))).await?;
+    // Deleting a Service releases its port.
+    client.delete(svcs, "default", "b", &DeleteParams::default()).await?;
+    let e2 = json_of(&client.create(svcs, "default", body(&svc("e", "NodePort", Some(free)))).await?);
+    assert_eq!(node_port(&e2), Some(free));
+    // Back to NodePort: a port is picked again, never one that is held.
+    let a4 = json_of(&client.update(svcs, "default", "a", body(&svc("a", "NodePort", None))).await?);
+    let again = node_port(&a4).expect("a node port");
+    assert!(again != picked && again != free && (30100..=30104).contains(&again), "{again}");
+    // Headless Services get no IP.
+    let headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "h"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    let h = json_of(&client.create(svcs, "default", body(&headless)).await?);
+    assert_eq!(h["spec"]["clusterIP"], "None");
+    Ok(())
+}
+
+#[tokio::test]
 async fn health_metrics_and_version_are_served_on_the_api_port() -> anyhow::Result<()> {
     let (server, client) = setup().await?;
     client.create(lookup("pods")?, "default", body(&pod("m"))).await?;

@@ -125,14 +125,17 @@ impl TestApiserver {
     /// Starts etcd and an apiserver whose flags `tweak` may change.
     pub async fn start_with(tweak: impl FnOnce(&mut rkube_apiserver::Args)) -> anyhow::Result<TestApiserver> {
         let etcd = Etcd::start().await?;
-        let mut args = rkube_apiserver::Args {
-            etcd_servers: vec![etcd.url()],
-            bind_address: "127.0.0.1".parse()?,
-            port: 0,
-            service_cluster_ip_range: "10.254.0.0/16".into(),
-            enable_admission_plugins: vec!["NamespaceLifecycle".into()],
-            log_format: "text".into(),
-        };
+        // The daemon's own defaults, so a new flag needs no change here.
+        let url = etcd.url();
+        let mut args = <rkube_apiserver::Args as clap::Parser>::try_parse_from([
+            "rkube-apiserver",
+            "--etcd-servers",
+            &url,
+            "--bind-address",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])?;
         tweak(&mut args);
         Self::start_on(etcd, args).await
     }

@@ -11,7 +11,7 @@ use crate::validation::checks::{
     dns_label, dns_subdomain, formatted, label_key, labels, one_of, port_num_or_name, port_number,
 };
 use crate::validation::{duplicate, forbidden, invalid, required, syntax};
-use k8s_openapi::api::core::v1::{ClientIPConfig, Endpoints, Service, ServiceSpec, SessionAffinityConfig};
+use k8s_openapi::api::core::v1::{ClientIPConfig, Endpoints, Service, ServicePort, ServiceSpec, SessionAffinityConfig};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
@@ -36,6 +36,16 @@ fn externally_accessible(spec: &ServiceSpec) -> bool {
     match service_type(spec) {
         "LoadBalancer" | "NodePort" => true,
         "ClusterIP" => spec.external_ips.as_ref().is_some_and(|ips| !ips.is_empty()),
+        _ => false,
+    }
+}
+
+/// Whether a Service of this spec gets node ports: NodePort, and
+/// LoadBalancer unless `allocateLoadBalancerNodePorts` is false.
+pub fn wants_node_ports(spec: &ServiceSpec) -> bool {
+    match service_type(spec) {
+        "NodePort" => true,
+        "LoadBalancer" => spec.allocate_load_balancer_node_ports != Some(false),
         _ => false,
     }
 }
@@ -98,6 +108,36 @@ impl Strategy for Service {
 
     fn validate(&self) -> Vec<Cause> {
         validate_service_spec(&self.spec.clone().unwrap_or_default())
+    }
+
+    /// An update that leaves out the allocated clusterIP or a port's
+    /// nodePort keeps them; a change of type to one without node ports
+    /// drops the node ports the user did not change (Kubernetes'
+    /// `PatchAllocatedValues` and `dropTypeDependentFields`).
+    fn prepare_for_update(&mut self, old: &Self) {
+        let (Some(spec), Some(old_spec)) = (self.spec.as_mut(), old.spec.as_ref()) else { return };
+        let external = service_type(spec) == "ExternalName";
+        if !external && spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
+            spec.cluster_ip.clone_from(&old_spec.cluster_ip);
+            spec.cluster_ips.clone_from(&old_spec.cluster_ips);
+        }
+        let old_port = |p: &ServicePort| {
+            old_spec
+                .ports
+                .iter()
+                .flatten()
+                .find(|o| o.port == p.port && o.protocol == p.protocol)
+                .and_then(|o| o.node_port)
+        };
+        let wants = wants_node_ports(spec);
+        for p in spec.ports.iter_mut().flatten() {
+            let old = old_port(p);
+            if wants && p.node_port.is_none_or(|n| n == 0) {
+                p.node_port = old;
+            } else if !wants && wants_node_ports(old_spec) && p.node_port == old {
+                p.node_port = None;
+            }
+        }
     }
 
     fn validate_update(&self, old: &Self) -> Vec<Cause> {
@@ -224,14 +264,11 @@ fn validate_service_spec(spec: &ServiceSpec) -> Vec<Cause> {
         let idx = format!("spec.ports[{i}]");
         let protocol = p.protocol.as_deref().unwrap_or_default();
         if let Some(np) = p.node_port.filter(|np| *np != 0) {
+            // The apiserver's allocator checks the range it was given.
             if kind == "ClusterIP" {
                 causes.push(forbidden(format!("{idx}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
-            } else if !NODE_PORT_RANGE.contains(&np) {
-                causes.push(invalid_value(
-                    format!("{idx}.nodePort"),
-                    np,
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
-                ));
+            } else if !(1..=65535).contains(&np) {
+                causes.push(invalid_value(format!("{idx}.nodePort"), np, syntax::PORT_RANGE_MSG));
             }
             if !node_ports.insert((protocol, np)) {
                 causes.push(duplicate_value(format!("{idx}.nodePort"), np));
@@ -565,13 +602,11 @@ mod tests {
         assert!(got.contains(&"spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"".to_string()), "{got:?}");
 
         let np = service(
-            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 8080}]}}),
+            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]}}),
         );
         assert_eq!(
             messages(&np.validate()),
-            [
-                "spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid range. The range of valid ports is 30000-32767"
-            ]
+            ["spec.ports[0].nodePort: Invalid value: 70000: must be between 1 and 65535, inclusive"]
         );
         let ext = service(json!({"metadata": {"name": "s"}, "spec": {"type": "ExternalName"}}));
         assert_eq!(messages(&ext.validate()), ["spec.externalName: Required value"]);
@@ -579,6 +614,31 @@ mod tests {
             json!({"metadata": {"name": "s"}, "spec": {"type": "ExternalName", "externalName": "db.example.com."}}),
         );
         assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    }
+
+    #[test]
+    fn updates_keep_allocated_values_and_type_changes_drop_node_ports() {
+        let old = service(json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "clusterIP": "10.0.0.5",
+            "ports": [{"port": 80, "nodePort": 30080}, {"port": 81, "nodePort": 30081}]}}));
+        // Left out: kept.
+        let mut new = service(json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80}, {"port": 81, "nodePort": 30090}, {"port": 82}]}}));
+        new.prepare_for_update(&old);
+        let spec = new.spec.as_ref().unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.0.0.5"));
+        let node_ports: Vec<Option<i32>> = spec.ports.iter().flatten().map(|p| p.node_port).collect();
+        assert_eq!(node_ports, [Some(30080), Some(30090), None]);
+        // Back to ClusterIP: the node ports go, unless the user changed one.
+        let mut back = service(json!({"metadata": {"name": "s"}, "spec": {"type": "ClusterIP",
+            "ports": [{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30095}]}}));
+        back.prepare_for_update(&old);
+        let node_ports: Vec<Option<i32>> =
+            back.spec.as_ref().unwrap().ports.iter().flatten().map(|p| p.node_port).collect();
+        assert_eq!(node_ports, [None, Some(30095)]);
+        assert_eq!(
+            messages(&back.validate_update(&old)),
+            ["spec.ports[1].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
+        );
     }
 
     #[test]
