@@ -84,18 +84,22 @@ impl App {
         let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
         let origin = zone::cluster_domain(&args.cluster_domain)?;
-        let upstream = if args.upstream.is_empty() {
+        let mut upstream = if args.upstream.is_empty() {
             upstream::Upstream::from_resolv_conf(&args.resolv_conf, args.upstream_timeout)
                 .with_context(|| "finding the upstream nameservers (or give --upstream)")?
         } else {
             upstream::Upstream::new(upstream::Upstream::parse_servers(&args.upstream)?, args.upstream_timeout)
         };
-        if upstream.servers().is_empty() {
-            warn!(resolv_conf = %args.resolv_conf.display(), "no upstream nameservers: names outside the cluster get SERVFAIL");
-        }
         let (udp, tcp) = bind_dns(args.dns_bind_address)
             .await
             .with_context(|| format!("binding --dns-bind-address {}", args.dns_bind_address))?;
+        let removed = upstream.remove_self(udp.local_addr()?);
+        if !removed.is_empty() {
+            warn!(?removed, "upstream nameservers that are this server itself are not used (they would loop)");
+        }
+        if upstream.servers().is_empty() {
+            warn!(resolv_conf = %args.resolv_conf.display(), "no upstream nameservers: names outside the cluster get SERVFAIL");
+        }
         let health = rkube_client::daemon::bind_health(args.healthz_bind_address)
             .await
             .with_context(|| format!("binding --healthz-bind-address {}", args.healthz_bind_address))?;

@@ -50,7 +50,7 @@ pub enum Step {
     /// Send this response.
     Reply(Vec<u8>),
     /// Ask upstream first ([`Handler::finish`]).
-    Upstream(Pending),
+    Upstream(Box<Pending>),
 }
 
 /// A request that needs an upstream answer.
@@ -117,7 +117,7 @@ impl Handler {
         let (qname, qtype) = (query.name().clone(), query.query_type());
         let answer = self.zone.answer(&qname, qtype);
         if answer == Answer::NotInZone {
-            return Step::Upstream(Pending { raw: raw.to_vec(), request, received, transport, chase: None });
+            return Step::Upstream(Box::new(Pending { raw: raw.to_vec(), request, received, transport, chase: None }));
         }
         if query.query_class() != DNSClass::IN {
             return rcode_only(ResponseCode::Refused);
@@ -136,7 +136,13 @@ impl Handler {
                         }
                         Answer::NotInZone => {
                             let chase = Some(response);
-                            return Step::Upstream(Pending { raw: raw.to_vec(), request, received, transport, chase });
+                            return Step::Upstream(Box::new(Pending {
+                                raw: raw.to_vec(),
+                                request,
+                                received,
+                                transport,
+                                chase,
+                            }));
                         }
                         _ => {}
                     }
@@ -170,8 +176,8 @@ impl Handler {
 
     /// Completes a request that needed upstream: forwards it (or, for an
     /// ExternalName, resolves the CNAME's target) and returns the response.
-    pub async fn finish(&self, pending: Pending) -> Vec<u8> {
-        let Pending { request, raw, received, transport, chase } = pending;
+    pub async fn finish(&self, pending: Box<Pending>) -> Vec<u8> {
+        let Pending { request, raw, received, transport, chase } = *pending;
         let qtype = request.queries.first().map(|q| q.query_type());
         match chase {
             None => match self.upstream.forward(&raw).await {

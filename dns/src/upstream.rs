@@ -85,6 +85,22 @@ impl Upstream {
             .collect()
     }
 
+    /// Removes the nameservers that are this server itself, listening on
+    /// `listen` (a pod whose resolv.conf names 127.0.0.1 or 127.0.0.53 on
+    /// port 53, where rkube-dns listens on 0.0.0.0:53, would forward every
+    /// query to itself, in a loop); returns the removed ones.
+    pub fn remove_self(&mut self, listen: SocketAddr) -> Vec<SocketAddr> {
+        let is_self = |s: &SocketAddr| {
+            s == &listen
+                || (s.port() == listen.port()
+                    && s.ip().is_loopback()
+                    && (listen.ip().is_unspecified() || listen.ip().is_loopback()))
+        };
+        let (removed, kept) = self.servers.iter().partition(|s| is_self(s));
+        self.servers = kept;
+        removed
+    }
+
     /// The nameservers, in the order they are tried.
     pub fn servers(&self) -> &[SocketAddr] {
         &self.servers
@@ -202,6 +218,16 @@ mod tests {
         assert_eq!(servers[1], "10.0.0.2:53".parse().unwrap());
         let e = Upstream::parse_servers(&["dns.example".into()]).unwrap_err();
         assert!(e.to_string().contains("dns.example"), "{e}");
+    }
+
+    #[test]
+    fn never_forwards_to_itself() {
+        let servers = ["127.0.0.53:53", "127.0.0.1:5353", "10.0.0.2:53", "10.0.0.3:53"].map(|s| s.parse().unwrap());
+        let mut upstream = Upstream::new(servers.to_vec(), Duration::from_secs(1));
+        assert_eq!(upstream.remove_self("0.0.0.0:53".parse().unwrap()), vec![servers[0]]);
+        assert_eq!(upstream.servers(), &servers[1..]);
+        assert_eq!(upstream.remove_self("10.0.0.3:53".parse().unwrap()), vec![servers[3]]);
+        assert_eq!(upstream.servers(), &servers[1..3]);
     }
 
     #[tokio::test]

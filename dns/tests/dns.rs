@@ -360,3 +360,45 @@ async fn not_ready_and_servfail_until_the_caches_are_synced() -> anyhow::Result<
     assert_eq!(ips(&r), vec![UPSTREAM_IP.to_string()], "forwarding does not wait for the caches");
     dns.stop().await
 }
+
+#[tokio::test]
+async fn the_addon_manifest_is_accepted_by_the_apiserver() -> anyhow::Result<()> {
+    let apiserver = TestApiserver::start().await?;
+    let client = Client::new(&apiserver.url())?;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/addons/dns.yaml"))?;
+    let mut kinds = Vec::new();
+    for doc in rkube_api::manifest::parse_documents(&text) {
+        let doc = doc?;
+        let (api_version, kind) = (doc["apiVersion"].as_str().unwrap_or(""), doc["kind"].as_str().unwrap_or(""));
+        let info = rkube_api::resource::for_kind(api_version, kind)?;
+        let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("");
+        match client.create(info, namespace, serde_json::to_vec(&doc)?).await {
+            Ok(_) => {}
+            // kube-system exists already; the manifest carries it for clusters where it does not.
+            Err(e) if kind == "Namespace" && e.reason == rkube_client::Reason::AlreadyExists => {}
+            Err(e) => anyhow::bail!("{kind}: {e}"),
+        }
+        kinds.push(kind.to_string());
+    }
+    assert_eq!(kinds, vec!["Namespace", "Deployment", "Service"]);
+    let svc = Api::<Service>::namespaced(client.clone(), "kube-system").get("kube-dns").await?;
+    let spec = svc.spec.context("spec")?;
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.254.0.10"));
+    let ports: Vec<(String, i32, String)> = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port, p.protocol.unwrap_or_default()))
+        .collect();
+    assert_eq!(ports, vec![("dns".into(), 53, "UDP".into()), ("dns-tcp".into(), 53, "TCP".into())]);
+    let deployment: rkube_api::k8s::api::apps::v1::Deployment =
+        Api::namespaced(client.clone(), "kube-system").get("rkube-dns").await?;
+    let pod = deployment.spec.context("spec")?.template.spec.context("pod spec")?;
+    assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
+    assert_eq!(pod.containers[0].image.as_deref(), Some("rkube/dns:0.1.0"));
+    assert!(
+        !pod.containers[0].args.iter().flatten().any(|a| a.starts_with("--server")),
+        "the apiserver comes from the in-cluster environment"
+    );
+    Ok(())
+}
