@@ -46,6 +46,8 @@ pub enum Command {
     Annotate(MetadataArgs),
     /// Apply a configuration to a resource by file name or stdin.
     Apply(ApplyArgs),
+    /// Take a replication controller, service, deployment or pod and expose it as a new Kubernetes service.
+    Expose(ExposeArgs),
     /// Set a new size for a replication controller, replica set or deployment.
     Scale(ScaleArgs),
     /// Perform a rolling update of the given replication controller (kubectl 1.17's command).
@@ -297,6 +299,55 @@ pub struct MetadataArgs {
     /// List the keys and values instead of changing them.
     #[arg(long)]
     pub list: bool,
+}
+
+/// `expose (TYPE NAME | TYPE/NAME | -f FILE) [--port=PORT] ...`.
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    /// TYPE NAME or TYPE/NAME (rc, deploy, rs, svc, pod).
+    pub resources: Vec<String>,
+    /// A file (or "-" for stdin) naming the object to expose.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// The port that the service should serve on (default: the object's ports).
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Name or number of the port on the container that the service directs traffic to (default: --port).
+    #[arg(long = "target-port", alias = "container-port")]
+    pub target_port: Option<String>,
+    /// The service's type: ClusterIP, NodePort, LoadBalancer or ExternalName (default: ClusterIP).
+    #[arg(long = "type")]
+    pub type_: Option<String>,
+    /// The name of the new service (default: the object's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The network protocol of the service (default: the object's for the port, else TCP).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// The label selector of the service's pods (default: the object's selector, a pod's labels).
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Labels of the service (default: the object's labels).
+    #[arg(short = 'l', long)]
+    pub labels: Option<String>,
+    /// None (default) or ClientIP.
+    #[arg(long = "session-affinity")]
+    pub session_affinity: Option<String>,
+    /// The ClusterIP to ask for; "None" makes a headless service (default: allocated).
+    #[arg(long = "cluster-ip")]
+    pub cluster_ip: Option<String>,
+    /// An external IP the service also accepts traffic on.
+    #[arg(long = "external-ip")]
+    pub external_ip: Option<String>,
+    /// The IP a LoadBalancer service asks for.
+    #[arg(long = "load-balancer-ip")]
+    pub load_balancer_ip: Option<String>,
+    /// Output format: name, yaml or json (default: "service/NAME exposed").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// "none" (default) or "client": only print the service that would be created.
+    #[arg(long = "dry-run", default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
 }
 
 /// `scale`.

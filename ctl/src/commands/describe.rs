@@ -144,6 +144,8 @@ async fn related(s: &Session, info: &ResourceInfo, obj: &Value, show_events: boo
                 Err(e) if e.reason == Reason::NotFound => None,
                 Err(e) => return Err(e.into()),
             };
+            let slices = format!("kubernetes.io/service-name={}", object::name_of(obj));
+            r.endpoint_slices = typed(list(s, resource_type("endpointslices")?, &ns, Some(&slices), None).await?);
         }
         "Deployment" => {
             let sets = revisions::owned_replica_sets(s, obj).await?;

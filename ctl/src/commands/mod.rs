@@ -9,6 +9,7 @@ mod create;
 mod delete;
 mod describe;
 mod exec;
+mod expose;
 mod get;
 mod label;
 mod logs;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(a) => label::run(&session, a, label::Field::Labels).await,
         Command::Annotate(a) => label::run(&session, a, label::Field::Annotations).await,
         Command::Apply(a) => apply::run(&session, a).await,
+        Command::Expose(a) => expose::run(&session, a).await,
         Command::Scale(a) => scale::run(&session, a).await,
         Command::RollingUpdate(a) => rolling_update::run(&session, a).await,
         Command::Rollout(a) => rollout::run(&session, a).await,

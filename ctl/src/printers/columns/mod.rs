@@ -10,6 +10,7 @@ mod storage;
 mod workloads;
 
 pub use cluster::{event_first_seen, event_last_seen_seconds, node_roles};
+pub use network::{format_endpoints, join_host_port};
 
 use crate::printers::age;
 use crate::printers::table::{Row, Table};
@@ -23,6 +24,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use rkube_api::ResourceInfo;
 use serde::de::DeserializeOwned;
@@ -99,6 +101,7 @@ pub fn table(info: &ResourceInfo, objects: &[Value], wide: bool) -> anyhow::Resu
         "Lease" => build::<Lease>(objects, &cluster::lease_headers(), cluster::lease),
         "Service" => build::<Service>(objects, &network::service_headers(wide), |s| network::service(s, wide)),
         "Endpoints" => build::<Endpoints>(objects, &network::endpoints_headers(), network::endpoints),
+        "EndpointSlice" => build::<EndpointSlice>(objects, &network::endpoint_slice_headers(), network::endpoint_slice),
         "ReplicationController" => build::<ReplicationController>(objects, &workloads::replica_headers(wide), |r| {
             workloads::replication_controller(r, wide)
         }),

@@ -1,9 +1,13 @@
-//! Rows of services and endpoints.
+//! Rows of services, endpoints and endpoint slices.
 
 use super::opt;
 use crate::printers::age;
 use crate::printers::table::format_labels;
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+
+/// How many items a list cell shows before `+ N more...`.
+const MAX_SHOWN: usize = 3;
 
 /// Headers of services.
 pub fn service_headers(wide: bool) -> Vec<&'static str> {
@@ -45,7 +49,7 @@ pub fn service(svc: &Service, wide: bool) -> Vec<String> {
         "ClusterIP" | "NodePort" if external.is_empty() => "<none>".to_string(),
         "ClusterIP" | "NodePort" => external.join(","),
         "LoadBalancer" => {
-            let mut ips: Vec<String> = svc
+            let ips: Vec<String> = svc
                 .status
                 .as_ref()
                 .and_then(|s| s.load_balancer.as_ref())
@@ -54,8 +58,14 @@ pub fn service(svc: &Service, wide: bool) -> Vec<String> {
                 .into_iter()
                 .filter_map(|i| i.ip.or(i.hostname))
                 .collect();
-            ips.extend(external);
-            if ips.is_empty() { "<pending>".into() } else { ips.join(",") }
+            let mut lb = ips.join(",");
+            if !wide && lb.len() > 16 {
+                // kubectl's loadBalancerStatusStringer shortens it in narrow tables.
+                lb = format!("{}...", &lb[..13]);
+            }
+            let mut all: Vec<String> = if lb.is_empty() { vec![] } else { vec![lb] };
+            all.extend(external);
+            if all.is_empty() { "<pending>".into() } else { all.join(",") }
         }
         "ExternalName" => opt(&spec.external_name),
         _ => "<unknown>".into(),
@@ -80,13 +90,16 @@ pub fn endpoints_headers() -> Vec<&'static str> {
     vec!["NAME", "ENDPOINTS", "AGE"]
 }
 
-/// `10.1.0.2:80,10.1.0.3:80 + 2 more...`: at most three ready addresses.
-pub fn format_endpoints(ep: &Endpoints) -> String {
-    const MAX: usize = 3;
+/// `10.1.0.2:80,10.1.0.3:80 + 2 more...`: at most three ready addresses
+/// (every port's, or only those of ports named in `ports`); `<none>` with
+/// no subsets, "" when no address is ready (kubectl's `formatEndpoints`).
+pub fn format_endpoints(ep: &Endpoints, ports: Option<&[&str]>) -> String {
+    const MAX: usize = MAX_SHOWN;
     let subsets = ep.subsets.clone().unwrap_or_default();
     if subsets.is_empty() {
         return "<none>".into();
     }
+    let wanted = ports;
     let mut list: Vec<String> = Vec::new();
     let mut count = 0;
     for ss in &subsets {
@@ -96,14 +109,13 @@ pub fn format_endpoints(ep: &Endpoints) -> String {
             count += addresses.len();
             list.extend(addresses.iter().map(|a| a.ip.clone()));
         } else {
-            for port in &ports {
+            for port in
+                ports.iter().filter(|p| wanted.is_none_or(|w| w.contains(&p.name.as_deref().unwrap_or_default())))
+            {
                 count += addresses.len();
                 list.extend(addresses.iter().map(|a| join_host_port(&a.ip, port.port)));
             }
         }
-    }
-    if list.is_empty() {
-        return "<none>".into();
     }
     if count > MAX {
         return format!("{} + {} more...", list[..MAX].join(","), count - MAX);
@@ -111,13 +123,54 @@ pub fn format_endpoints(ep: &Endpoints) -> String {
     list.join(",")
 }
 
-fn join_host_port(ip: &str, port: i32) -> String {
+/// `host:port`, an IPv6 host in brackets (Go's `net.JoinHostPort`).
+pub fn join_host_port(ip: &str, port: i32) -> String {
     if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
 }
 
 /// The cells of an endpoints object.
 pub fn endpoints(ep: &Endpoints) -> Vec<String> {
-    vec![opt(&ep.metadata.name), format_endpoints(ep), age::age(ep.metadata.creation_timestamp.as_ref())]
+    vec![opt(&ep.metadata.name), format_endpoints(ep, None), age::age(ep.metadata.creation_timestamp.as_ref())]
+}
+
+/// Headers of endpoint slices.
+pub fn endpoint_slice_headers() -> Vec<&'static str> {
+    vec!["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+}
+
+/// `a,b,c + 2 more...`, or `<unset>` for nothing (kubectl's `listWithMoreString`).
+fn list_with_more(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.len() {
+        0 => "<unset>".into(),
+        n if n > MAX_SHOWN => format!("{} + {} more...", items[..MAX_SHOWN].join(","), n - MAX_SHOWN),
+        _ => items.join(","),
+    }
+}
+
+/// The PORTS cell: port numbers (a name when the number is unset, `*` when both are).
+pub fn format_slice_ports(ports: &[EndpointPort]) -> String {
+    list_with_more(ports.iter().map(|p| match (p.port, &p.name) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => "*".into(),
+    }))
+}
+
+/// The ENDPOINTS cell: every address of every endpoint, ready or not.
+pub fn format_slice_endpoints(endpoints: &[Endpoint]) -> String {
+    list_with_more(endpoints.iter().flat_map(|e| e.addresses.iter().cloned()))
+}
+
+/// The cells of an endpoint slice.
+pub fn endpoint_slice(eps: &EndpointSlice) -> Vec<String> {
+    vec![
+        opt(&eps.metadata.name),
+        eps.address_type.clone(),
+        format_slice_ports(eps.ports.as_deref().unwrap_or_default()),
+        format_slice_endpoints(&eps.endpoints),
+        age::age(eps.metadata.creation_timestamp.as_ref()),
+    ]
 }
 
 #[cfg(test)]
@@ -146,8 +199,47 @@ mod tests {
                          "ports": [{"port": 8080}]}],
         }))
         .expect("endpoints");
-        assert_eq!(format_endpoints(&ep), "10.1.0.2:8080,10.1.0.3:8080,10.1.0.4:8080 + 1 more...");
+        assert_eq!(format_endpoints(&ep, None), "10.1.0.2:8080,10.1.0.3:8080,10.1.0.4:8080 + 1 more...");
         let empty: Endpoints = serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("endpoints");
-        assert_eq!(format_endpoints(&empty), "<none>");
+        assert_eq!(format_endpoints(&empty, None), "<none>");
+        let unready: Endpoints = serde_json::from_value(json!({"metadata": {"name": "x"},
+            "subsets": [{"notReadyAddresses": [{"ip": "10.1.0.2"}], "ports": [{"port": 80}]}]}))
+        .expect("endpoints");
+        assert_eq!(format_endpoints(&unready, None), "", "kubectl prints an empty cell");
+    }
+
+    #[test]
+    fn endpoints_of_named_ports_only_and_every_port_of_each_subset() {
+        let ep: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "subsets": [
+                {"addresses": [{"ip": "10.1.0.5"}], "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]},
+                {"addresses": [{"ip": "fd00::7"}], "ports": [{"name": "http", "port": 80}]}],
+        }))
+        .expect("endpoints");
+        assert_eq!(format_endpoints(&ep, None), "10.1.0.5:80,10.1.0.5:443,[fd00::7]:80");
+        assert_eq!(format_endpoints(&ep, Some(&["http"])), "10.1.0.5:80,[fd00::7]:80");
+    }
+
+    #[test]
+    fn endpoint_slice_rows_list_ports_and_addresses_like_kubectl() {
+        let eps: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc12"}, "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "https", "port": 443},
+                      {"name": "named-only"}, {"port": 9090}],
+            "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}},
+                          {"addresses": ["10.1.1.7"], "conditions": {"ready": false}},
+                          {"addresses": ["10.1.2.9"]}, {"addresses": ["10.1.3.2"]}],
+        }))
+        .expect("slice");
+        let cells = endpoint_slice(&eps);
+        assert_eq!(
+            cells[..4],
+            ["web-abc12", "IPv4", "80,443,named-only + 1 more...", "10.1.0.5,10.1.1.7,10.1.2.9 + 1 more..."]
+        );
+        let empty: EndpointSlice =
+            serde_json::from_value(json!({"metadata": {"name": "e"}, "addressType": "IPv4", "endpoints": []}))
+                .expect("slice");
+        assert_eq!(endpoint_slice(&empty)[2..4], ["<unset>", "<unset>"]);
     }
 }

@@ -14,6 +14,7 @@ use crate::printers::age;
 use crate::printers::tabwriter::TabWriter;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Toleration};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rkube_api::ResourceInfo;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub struct Related {
     pub pods: Vec<Pod>,
     /// A service's endpoints.
     pub endpoints: Option<Endpoints>,
+    /// A service's endpoint slices (`kubernetes.io/service-name=<name>`).
+    pub endpoint_slices: Vec<EndpointSlice>,
     /// A deployment's old replica sets that still want pods.
     pub old_replica_sets: Vec<ReplicaSet>,
     /// A deployment's new replica set (its template is the deployment's).
