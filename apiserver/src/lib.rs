@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod codec;
 pub mod grpc;
+pub mod master;
 pub mod metrics;
 pub mod node_proxy;
 pub mod registry;
@@ -50,6 +51,12 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "RKUBE_BIND_ADDRESS", default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
+    /// The address pods reach the apiserver at (the endpoint of the
+    /// `kubernetes` Service). When the bind address is loopback, the API is
+    /// also served on this address. Default: the bind address, unless it
+    /// is loopback or unspecified (then the Service has no endpoints).
+    #[arg(long, env = "RKUBE_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
     /// Port for the API (gRPC) and health/metrics (HTTP); 0 picks a free one.
     #[arg(long, env = "RKUBE_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -70,6 +77,10 @@ pub struct Args {
 /// A built apiserver, bound and ready to run.
 pub struct App {
     listener: TcpListener,
+    /// The listener on the advertised address, when the bind address is
+    /// loopback.
+    advertised: Option<TcpListener>,
+    master: master::MasterService,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -101,7 +112,17 @@ impl App {
         let registry = Arc::new(Registry::new(storage, admission, services, shutdown.clone()));
         let addr = SocketAddr::new(args.bind_address, args.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        Ok(App { listener, registry, metrics: Arc::new(Metrics::default()), shutdown })
+        let port = listener.local_addr()?.port();
+        let advertise = master::advertise_address(args.advertise_address, args.bind_address);
+        let advertised = match advertise {
+            Some(ip) if args.bind_address.is_loopback() => {
+                let addr = SocketAddr::new(ip, port);
+                Some(TcpListener::bind(addr).await.with_context(|| format!("binding the advertised address {addr}"))?)
+            }
+            _ => None,
+        };
+        let master = master::MasterService { cluster_ip: services.ips().first(), advertise, port };
+        Ok(App { listener, advertised, master, registry, metrics: Arc::new(Metrics::default()), shutdown })
     }
 
     /// The address the API listens on.
@@ -124,6 +145,7 @@ impl App {
             let registry = self.registry.clone();
             let ready = ready.clone();
             let stop = internal.clone();
+            let master = self.master;
             tracker.spawn(async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
@@ -138,6 +160,15 @@ impl App {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 ready.store(true, Ordering::SeqCst);
+                loop {
+                    if let Err(e) = master.reconcile(&registry).await {
+                        warn!(error = %e.message, "reconciling the kubernetes service");
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(master::RECONCILE_INTERVAL) => {}
+                    }
+                }
             });
         }
         let http = {
@@ -168,7 +199,17 @@ impl App {
         let addr = self.local_addr();
         info!(%addr, "rkube-apiserver serving");
         // Small request/response exchanges must not wait for Nagle's algorithm.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener).map(|conn| {
+        let advertised = self.advertised.map(|l| {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "also serving on the advertised address");
+            tokio_stream::wrappers::TcpListenerStream::new(l)
+        });
+        let advertised = match advertised {
+            Some(stream) => futures::future::Either::Left(stream),
+            None => futures::future::Either::Right(futures::stream::empty()),
+        };
+        let listeners =
+            futures::stream::select(tokio_stream::wrappers::TcpListenerStream::new(self.listener), advertised);
+        let incoming = listeners.map(|conn| {
             conn.inspect(|c| {
                 let _ = c.set_nodelay(true);
             })

@@ -486,6 +486,26 @@ async fn node_ports_are_allocated_kept_refused_when_taken_and_released() -> anyh
 }
 
 #[tokio::test]
+async fn the_kubernetes_service_points_at_the_apiserver() -> anyhow::Result<()> {
+    let server = TestApiserver::start_with(|a| a.service_cluster_ip_range = "10.98.0.0/24".into()).await?;
+    let client = Client::new(&server.url())?;
+    let svcs = lookup("services")?;
+    let svc = rkube_testkit::wait_for(std::time::Duration::from_secs(10), || async {
+        client.get(svcs, "default", "kubernetes").await.is_ok()
+    })
+    .await;
+    assert!(svc.is_ok(), "no kubernetes service");
+    let svc = json_of(&client.get(svcs, "default", "kubernetes").await?);
+    assert_eq!(svc["spec"]["clusterIP"], "10.98.0.1");
+    let port = server.url().rsplit(':').next().unwrap_or_default().parse::<i64>()?;
+    assert_eq!(svc["spec"]["ports"], json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]));
+    assert_eq!(svc["metadata"]["labels"]["component"], "apiserver");
+    // Bound to loopback with nothing advertised: no endpoints to give pods.
+    assert_eq!(client.get(lookup("endpoints")?, "default", "kubernetes").await.unwrap_err().reason, Reason::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
 async fn health_metrics_and_version_are_served_on_the_api_port() -> anyhow::Result<()> {
     let (server, client) = setup().await?;
     client.create(lookup("pods")?, "default", body(&pod("m"))).await?;
