@@ -71,7 +71,8 @@ async fn tables_have_kubectl_columns() -> anyhow::Result<()> {
     );
     assert!(wide.contains("<none>   <none>   <none>           <none>"), "{wide}");
 
-    let svc = c.ok(&["get", "svc"]).await?;
+    // The apiserver's own `kubernetes` Service is there too: ask for `web` alone.
+    let svc = c.ok(&["get", "svc", "web"]).await?;
     let svc_lines: Vec<&str> = svc.lines().collect();
     assert!(svc_lines[0].starts_with("NAME   TYPE        CLUSTER-IP   "), "{svc}");
     assert!(svc_lines[0].ends_with("EXTERNAL-IP   PORT(S)   AGE"), "{svc}");

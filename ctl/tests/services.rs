@@ -190,11 +190,14 @@ async fn get_prints_services_endpoints_and_slices_like_kubectl() -> anyhow::Resu
             vec!["web", "ClusterIP", "10.254.7.7", "<none>", "80/TCP,443/TCP"]
         ]
     );
+    // The apiserver keeps its own `kubernetes` Service (no selector) beside `web`.
     let wide = c.ok(&["get", "services", "-o", "wide"]).await?;
-    assert_eq!(
-        rows_without_age(&wide, 5)[1],
-        ["web", "ClusterIP", "10.254.7.7", "<none>", "80/TCP,443/TCP", "app=web"]
-    );
+    let rows = rows_without_age(&wide, 5);
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned().unwrap_or_default();
+    assert_eq!(row("web"), ["web", "ClusterIP", "10.254.7.7", "<none>", "80/TCP,443/TCP", "app=web"], "{wide}");
+    if let Some(master) = rows.iter().find(|r| r[0] == "kubernetes") {
+        assert_eq!(master.last().map(String::as_str), Some("<none>"), "{wide}");
+    }
 
     let ep = c.ok(&["get", "ep", "web"]).await?;
     assert_eq!(rows_without_age(&ep, 2)[0], ["NAME", "ENDPOINTS"]);
@@ -202,7 +205,7 @@ async fn get_prints_services_endpoints_and_slices_like_kubectl() -> anyhow::Resu
     assert!(line.contains("10.1.0.5:8080,10.1.1.7:8080,10.1.0.5:8443 + 1 more..."), "{ep}");
 
     for word in ["endpointslices", "endpointslice", "endpointslices.discovery.k8s.io", "EndpointSlice"] {
-        let slices = c.ok(&["get", word]).await?;
+        let slices = c.ok(&["get", word, "web-x7k2p"]).await?;
         assert_eq!(
             rows_without_age(&slices, 4),
             [
