@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Brings up (or down) a local rkube cluster on this machine: etcd, the
-# apiserver, the controller manager, the scheduler and two nodes (two
-# rkubelets on this host, each with its own pod subnet and Docker network).
+# apiserver, the controller manager, the scheduler, two nodes (two rkubelets
+# on this host, each with its own pod subnet and Docker network), one
+# rkube-proxy for the host, and the cluster DNS add-on (rkube-dns in
+# kube-system behind the kube-dns Service at 10.254.0.10).
+#
+# Pods reach the apiserver through the `kubernetes` Service, whose endpoint
+# is $ADVERTISE_ADDRESS (default 10.250.255.1) on the bridge rkube0 that
+# this script creates and removes.
 #
 #   deploy/local-cluster.sh up      install what is missing, build, start
 #   deploy/local-cluster.sh down    stop everything it started
@@ -19,7 +25,9 @@ API_PORT=${API_PORT:-8080}
 SERVICE_RANGE=${SERVICE_RANGE:-10.254.0.0/16}
 CLUSTER_CIDR=${CLUSTER_CIDR:-10.1.0.0/16}
 NODES=${NODES:-2}
-DAEMONS="etcd apiserver controller-manager scheduler $(seq -f 'node-%g' 1 "$NODES" | tr '\n' ' ')"
+ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-10.250.255.1}
+CLUSTER_DNS=${CLUSTER_DNS:-10.254.0.10}
+DAEMONS="etcd apiserver controller-manager scheduler $(seq -f 'node-%g' 1 "$NODES" | tr '\n' ' ')proxy"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 start() { # name, command...
@@ -47,17 +55,25 @@ wait_http() { # url, name
     exit 1
 }
 
+# The bridge (no ports) that holds the apiserver's address for pods.
+bridge_up() {
+    ip link show rkube0 >/dev/null 2>&1 || ip link add rkube0 type bridge
+    ip addr show dev rkube0 | grep -qF " $ADVERTISE_ADDRESS/32 " || ip addr add "$ADVERTISE_ADDRESS/32" dev rkube0
+    ip link set rkube0 up
+}
+
 up() {
     deploy/install-deps.sh
     cargo build --workspace --bins
     mkdir -p "$RKUBE_HOME/logs" "$RKUBE_HOME/etcd"
+    bridge_up
     start etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name rkube --data-dir "$RKUBE_HOME/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster "rkube=http://127.0.0.1:$ETCD_PEER_PORT"
     wait_http "http://127.0.0.1:$ETCD_PORT/health" etcd
     start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-        --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE"
+        --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE" --advertise-address "$ADVERTISE_ADDRESS"
     wait_http "http://127.0.0.1:$API_PORT/readyz" apiserver
     local server="http://127.0.0.1:$API_PORT"
     start controller-manager "$BIN/rkube-controller-manager" --server "$server" --cluster-cidr "$CLUSTER_CIDR"
@@ -69,10 +85,15 @@ up() {
         mkdir -p "$RKUBE_HOME/node-$i" "$RKUBE_HOME/node-$i/manifests"
         start "node-$i" "$BIN/rkubelet" --server "$server" --hostname-override "node-$i" --node-ip 127.0.0.1 \
             --root-dir "$RKUBE_HOME/node-$i" --pod-manifest-path "$RKUBE_HOME/node-$i/manifests" \
-            --cluster-cidr "$CLUSTER_CIDR" --port $((10250 + i * 10)) \
+            --cluster-cidr "$CLUSTER_CIDR" --port $((10250 + i * 10)) --cluster-dns "$CLUSTER_DNS" \
             --healthz-bind-address "127.0.0.1:$((10248 + i * 10))"
         wait_http "http://127.0.0.1:$((10248 + i * 10))/healthz" "node-$i"
     done
+    start proxy "$BIN/rkube-proxy" --server "$server" --hostname-override node-1 --cluster-cidr "$CLUSTER_CIDR" \
+        --healthz-bind-address 127.0.0.1:10256
+    wait_http "http://127.0.0.1:10256/healthz" proxy
+    images/build.sh dns
+    "$BIN/rkubectl" --server "$server" apply -f deploy/addons/dns.yaml
     cat >"$RKUBE_HOME/kubeconfig" <<CFG
 apiVersion: v1
 kind: Config
@@ -89,7 +110,8 @@ contexts:
 users: []
 CFG
     echo
-    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes."
+    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes,"
+    echo "rkube-proxy, and the DNS add-on (kube-dns at $CLUSTER_DNS) starting in kube-system."
     echo "Point rkubectl at it:"
     echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
     echo "  rkubectl get nodes"
@@ -113,6 +135,8 @@ down() {
         fi
     done
     for i in $(seq 1 "$NODES"); do cleanup_node "node-$i"; done
+    [ -x "$BIN/rkube-proxy" ] && "$BIN/rkube-proxy" --cleanup || true
+    ip link del rkube0 2>/dev/null || true
 }
 
 # Removes what a stopped node leaves by design (a kubelet that stops does not

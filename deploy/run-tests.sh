@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/start-docker.sh
+# The DNS add-on's image (a static build): once, before the e2e tests use it.
+images/build.sh dns
 cargo nextest run --workspace --no-fail-fast "$@"

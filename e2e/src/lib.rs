@@ -5,8 +5,14 @@
 //! Docker engine) as processes on free loopback ports, and [`Cluster::rkubectl`]
 //! drives them as a user would. Everything is torn down on drop: processes,
 //! containers of the cluster's nodes, their pod networks and rules, temporary
-//! directories. Each cluster takes its own 10.249.X.0/24-sized slice of
-//! 10.249.0.0/16 per node, cut by its own controller-manager from a /20.
+//! directories. Each cluster holds an address [`Slot`]: its own pod CIDR,
+//! service range, node ports and apiserver address for pods, so clusters
+//! can run side by side. [`Cluster::start_with`] adds rkube-proxy (on its
+//! own nftables table) and the cluster DNS add-on.
+
+pub mod slot;
+
+pub use slot::Slot;
 
 use anyhow::{Context as _, bail};
 use rkube_client::Client;
@@ -15,11 +21,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-/// The cluster CIDR slice of one test cluster: 10.249.<16*k>.0/20.
-fn cluster_cidr() -> String {
-    format!("10.249.{}.0/20", 16 * fastrand::u8(..16))
-}
 
 /// Where the workspace's binaries are (next to the test executable's deps dir).
 pub fn bin_dir() -> PathBuf {
@@ -57,20 +58,45 @@ pub struct Cluster {
     pub nodes: Vec<String>,
     /// The cluster CIDR the controller-manager cuts.
     pub cluster_cidr: String,
+    /// The cluster's addresses (dropped after the daemons are stopped).
+    pub slot: Slot,
+    options: Options,
     dir: PathBuf,
+}
+
+/// What a test cluster runs besides the control plane and the kubelets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// How many nodes (kubelets).
+    pub nodes: usize,
+    /// rkube-proxy, on the slot's own nftables table.
+    pub proxy: bool,
+    /// The cluster DNS add-on (kubelets get `--cluster-dns`); needs the proxy.
+    pub dns: bool,
 }
 
 impl Cluster {
     /// Starts a cluster with `nodes` kubelets and waits until every node is Ready.
     pub async fn start(nodes: usize) -> anyhow::Result<Cluster> {
-        ensure_docker_and_images().await?;
+        Cluster::start_with(Options { nodes, ..Options::default() }).await
+    }
+
+    /// Starts a cluster with what `options` asks for and waits until every
+    /// node is Ready (and the DNS add-on, if asked for, is ready).
+    pub async fn start_with(options: Options) -> anyhow::Result<Cluster> {
+        let nodes = options.nodes;
+        ensure_docker_and_images(options.dns).await?;
+        let mut slot = Slot::acquire()?;
+        slot.create_bridge()?;
         let etcd = Etcd::start().await?;
         let tag = format!("{:06x}", fastrand::u32(..0xff_ffff));
         let dir = std::env::temp_dir().join(format!("rkube-e2e-{tag}"));
         std::fs::create_dir_all(&dir)?;
         let api_port = free_port();
         let server = format!("http://127.0.0.1:{api_port}");
-        let cluster_cidr = cluster_cidr();
+        let cluster_cidr = slot.cluster_cidr();
+        let (service_range, node_ports, advertise) =
+            (slot.service_range(), slot.node_port_range(), slot.advertise_ip());
         let mut cluster = Cluster {
             etcd,
             procs: Vec::new(),
@@ -78,13 +104,26 @@ impl Cluster {
             server: server.clone(),
             nodes: (1..=nodes).map(|i| format!("e2e-{tag}-{i}")).collect(),
             cluster_cidr: cluster_cidr.clone(),
+            slot,
+            options,
             dir,
         };
         let etcd_url = cluster.etcd.url();
         cluster.spawn(
             "apiserver",
             "rkube-apiserver",
-            &["--etcd-servers", &etcd_url, "--port", &api_port.to_string()],
+            &[
+                "--etcd-servers",
+                &etcd_url,
+                "--port",
+                &api_port.to_string(),
+                "--service-cluster-ip-range",
+                &service_range,
+                "--service-node-port-range",
+                &node_ports,
+                "--advertise-address",
+                &advertise,
+            ],
         )?;
         cluster.wait_healthy("apiserver", &format!("{server}/readyz")).await?;
         let cm_health = format!("127.0.0.1:{}", free_port());
@@ -121,7 +160,73 @@ impl Cluster {
         if ready.is_err() {
             bail!("nodes did not become Ready within 60s\n{}", cluster.logs());
         }
+        if options.proxy || options.dns {
+            cluster.spawn_proxy().await?;
+        }
+        if options.dns {
+            cluster.start_dns().await?;
+        }
         Ok(cluster)
+    }
+
+    /// Starts rkube-proxy on the slot's table (one per host, as the nodes
+    /// share this host).
+    async fn spawn_proxy(&mut self) -> anyhow::Result<()> {
+        let health = format!("127.0.0.1:{}", free_port());
+        let (server, node, cidr, table) = (
+            self.server.clone(),
+            self.nodes.first().cloned().unwrap_or_default(),
+            self.cluster_cidr.clone(),
+            self.slot.proxy_table(),
+        );
+        self.spawn(
+            "proxy",
+            "rkube-proxy",
+            &[
+                "--server",
+                &server,
+                "--hostname-override",
+                &node,
+                "--cluster-cidr",
+                &cidr,
+                "--table",
+                &table,
+                "--healthz-bind-address",
+                &health,
+            ],
+        )?;
+        self.wait_healthy("proxy", &format!("http://{health}/healthz")).await
+    }
+
+    /// Deploys the DNS add-on at the slot's DNS address and waits until it
+    /// answers (its pod is Ready).
+    async fn start_dns(&mut self) -> anyhow::Result<()> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/addons/dns.yaml");
+        let yaml = std::fs::read_to_string(&manifest)?.replace("10.254.0.10", &self.slot.dns_ip());
+        let path = self.dir.join("dns.yaml");
+        std::fs::write(&path, yaml)?;
+        self.rkubectl_ok(&["apply", "-f", &path.display().to_string()])?;
+        let ready = wait_for(Duration::from_secs(90), || async {
+            let out = self.rkubectl(&["get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "json"]);
+            out.ok()
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+                .and_then(|v| v["items"].as_array().cloned())
+                .is_some_and(|items| {
+                    items.iter().any(|p| {
+                        p["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                    })
+                })
+        })
+        .await;
+        if ready.is_err() {
+            let pods = self
+                .rkubectl(&["get", "pods", "-A", "-o", "wide"])
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            bail!("the DNS add-on did not become ready in 90s: {pods:?}\n{}", self.logs());
+        }
+        Ok(())
     }
 
     /// Starts the kubelet of node `i` (0-based); its log is appended to.
@@ -132,29 +237,33 @@ impl Cluster {
         std::fs::create_dir_all(&manifests)?;
         let health = format!("127.0.0.1:{}", free_port());
         let (server, cidr) = (self.server.clone(), self.cluster_cidr.clone());
-        self.spawn(
+        let root = root.display().to_string();
+        let manifests = manifests.display().to_string();
+        let mut args = vec![
+            "--server",
+            &server,
+            "--hostname-override",
             &node,
-            "rkubelet",
-            &[
-                "--server",
-                &server,
-                "--hostname-override",
-                &node,
-                "--node-ip",
-                "127.0.0.1",
-                "--root-dir",
-                &root.display().to_string(),
-                "--cluster-cidr",
-                &cidr,
-                "--pod-manifest-path",
-                &manifests.display().to_string(),
-                "--healthz-bind-address",
-                &health,
-                // Two nodes on one host: each kubelet API on a port of its own.
-                "--port",
-                "0",
-            ],
-        )
+            "--node-ip",
+            "127.0.0.1",
+            "--root-dir",
+            &root,
+            "--cluster-cidr",
+            &cidr,
+            "--pod-manifest-path",
+            &manifests,
+            "--healthz-bind-address",
+            &health,
+            // Two nodes on one host: each kubelet API on a port of its own.
+            "--port",
+            "0",
+        ];
+        // Without the add-on, pods keep the host's resolvers.
+        let dns = self.slot.dns_ip();
+        if self.options.dns {
+            args.extend(["--cluster-dns", &dns]);
+        }
+        self.spawn(&node, "rkubelet", &args)
     }
 
     /// Kills the kubelet of node `i` with SIGKILL, as a crash.
@@ -312,6 +421,12 @@ impl Cluster {
             });
         });
         let _ = cleanup.join();
+        if self.options.proxy || self.options.dns {
+            if let Ok(proxy) = binary("rkube-proxy") {
+                let table = self.slot.proxy_table();
+                let _ = Command::new(proxy).args(["--cleanup", "--table", &table]).stdout(Stdio::null()).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -360,12 +475,25 @@ async fn remove_node_leftovers(node: &str, cluster_cidr: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Starts Docker if needed and builds the local images if missing.
-async fn ensure_docker_and_images() -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/start-docker.sh");
+/// Starts Docker if needed and builds the local images if missing (and the
+/// DNS image, when `dns`; deploy/run-tests.sh builds it before the tests).
+async fn ensure_docker_and_images(dns: bool) -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("deploy/start-docker.sh");
     let out = tokio::process::Command::new("bash").arg(&script).output().await?;
     if !out.status.success() {
         bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let image = format!("rkube/dns:{}", env!("CARGO_PKG_VERSION"));
+    let missing = || async {
+        let inspect = tokio::process::Command::new("docker").args(["image", "inspect", &image]).output().await;
+        !inspect.is_ok_and(|o| o.status.success())
+    };
+    if dns && missing().await {
+        let out = tokio::process::Command::new("bash").arg(root.join("images/build.sh")).arg("dns").output().await?;
+        if !out.status.success() {
+            bail!("images/build.sh dns failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     Ok(())
 }

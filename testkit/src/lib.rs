@@ -211,7 +211,9 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     conn.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Headers end at the first blank line (CGI scripts may end it with a bare "\n").
+    let end = [text.find("\r\n\r\n").map(|i| i + 4), text.find("\n\n").map(|i| i + 2)].into_iter().flatten().min();
+    let body = end.map(|i| text[i..].to_string()).unwrap_or_default();
     Ok((code, body))
 }
 
