@@ -421,11 +421,11 @@ impl Cluster {
             });
         });
         let _ = cleanup.join();
-        if self.options.proxy || self.options.dns {
-            if let Ok(proxy) = binary("rkube-proxy") {
-                let table = self.slot.proxy_table();
-                let _ = Command::new(proxy).args(["--cleanup", "--table", &table]).stdout(Stdio::null()).status();
-            }
+        if (self.options.proxy || self.options.dns)
+            && let Ok(proxy) = binary("rkube-proxy")
+        {
+            let table = self.slot.proxy_table();
+            let _ = Command::new(proxy).args(["--cleanup", "--table", &table]).stdout(Stdio::null()).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
