@@ -122,7 +122,7 @@ fn nft_table(table: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_cluster_ip_balances_over_ready_pods_on_both_nodes() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start_with(Options { nodes: 2, proxy: true, dns: false }).await?;
+    let cluster = Cluster::start_with(Options { nodes: 2, proxy: true, dns: false }).await?;
     cluster.create(&backends("web", 3))?;
     cluster.rkubectl_ok(&["expose", "rc", "web", "--port", "80", "--target-port", "http"])?;
     let pods = wait_ready_pods(&cluster, "web", 3).await?;
@@ -235,9 +235,15 @@ async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result
     // The NodePort answers on the node's address (127.0.0.1 here).
     let node_url = format!("http://127.0.0.1:{node_port}/cgi-bin/who");
     let answered =
-        wait_for(TIMEOUT, || async { host_get(&node_url).await.is_ok_and(|b| b.starts_with(&format!("{pod} "))) }).await;
+        wait_for(TIMEOUT, || async { host_get(&node_url).await.is_ok_and(|b| b.starts_with(&format!("{pod} "))) })
+            .await;
     if answered.is_err() {
-        bail!("the NodePort {node_port} never answered: {:?}\n{:?}\n{}", host_get(&node_url).await, nft_table(&table), cluster.logs());
+        bail!(
+            "the NodePort {node_port} never answered: {:?}\n{:?}\n{}",
+            host_get(&node_url).await,
+            nft_table(&table),
+            cluster.logs()
+        );
     }
 
     // A Service with no ready endpoint refuses at once rather than hanging.
@@ -294,7 +300,7 @@ async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result
 
 #[tokio::test]
 async fn cluster_dns_answers_inside_pods() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: true }).await?;
+    let cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: true }).await?;
     let dns_ip = cluster.slot.dns_ip();
     cluster.create(&backends("named", 2))?;
     cluster.rkubectl_ok(&["expose", "rc", "named", "--port", "80", "--target-port", "8080"])?;
