@@ -6,6 +6,7 @@
 //! missing from the cache is looked up in etcd before a create is refused.
 
 use crate::registry::{ListOptions, Registry};
+use crate::service_account::{self, ServiceAccountCache};
 use crate::storage::Storage;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
@@ -26,14 +27,18 @@ pub enum Plugin {
     NamespaceExists,
     /// Refuses pods that set securityContext user, group or SELinux options.
     SecurityContextDeny,
+    /// Names a pod's ServiceAccount (`default` when it names none) and
+    /// refuses pods naming one that does not exist (see [`crate::service_account`]).
+    ServiceAccount,
 }
 
 impl Plugin {
     /// Every plugin, by its Kubernetes name.
-    pub const ALL: [(&'static str, Plugin); 3] = [
+    pub const ALL: [(&'static str, Plugin); 4] = [
         ("NamespaceLifecycle", Plugin::NamespaceLifecycle),
         ("NamespaceExists", Plugin::NamespaceExists),
         ("SecurityContextDeny", Plugin::SecurityContextDeny),
+        ("ServiceAccount", Plugin::ServiceAccount),
     ];
 
     /// The plugin called `name`, or an error that lists the known ones.
@@ -118,17 +123,24 @@ fn phase_of(ns: &Value) -> String {
 pub struct Admission {
     plugins: Vec<Plugin>,
     namespaces: Arc<NamespaceCache>,
+    service_accounts: Arc<ServiceAccountCache>,
 }
 
 impl Admission {
     /// Admission with `plugins`, checking namespaces through `namespaces`.
     pub fn new(plugins: Vec<Plugin>, namespaces: Arc<NamespaceCache>) -> Self {
-        Admission { plugins, namespaces }
+        let service_accounts = ServiceAccountCache::new(namespaces.storage.clone());
+        Admission { plugins, namespaces, service_accounts }
     }
 
     /// The namespace cache.
     pub fn namespaces(&self) -> &Arc<NamespaceCache> {
         &self.namespaces
+    }
+
+    /// The ServiceAccount cache.
+    pub fn service_accounts(&self) -> &Arc<ServiceAccountCache> {
+        &self.service_accounts
     }
 
     fn on(&self, p: Plugin) -> bool {
@@ -155,6 +167,9 @@ impl Admission {
         if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
             security_context_deny(obj)?;
         }
+        if info.kind == "Pod" && self.on(Plugin::ServiceAccount) {
+            service_account::admit_create(&self.service_accounts, namespace, obj).await?;
+        }
         Ok(())
     }
 
@@ -170,7 +185,7 @@ impl Admission {
     pub fn admit_delete(&self, info: &ResourceInfo, _namespace: &str, name: &str) -> Result<()> {
         if info.kind == "Namespace"
             && self.on(Plugin::NamespaceLifecycle)
-            && matches!(name, "default" | "kube-system" | "kube-public")
+            && crate::registry::SYSTEM_NAMESPACES.contains(&name)
         {
             return Err(ApiError::forbidden("namespaces", name, "this namespace may not be deleted"));
         }

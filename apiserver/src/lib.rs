@@ -16,6 +16,7 @@ pub mod master;
 pub mod metrics;
 pub mod node_proxy;
 pub mod registry;
+pub mod service_account;
 pub mod service_alloc;
 pub mod storage;
 pub mod watch;
@@ -67,7 +68,12 @@ pub struct Args {
     #[arg(long, env = "RKUBE_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
     pub service_node_port_range: String,
     /// Admission plugins, comma-separated, in order.
-    #[arg(long, env = "RKUBE_ENABLE_ADMISSION_PLUGINS", value_delimiter = ',', default_value = "NamespaceLifecycle")]
+    #[arg(
+        long,
+        env = "RKUBE_ENABLE_ADMISSION_PLUGINS",
+        value_delimiter = ',',
+        default_value = "NamespaceLifecycle,ServiceAccount"
+    )]
     pub enable_admission_plugins: Vec<String>,
     /// Log format: text or json.
     #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]

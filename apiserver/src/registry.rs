@@ -238,6 +238,9 @@ impl Registry {
         let me = self.clone();
         let stop = self.shutdown.clone();
         tracker.spawn(async move { me.admission.namespaces().clone().run(me.clone(), stop).await });
+        let me = self.clone();
+        let stop = self.shutdown.clone();
+        tracker.spawn(async move { me.admission.service_accounts().clone().run(me.clone(), stop).await });
     }
 
     /// Creates the system namespaces if they are missing.
@@ -629,9 +632,11 @@ impl Registry {
                 // Nothing changed: no write, same resourceVersion.
                 return Ok(self.object_from(info, namespace, name, current.mod_revision, &stored));
             }
-            // An object being deleted whose last finalizer is gone goes away.
+            // An object being deleted whose last finalizer is gone goes away
+            // (a namespace's spec.finalizers, which its controller empties, included).
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
                 && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && new.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
                 && !(info.kind == "Pod" && pod_awaits_kubelet(&new));
             let (held, wanted) = (self.services.reservations(info, &old), self.services.reservations(info, &new));
             let outcome = if finalizers_done {
