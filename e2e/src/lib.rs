@@ -22,11 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-/// Where the workspace's binaries are (next to the test executable's deps dir).
+/// Where the workspace's binaries are: next to the running executable (a
+/// benchmark in target/<profile>), or next to its deps dir (a test in
+/// target/<profile>/deps). `$RKUBE_BIN_DIR` overrides it.
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let deps = exe.parent().expect("tests live in target/<profile>/deps");
-    deps.parent().expect("deps has a parent").to_path_buf()
+    if let Some(dir) = std::env::var_os("RKUBE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("the process knows its own path");
+    let dir = exe.parent().expect("an executable lives in a directory");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("deps has a parent").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
