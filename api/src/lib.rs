@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod manifest;
 pub mod patch;
 pub mod quantity;
+pub mod quota;
 pub mod resource;
 pub mod scale;
 pub mod scheduling;

@@ -241,6 +241,97 @@ pub fn format_bytes(bytes: i64) -> String {
     format!("{value}{suffix}")
 }
 
+/// How Kubernetes writes a quantity back (`resource.Format`): in the suffix
+/// family it was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    /// `m`, `k`, `M`, `G`... (and plain numbers).
+    #[default]
+    DecimalSI,
+    /// `Ki`, `Mi`, `Gi`...
+    BinarySI,
+    /// `e3`, `E-2`...
+    DecimalExponent,
+}
+
+impl Format {
+    /// The format of a quantity as written (`1Gi` is BinarySI, `1e3`
+    /// DecimalExponent, the rest DecimalSI).
+    pub fn of(s: &str) -> Format {
+        let s = s.trim();
+        let suffix = s.trim_start_matches(['+', '-']).trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        if suffix.ends_with('i') {
+            Format::BinarySI
+        } else if suffix.starts_with(['e', 'E']) {
+            Format::DecimalExponent
+        } else {
+            Format::DecimalSI
+        }
+    }
+}
+
+impl Quantity {
+    /// `self + other`, exact; None when it does not fit.
+    pub fn checked_add(self, other: Quantity) -> Option<Quantity> {
+        let scale = self.scale.min(other.scale);
+        let widen = |q: Quantity| pow10(q.scale - scale).and_then(|p| q.mantissa.checked_mul(p));
+        Some(Quantity::new(widen(self)?.checked_add(widen(other)?)?, scale))
+    }
+
+    /// `self - other`, exact; None when it does not fit.
+    pub fn checked_sub(self, other: Quantity) -> Option<Quantity> {
+        self.checked_add(Quantity { mantissa: other.mantissa.checked_neg()?, scale: other.scale })
+    }
+
+    /// The quantity as Kubernetes writes it in `format` (`Quantity.String()`,
+    /// canonical): `1500m`, `2`, `1k`, `128Mi`, `1536` (not a whole number
+    /// of Ki), `1e3`. Binary amounts under 1024 or with a fraction are
+    /// written as decimal, as Kubernetes does.
+    pub fn to_canonical(&self, format: Format) -> String {
+        if self.is_zero() {
+            return "0".into();
+        }
+        if format == Format::BinarySI
+            && self.scale >= 0
+            && let Some(mut value) = pow10(self.scale).and_then(|p| self.mantissa.checked_mul(p))
+            && value.unsigned_abs() >= 1024
+        {
+            const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+            let mut power = 0;
+            while power < 6 && value % 1024 == 0 {
+                value /= 1024;
+                power += 1;
+            }
+            return format!("{value}{}", SUFFIXES[power]);
+        }
+        // A multiple of 3 for the exponent, the mantissa made whole.
+        let exponent = self.scale - self.scale.rem_euclid(3);
+        let mantissa = pow10(self.scale - exponent).and_then(|p| self.mantissa.checked_mul(p)).unwrap_or(self.mantissa);
+        let exponent = if mantissa == self.mantissa { self.scale } else { exponent };
+        let suffix = match (format, exponent) {
+            (_, 0) => String::new(),
+            (Format::DecimalExponent, e) => format!("e{e}"),
+            (_, -9) => "n".into(),
+            (_, -6) => "u".into(),
+            (_, -3) => "m".into(),
+            (_, 3) => "k".into(),
+            (_, 6) => "M".into(),
+            (_, 9) => "G".into(),
+            (_, 12) => "T".into(),
+            (_, 15) => "P".into(),
+            (_, 18) => "E".into(),
+            (_, e) => format!("e{e}"),
+        };
+        format!("{mantissa}{suffix}")
+    }
+}
+
+/// Parses a quantity and writes it back the way Kubernetes does (`1000m`
+/// → `1`, `1024Mi` → `1Gi`); a malformed one comes back as written.
+pub fn canonical(s: &str) -> String {
+    parse(s).map_or_else(|_| s.to_string(), |q| q.to_canonical(Format::of(s)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +439,26 @@ mod tests {
         assert_eq!(format_bytes(1 << 30), "1Gi");
         assert_eq!(format_bytes(1000), "1000");
         assert_eq!(format_bytes(0), "0");
+    }
+    #[test]
+    fn sums_and_canonical_forms_follow_kubernetes() {
+        assert_eq!(q("500m").checked_add(q("1")), Some(q("1500m")));
+        assert_eq!(q("1Gi").checked_sub(q("512Mi")), Some(q("512Mi")));
+        assert_eq!(q("1500m").to_canonical(Format::DecimalSI), "1500m");
+        assert_eq!(q("2000m").to_canonical(Format::DecimalSI), "2");
+        assert_eq!(q("1000").to_canonical(Format::DecimalSI), "1k");
+        assert_eq!(q("1500").to_canonical(Format::DecimalSI), "1500");
+        assert_eq!(q("128Mi").to_canonical(Format::BinarySI), "128Mi");
+        assert_eq!(q("1536").to_canonical(Format::BinarySI), "1536");
+        assert_eq!(q("512").to_canonical(Format::BinarySI), "512");
+        assert_eq!(q("1e3").to_canonical(Format::DecimalExponent), "1e3");
+        assert_eq!(q("0").to_canonical(Format::BinarySI), "0");
+        assert_eq!(
+            (Format::of("1Gi"), Format::of("2e3"), Format::of("100m")),
+            (Format::BinarySI, Format::DecimalExponent, Format::DecimalSI)
+        );
+        assert_eq!(canonical("1024Mi"), "1Gi");
+        assert_eq!(canonical("1000m"), "1");
+        assert_eq!(canonical("0.5"), "500m");
     }
 }
