@@ -13,8 +13,10 @@ mod error;
 pub mod garbagecollector;
 pub mod job;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod pod_state;
 pub mod replicaset;
+pub mod tainteviction;
 pub mod template_hash;
 pub mod ttlafterfinished;
 
@@ -56,6 +58,9 @@ pub struct Flags {
     /// Endpoints and EndpointSlices.
     #[command(flatten)]
     pub endpoint: endpoint::Flags,
+    /// Node lifecycle (and taint eviction).
+    #[command(flatten)]
+    pub nodelifecycle: nodelifecycle::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -119,6 +124,8 @@ pub const CONTROLLERS: &[Controller] = &[
     ttlafterfinished::CONTROLLER,
     endpoint::ENDPOINT,
     endpoint::ENDPOINTSLICE,
+    nodelifecycle::CONTROLLER,
+    tainteviction::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -171,7 +178,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller)"
         );
     }
 }
