@@ -12,10 +12,12 @@ pub mod endpoint;
 mod error;
 pub mod garbagecollector;
 pub mod job;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod pod_state;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod tainteviction;
 pub mod template_hash;
 pub mod ttlafterfinished;
@@ -58,6 +60,9 @@ pub struct Flags {
     /// Endpoints and EndpointSlices.
     #[command(flatten)]
     pub endpoint: endpoint::Flags,
+    /// Namespace.
+    #[command(flatten)]
+    pub namespace: namespace::Flags,
     /// Node lifecycle (and taint eviction).
     #[command(flatten)]
     pub nodelifecycle: nodelifecycle::Flags,
@@ -126,6 +131,8 @@ pub const CONTROLLERS: &[Controller] = &[
     endpoint::ENDPOINTSLICE,
     nodelifecycle::CONTROLLER,
     tainteviction::CONTROLLER,
+    namespace::CONTROLLER,
+    serviceaccount::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -178,7 +185,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount)"
         );
     }
 }
