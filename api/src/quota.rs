@@ -374,7 +374,7 @@ pub fn scopes(spec: &ResourceQuotaSpec) -> Vec<&str> {
 pub fn pod_matches_scopes(spec: &ResourceQuotaSpec, facts: &PodFacts) -> bool {
     scopes(spec).iter().all(|scope| match *scope {
         "Terminating" => facts.active_deadline_seconds.is_some_and(|s| s >= 0),
-        "NotTerminating" => !facts.active_deadline_seconds.is_some_and(|s| s >= 0),
+        "NotTerminating" => facts.active_deadline_seconds.is_none_or(|s| s < 0),
         "BestEffort" => is_best_effort(facts),
         "NotBestEffort" => !is_best_effort(facts),
         _ => false,

@@ -17,6 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::debug;
 
+pub mod limitranger;
+pub mod policy_cache;
+pub mod resourcequota;
+
+use policy_cache::PolicyCache;
+
 /// The admission plugins rkube implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plugin {
@@ -30,15 +36,23 @@ pub enum Plugin {
     /// Names a pod's ServiceAccount (`default` when it names none) and
     /// refuses pods naming one that does not exist (see [`crate::service_account`]).
     ServiceAccount,
+    /// Gives pods the default requests and limits of their namespace's
+    /// LimitRanges and enforces their bounds (see [`limitranger`]).
+    LimitRanger,
+    /// Refuses objects that would exceed a ResourceQuota of their namespace
+    /// and charges admitted ones to it (see [`resourcequota`]).
+    ResourceQuota,
 }
 
 impl Plugin {
     /// Every plugin, by its Kubernetes name.
-    pub const ALL: [(&'static str, Plugin); 4] = [
+    pub const ALL: [(&'static str, Plugin); 6] = [
         ("NamespaceLifecycle", Plugin::NamespaceLifecycle),
         ("NamespaceExists", Plugin::NamespaceExists),
         ("SecurityContextDeny", Plugin::SecurityContextDeny),
         ("ServiceAccount", Plugin::ServiceAccount),
+        ("LimitRanger", Plugin::LimitRanger),
+        ("ResourceQuota", Plugin::ResourceQuota),
     ];
 
     /// The plugin called `name`, or an error that lists the known ones.
@@ -124,13 +138,19 @@ pub struct Admission {
     plugins: Vec<Plugin>,
     namespaces: Arc<NamespaceCache>,
     service_accounts: Arc<ServiceAccountCache>,
+    limit_ranges: Arc<PolicyCache>,
+    quotas: Arc<PolicyCache>,
+    quota_locks: resourcequota::NamespaceLocks,
 }
 
 impl Admission {
     /// Admission with `plugins`, checking namespaces through `namespaces`.
     pub fn new(plugins: Vec<Plugin>, namespaces: Arc<NamespaceCache>) -> Self {
         let service_accounts = ServiceAccountCache::new(namespaces.storage.clone());
-        Admission { plugins, namespaces, service_accounts }
+        let resource = |name| rkube_api::resource::lookup(name).expect("a served resource");
+        let limit_ranges = PolicyCache::new(resource("limitranges"), namespaces.storage.clone());
+        let quotas = PolicyCache::new(resource("resourcequotas"), namespaces.storage.clone());
+        Admission { plugins, namespaces, service_accounts, limit_ranges, quotas, quota_locks: Default::default() }
     }
 
     /// The namespace cache.
@@ -141,6 +161,41 @@ impl Admission {
     /// The ServiceAccount cache.
     pub fn service_accounts(&self) -> &Arc<ServiceAccountCache> {
         &self.service_accounts
+    }
+
+    /// Starts the LimitRange and ResourceQuota caches of the plugins that
+    /// are on, following `registry` until `shutdown`.
+    pub fn start_policy_caches(
+        &self,
+        registry: &Arc<Registry>,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) {
+        for (plugin, cache) in [(Plugin::LimitRanger, &self.limit_ranges), (Plugin::ResourceQuota, &self.quotas)] {
+            if self.on(plugin) {
+                tracker.spawn(cache.clone().run(registry.clone(), shutdown.clone()));
+            }
+        }
+    }
+
+    /// The ResourceQuota plugin: checks a new object, valid and defaulted,
+    /// against its namespace's quotas and charges it to them (not on a dry
+    /// run). Runs after every other plugin, as Kubernetes runs it last.
+    pub async fn admit_quota(
+        &self,
+        registry: &Registry,
+        info: &'static ResourceInfo,
+        namespace: &str,
+        obj: &Value,
+        dry_run: bool,
+    ) -> Result<()> {
+        if info.kind == "ResourceQuota" {
+            self.quotas.expect(namespace);
+        }
+        if !self.on(Plugin::ResourceQuota) || in_bootstrap() {
+            return Ok(());
+        }
+        resourcequota::admit(registry, &self.quotas, &self.quota_locks, info, namespace, obj, dry_run).await
     }
 
     fn on(&self, p: Plugin) -> bool {
@@ -163,6 +218,12 @@ impl Admission {
                 }
                 Some(_) => {}
             }
+        }
+        if info.kind == "LimitRange" {
+            self.limit_ranges.expect(namespace);
+        }
+        if self.on(Plugin::LimitRanger) && !in_bootstrap() {
+            limitranger::admit(&self.limit_ranges, info, namespace, obj).await?;
         }
         if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
             security_context_deny(obj)?;
@@ -191,6 +252,23 @@ impl Admission {
         }
         Ok(())
     }
+}
+
+tokio::task_local! {
+    /// Set while the apiserver writes its own bootstrap objects.
+    static BOOTSTRAP: ();
+}
+
+/// Runs `f` as the apiserver's own bootstrap (the system namespaces, the
+/// `kubernetes` Service): as in Kubernetes, whose bootstrap objects do not
+/// go through admission, LimitRanger and ResourceQuota leave its writes
+/// alone, so no quota or LimitRange can lock the cluster out of them.
+pub async fn bootstrap<F: std::future::Future>(f: F) -> F::Output {
+    BOOTSTRAP.scope((), f).await
+}
+
+fn in_bootstrap() -> bool {
+    BOOTSTRAP.try_with(|_| ()).is_ok()
 }
 
 fn security_context_deny(pod: &Value) -> Result<()> {

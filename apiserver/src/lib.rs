@@ -72,7 +72,7 @@ pub struct Args {
         long,
         env = "RKUBE_ENABLE_ADMISSION_PLUGINS",
         value_delimiter = ',',
-        default_value = "NamespaceLifecycle,ServiceAccount"
+        default_value = "NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota"
     )]
     pub enable_admission_plugins: Vec<String>,
     /// Log format: text or json.
@@ -155,7 +155,7 @@ impl App {
             tracker.spawn(async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
-                    match registry.ensure_system_namespaces().await {
+                    match admission::bootstrap(registry.ensure_system_namespaces()).await {
                         Ok(()) => break,
                         Err(e) => warn!(error = %e.message, "waiting for etcd to create the system namespaces"),
                     }
@@ -167,7 +167,7 @@ impl App {
                 }
                 ready.store(true, Ordering::SeqCst);
                 loop {
-                    if let Err(e) = master.reconcile(&registry).await {
+                    if let Err(e) = admission::bootstrap(master.reconcile(&registry)).await {
                         warn!(error = %e.message, "reconciling the kubernetes service");
                     }
                     tokio::select! {

@@ -241,6 +241,7 @@ impl Registry {
         let me = self.clone();
         let stop = self.shutdown.clone();
         tracker.spawn(async move { me.admission.service_accounts().clone().run(me.clone(), stop).await });
+        self.admission.start_policy_caches(self, tracker, &self.shutdown);
     }
 
     /// Creates the system namespaces if they are missing.
@@ -339,6 +340,7 @@ impl Registry {
         let namespace = meta(&obj, "namespace");
         let name = meta(&obj, "name");
         self.admission.admit_create(info, &namespace, &mut obj).await?;
+        self.admission.admit_quota(self, info, &namespace, &obj, dry_run).await?;
         let key = info.key(&namespace, &name);
         let requested = self.services.requested(info, &obj, None);
         for _ in 0..ALLOCATION_ATTEMPTS {
