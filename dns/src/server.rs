@@ -32,6 +32,9 @@ const MAX_UDP_REQUEST: usize = 4096;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// TCP connections served at once; more are closed on accept.
 const MAX_TCP_CONNECTIONS: usize = 256;
+/// Queries forwarded upstream at once (CoreDNS' forward plugin allows
+/// 1000); more get SERVFAIL at once instead of piling up behind a slow upstream.
+const MAX_FORWARDS: usize = 1000;
 
 /// How the request came, which bounds the response size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +74,14 @@ pub struct Handler {
     zone: Zone,
     upstream: Upstream,
     metrics: DnsMetrics,
+    forwards: Semaphore,
 }
 
 impl Handler {
     /// A handler answering the cluster zone from `zone` and forwarding the
     /// rest to `upstream`.
     pub fn new(zone: Zone, upstream: Upstream, metrics: DnsMetrics) -> Handler {
-        Handler { zone, upstream, metrics }
+        Handler { zone, upstream, metrics, forwards: Semaphore::new(MAX_FORWARDS) }
     }
 
     /// The zone it answers.
@@ -179,6 +183,11 @@ impl Handler {
     pub async fn finish(&self, pending: Box<Pending>) -> Vec<u8> {
         let Pending { request, raw, received, transport, chase } = *pending;
         let qtype = request.queries.first().map(|q| q.query_type());
+        let Ok(_slot) = self.forwards.try_acquire() else {
+            self.metrics.upstream_error();
+            self.metrics.answered(qtype, ResponseCode::ServFail, Source::Upstream, elapsed(received));
+            return self.encode(&request, response_to(&request, ResponseCode::ServFail), transport);
+        };
         match chase {
             None => match self.upstream.forward(&raw).await {
                 Ok(answer) => {

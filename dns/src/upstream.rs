@@ -49,8 +49,9 @@ pub enum UpstreamError {
     NotAMessage,
 }
 
-/// The largest DNS message over TCP (and the receive buffer for UDP).
-const MAX_MESSAGE: usize = 65535;
+/// The largest UDP answer read; a larger one is asked again over TCP (a
+/// buffer per query in flight, so it is kept small).
+const MAX_UDP_ANSWER: usize = 4096;
 
 /// The upstream nameservers.
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ impl Upstream {
             .await
             .map_err(|_| timeout)?
             .map_err(io)?;
-        let truncated = answer[2] & 0x02 != 0;
+        let truncated = answer.len() > MAX_UDP_ANSWER || answer[2] & 0x02 != 0;
         if !truncated {
             return Ok(answer);
         }
@@ -157,7 +158,8 @@ async fn udp_exchange(server: SocketAddr, query: &[u8], id: u16) -> std::io::Res
     let socket = UdpSocket::bind(local).await?;
     socket.connect(server).await?;
     socket.send(query).await?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    // One byte more than the largest answer taken: a longer one shows as too long.
+    let mut buf = vec![0u8; MAX_UDP_ANSWER + 1];
     loop {
         let n = socket.recv(&mut buf).await?;
         let is_response = n >= 12 && buf[2] & 0x80 != 0;
@@ -236,6 +238,36 @@ mod tests {
         let e = upstream.forward(&[0u8; 12]).await.unwrap_err();
         assert!(matches!(e, UpstreamError::NoServers), "{e}");
         assert!(matches!(upstream.forward(&[1, 2]).await, Err(UpstreamError::NotAMessage)));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp_and_keeps_the_query_id() {
+        // The fake server: over UDP a truncated echo, over TCP a whole one.
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(addr).await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+            buf[2] |= 0x82;
+            udp.send_to(&buf[..n], peer).await.unwrap();
+        });
+        tokio::spawn(async move {
+            let (mut conn, _) = tcp.accept().await.unwrap();
+            let len = conn.read_u16().await.unwrap();
+            let mut query = vec![0u8; usize::from(len)];
+            conn.read_exact(&mut query).await.unwrap();
+            query[2] |= 0x80;
+            query.extend_from_slice(b"whole");
+            conn.write_all(&u16::try_from(query.len()).unwrap().to_be_bytes()).await.unwrap();
+            conn.write_all(&query).await.unwrap();
+        });
+        let upstream = Upstream::new(vec![addr], Duration::from_secs(2));
+        let query = [0xbe, 0xef, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let answer = upstream.forward(&query).await.unwrap();
+        assert_eq!(&answer[..2], &[0xbe, 0xef], "the client's ID");
+        assert_eq!(answer[2] & 0x02, 0, "not truncated");
+        assert!(answer.ends_with(b"whole"), "{answer:?}");
     }
 
     #[tokio::test]
