@@ -17,6 +17,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod pod_state;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod tainteviction;
 pub mod template_hash;
@@ -66,6 +67,9 @@ pub struct Flags {
     /// Node lifecycle (and taint eviction).
     #[command(flatten)]
     pub nodelifecycle: nodelifecycle::Flags,
+    /// ResourceQuota.
+    #[command(flatten)]
+    pub resourcequota: resourcequota::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -133,6 +137,7 @@ pub const CONTROLLERS: &[Controller] = &[
     tainteviction::CONTROLLER,
     namespace::CONTROLLER,
     serviceaccount::CONTROLLER,
+    resourcequota::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -185,7 +190,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota)"
         );
     }
 }

@@ -54,6 +54,12 @@ pub struct PodSpecView {
     pub hostname: Option<String>,
     /// `spec.subdomain` (the headless Service the hostname is under).
     pub subdomain: Option<String>,
+    /// The init containers (resource quota sums their resources).
+    pub init_containers: Option<Vec<ContainerView>>,
+    /// `spec.overhead` (counted by resource quota).
+    pub overhead: Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    /// `spec.activeDeadlineSeconds` (resource quota's Terminating scope).
+    pub active_deadline_seconds: Option<i64>,
 }
 
 /// A container's name and ports.
@@ -63,6 +69,11 @@ pub struct ContainerView {
     pub name: String,
     /// Its ports.
     pub ports: Option<Vec<ContainerPort>>,
+    /// Its requests and limits (resource quota sums them).
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// `Always` for a sidecar init container.
+    #[serde(rename = "restartPolicy")]
+    pub restart_policy: Option<String>,
 }
 
 /// The fields of a PodStatus controllers read.
