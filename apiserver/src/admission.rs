@@ -5,6 +5,7 @@
 //! own watch of namespaces, so a create costs no extra etcd read; a namespace
 //! missing from the cache is looked up in etcd before a create is refused.
 
+use crate::default_tolerations::DefaultTolerationSeconds;
 use crate::registry::{ListOptions, Registry};
 use crate::service_account::{self, ServiceAccountCache};
 use crate::storage::Storage;
@@ -36,6 +37,9 @@ pub enum Plugin {
     /// Names a pod's ServiceAccount (`default` when it names none) and
     /// refuses pods naming one that does not exist (see [`crate::service_account`]).
     ServiceAccount,
+    /// Gives pods a limited toleration of the `not-ready` and `unreachable`
+    /// NoExecute taints (see [`crate::default_tolerations`]).
+    DefaultTolerationSeconds,
     /// Gives pods the default requests and limits of their namespace's
     /// LimitRanges and enforces their bounds (see [`limitranger`]).
     LimitRanger,
@@ -46,11 +50,12 @@ pub enum Plugin {
 
 impl Plugin {
     /// Every plugin, by its Kubernetes name.
-    pub const ALL: [(&'static str, Plugin); 6] = [
+    pub const ALL: [(&'static str, Plugin); 7] = [
         ("NamespaceLifecycle", Plugin::NamespaceLifecycle),
         ("NamespaceExists", Plugin::NamespaceExists),
         ("SecurityContextDeny", Plugin::SecurityContextDeny),
         ("ServiceAccount", Plugin::ServiceAccount),
+        ("DefaultTolerationSeconds", Plugin::DefaultTolerationSeconds),
         ("LimitRanger", Plugin::LimitRanger),
         ("ResourceQuota", Plugin::ResourceQuota),
     ];
@@ -138,6 +143,7 @@ pub struct Admission {
     plugins: Vec<Plugin>,
     namespaces: Arc<NamespaceCache>,
     service_accounts: Arc<ServiceAccountCache>,
+    default_tolerations: DefaultTolerationSeconds,
     limit_ranges: Arc<PolicyCache>,
     quotas: Arc<PolicyCache>,
     quota_locks: resourcequota::NamespaceLocks,
@@ -147,10 +153,25 @@ impl Admission {
     /// Admission with `plugins`, checking namespaces through `namespaces`.
     pub fn new(plugins: Vec<Plugin>, namespaces: Arc<NamespaceCache>) -> Self {
         let service_accounts = ServiceAccountCache::new(namespaces.storage.clone());
+        let default_tolerations = DefaultTolerationSeconds::default();
         let resource = |name| rkube_api::resource::lookup(name).expect("a served resource");
         let limit_ranges = PolicyCache::new(resource("limitranges"), namespaces.storage.clone());
         let quotas = PolicyCache::new(resource("resourcequotas"), namespaces.storage.clone());
-        Admission { plugins, namespaces, service_accounts, limit_ranges, quotas, quota_locks: Default::default() }
+        Admission {
+            plugins,
+            namespaces,
+            service_accounts,
+            default_tolerations,
+            limit_ranges,
+            quotas,
+            quota_locks: Default::default(),
+        }
+    }
+
+    /// With DefaultTolerationSeconds' seconds (`--default-not-ready-toleration-seconds`, ...).
+    pub fn with_default_tolerations(mut self, seconds: DefaultTolerationSeconds) -> Self {
+        self.default_tolerations = seconds;
+        self
     }
 
     /// The namespace cache.
@@ -231,6 +252,9 @@ impl Admission {
         if info.kind == "Pod" && self.on(Plugin::ServiceAccount) {
             service_account::admit_create(&self.service_accounts, namespace, obj).await?;
         }
+        if info.kind == "Pod" && self.on(Plugin::DefaultTolerationSeconds) {
+            self.default_tolerations.admit(obj);
+        }
         Ok(())
     }
 
@@ -238,6 +262,9 @@ impl Admission {
     pub fn admit_update(&self, info: &ResourceInfo, _namespace: &str, new: &mut Value, _old: &Value) -> Result<()> {
         if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
             security_context_deny(new)?;
+        }
+        if info.kind == "Pod" && self.on(Plugin::DefaultTolerationSeconds) {
+            self.default_tolerations.admit(new);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod codec;
+pub mod default_tolerations;
 pub mod grpc;
 pub mod master;
 pub mod metrics;
@@ -72,9 +73,17 @@ pub struct Args {
         long,
         env = "RKUBE_ENABLE_ADMISSION_PLUGINS",
         value_delimiter = ',',
-        default_value = "NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota"
+        default_value = "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,ResourceQuota"
     )]
     pub enable_admission_plugins: Vec<String>,
+    /// How long pods tolerate `node.kubernetes.io/not-ready:NoExecute` when
+    /// they do not say (DefaultTolerationSeconds).
+    #[arg(long, env = "RKUBE_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// How long pods tolerate `node.kubernetes.io/unreachable:NoExecute` when
+    /// they do not say (DefaultTolerationSeconds).
+    #[arg(long, env = "RKUBE_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
     /// Log format: text or json.
     #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -114,7 +123,12 @@ impl App {
         );
         let storage = Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?;
         let shutdown = CancellationToken::new();
-        let admission = Admission::new(plugins, NamespaceCache::new(storage.clone()));
+        let admission = Admission::new(plugins, NamespaceCache::new(storage.clone())).with_default_tolerations(
+            default_tolerations::DefaultTolerationSeconds {
+                not_ready: args.default_not_ready_toleration_seconds,
+                unreachable: args.default_unreachable_toleration_seconds,
+            },
+        );
         let registry = Arc::new(Registry::new(storage, admission, services, shutdown.clone()));
         let addr = SocketAddr::new(args.bind_address, args.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
