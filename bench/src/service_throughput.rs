@@ -120,7 +120,7 @@ fn line(what: &str, unit: &str, pod: f64, cluster_ip: f64) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The daemons are found next to this executable (or in $RKUBE_BIN_DIR).
-    let cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: false }).await?;
+    let cluster = Cluster::start_with(Options { nodes: 1, proxy: true, ..Options::default() }).await?;
     cluster.create(&BACKEND.replace("MEGABYTES", &args.megabytes.to_string()))?;
     let ready = |p: &serde_json::Value| {
         p["status"]["conditions"]
