@@ -53,11 +53,11 @@ async fn pods_show_their_containers_and_events() -> anyhow::Result<()> {
     c.ok(&["create", "-f", &events]).await?;
     let text = c.ok(&["describe", "pod", "redis-php"]).await?;
     for expected in [
-        "Name:         redis-php\n",
-        "Namespace:    default\n",
-        "Node:         <none>\n",
-        "Labels:       name=redis-php\n",
-        "Status:       Pending\n",
+        "Name:             redis-php\n",
+        "Namespace:        default\nService Account:  default\n",
+        "Node:             <none>\n",
+        "Labels:           name=redis-php\n",
+        "Status:           Pending\n",
         "Containers:\n  server:\n    Image:      rkube/toolbox:latest\n    Port:       8080/TCP\n",
         "  client:\n    Image:      rkube/toolbox:latest\n",
         "QoS Class:        BestEffort\n",
@@ -70,7 +70,7 @@ async fn pods_show_their_containers_and_events() -> anyhow::Result<()> {
     assert!(!text.contains("not about the pod"), "{text}");
 
     let by_prefix = c.ok(&["describe", "pods", "redis"]).await?;
-    assert!(by_prefix.starts_with("Name:         redis-php\n"), "{by_prefix}");
+    assert!(by_prefix.starts_with("Name:             redis-php\n"), "{by_prefix}");
     Ok(())
 }
 
