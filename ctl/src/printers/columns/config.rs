@@ -4,6 +4,7 @@
 use super::opt;
 use crate::printers::age;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret, ServiceAccount};
+use rkube_api::quantity::canonical;
 
 /// Headers of config maps.
 pub fn config_map_headers() -> Vec<&'static str> {
@@ -50,16 +51,25 @@ pub fn quota_headers() -> Vec<&'static str> {
     vec!["NAME", "AGE", "REQUEST", "LIMIT"]
 }
 
-/// The cells of a resource quota: `used/hard` per resource, `limits.*` apart.
+/// The cells of a resource quota, as kubectl 1.33 prints them: for each
+/// resource of `spec.hard`, `used/hard` from the status (`0` while the
+/// controller has not counted), `limits.*` in LIMIT, the rest in REQUEST.
 pub fn quota(q: &ResourceQuota) -> Vec<String> {
-    let hard = q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
-    let used = q.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
+    let status = q.status.as_ref();
+    let shown =
+        |list: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+         name: &str| list.and_then(|l| l.get(name)).map_or("0".to_string(), |v| canonical(&v.0));
     let mut requests: Vec<String> = Vec::new();
     let mut limits: Vec<String> = Vec::new();
-    for (name, h) in &hard {
-        let u = used.get(name).map_or("0", |u| u.0.as_str());
-        let cell = format!("{name}: {u}/{}", h.0);
-        if name.starts_with("limits.") { limits.push(cell) } else { requests.push(cell) }
+    for name in q.spec.as_ref().and_then(|s| s.hard.as_ref()).into_iter().flatten().map(|(k, _)| k) {
+        let used = shown(status.and_then(|s| s.used.as_ref()), name);
+        let hard = shown(status.and_then(|s| s.hard.as_ref()), name);
+        let cell = format!("{name}: {used}/{hard}");
+        if name.split('.').next() == Some("limits") && name.contains('.') {
+            limits.push(cell)
+        } else {
+            requests.push(cell)
+        }
     }
     vec![
         opt(&q.metadata.name),
@@ -100,7 +110,7 @@ mod tests {
         let q: ResourceQuota = serde_json::from_value(json!({
             "metadata": {"name": "q"},
             "spec": {"hard": {"pods": "10", "limits.cpu": "2", "requests.memory": "1Gi"}},
-            "status": {"used": {"pods": "3"}},
+            "status": {"hard": {"pods": "10", "limits.cpu": "2000m", "requests.memory": "1Gi"}, "used": {"pods": "3"}},
         }))
         .expect("quota");
         let cells = quota(&q);

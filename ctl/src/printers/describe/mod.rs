@@ -7,6 +7,7 @@ mod config;
 mod generic;
 mod node;
 mod pod;
+mod policy;
 mod service;
 mod workloads;
 
@@ -235,6 +236,8 @@ pub fn describe(info: &ResourceInfo, object: &Value, related: &Related) -> anyho
         "DaemonSet" => workloads::daemon_set(&typed(object)?, related),
         "Job" => workloads::job(&typed(object)?, related),
         "Namespace" => generic::namespace(&typed(object)?),
+        "ResourceQuota" => policy::quota(&typed(object)?),
+        "LimitRange" => policy::limit_range(&typed(object)?),
         _ => generic::describe(object, related),
     })
 }
