@@ -81,6 +81,10 @@ pub struct Options {
     pub proxy: bool,
     /// The cluster DNS add-on (kubelets get `--cluster-dns`); needs the proxy.
     pub dns: bool,
+    /// Flags added to rkube-apiserver's (`--default-unreachable-toleration-seconds=5`).
+    pub apiserver_flags: &'static [&'static str],
+    /// Flags added to rkube-controller-manager's (`--node-monitor-grace-period=20s`).
+    pub controller_manager_flags: &'static [&'static str],
 }
 
 impl Cluster {
@@ -117,38 +121,35 @@ impl Cluster {
             dir,
         };
         let etcd_url = cluster.etcd.url();
-        cluster.spawn(
-            "apiserver",
-            "rkube-apiserver",
-            &[
-                "--etcd-servers",
-                &etcd_url,
-                "--port",
-                &api_port.to_string(),
-                "--service-cluster-ip-range",
-                &service_range,
-                "--service-node-port-range",
-                &node_ports,
-                "--advertise-address",
-                &advertise,
-            ],
-        )?;
+        let api_port = api_port.to_string();
+        let mut apiserver_args = vec![
+            "--etcd-servers",
+            &etcd_url,
+            "--port",
+            &api_port,
+            "--service-cluster-ip-range",
+            &service_range,
+            "--service-node-port-range",
+            &node_ports,
+            "--advertise-address",
+            &advertise,
+        ];
+        apiserver_args.extend(options.apiserver_flags);
+        cluster.spawn("apiserver", "rkube-apiserver", &apiserver_args)?;
         cluster.wait_healthy("apiserver", &format!("{server}/readyz")).await?;
         let cm_health = format!("127.0.0.1:{}", free_port());
-        cluster.spawn(
-            "controller-manager",
-            "rkube-controller-manager",
-            &[
-                "--server",
-                &server,
-                "--cluster-cidr",
-                &cluster_cidr,
-                "--node-cidr-mask-size",
-                "24",
-                "--healthz-bind-address",
-                &cm_health,
-            ],
-        )?;
+        let mut cm_args = vec![
+            "--server",
+            &server,
+            "--cluster-cidr",
+            &cluster_cidr,
+            "--node-cidr-mask-size",
+            "24",
+            "--healthz-bind-address",
+            &cm_health,
+        ];
+        cm_args.extend(options.controller_manager_flags);
+        cluster.spawn("controller-manager", "rkube-controller-manager", &cm_args)?;
         let sched_health = format!("127.0.0.1:{}", free_port());
         cluster.spawn(
             "scheduler",

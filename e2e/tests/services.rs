@@ -122,7 +122,7 @@ fn nft_table(table: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_cluster_ip_balances_over_ready_pods_on_both_nodes() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with(Options { nodes: 2, proxy: true, dns: false }).await?;
+    let cluster = Cluster::start_with(Options { nodes: 2, proxy: true, ..Options::default() }).await?;
     cluster.create(&backends("web", 3))?;
     cluster.rkubectl_ok(&["expose", "rc", "web", "--port", "80", "--target-port", "http"])?;
     let pods = wait_ready_pods(&cluster, "web", 3).await?;
@@ -224,7 +224,7 @@ async fn a_cluster_ip_balances_over_ready_pods_on_both_nodes() -> anyhow::Result
 
 #[tokio::test]
 async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: false }).await?;
+    let mut cluster = Cluster::start_with(Options { nodes: 1, proxy: true, ..Options::default() }).await?;
     let table = cluster.slot.proxy_table();
     cluster.create(&backends("np", 1))?;
     cluster.rkubectl_ok(&["expose", "rc", "np", "--port", "80", "--target-port", "8080", "--type", "NodePort"])?;
@@ -300,7 +300,7 @@ async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result
 
 #[tokio::test]
 async fn cluster_dns_answers_inside_pods() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: true }).await?;
+    let cluster = Cluster::start_with(Options { nodes: 1, proxy: true, dns: true, ..Options::default() }).await?;
     let dns_ip = cluster.slot.dns_ip();
     cluster.create(&backends("named", 2))?;
     cluster.rkubectl_ok(&["expose", "rc", "named", "--port", "80", "--target-port", "8080"])?;
