@@ -148,7 +148,7 @@ async fn wait_table(name: &str, what: &str, check: impl Fn(&Table) -> bool) -> a
     wait_for(TIMEOUT, || async { table(name).await.ok().flatten().is_some_and(|t| check(&t)) })
         .await
         .with_context(|| format!("table {name}: {what}; it is {:#?}", table_text(name)))?;
-    Ok(table(name).await?.context("the table exists")?)
+    table(name).await?.context("the table exists")
 }
 
 /// The table's text for failure messages.
