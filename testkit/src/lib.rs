@@ -70,7 +70,7 @@ impl Etcd {
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse()?;
-        wait_for(Duration::from_secs(20), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
+        wait_for(Duration::from_secs(60), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
             .await
             .context("etcd did not start listening")
     }
