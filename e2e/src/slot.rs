@@ -31,6 +31,13 @@ fn alive(pid: &str) -> bool {
     pid.trim().parse::<u32>().is_ok_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
+/// Creates the lock file `lock` holding this process's id; fails with
+/// `AlreadyExists` when another holds it.
+fn claim(lock: &std::path::Path) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(lock)?;
+    std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes())
+}
+
 impl Slot {
     /// Takes a free slot (in random order, so parallel tests spread).
     pub fn acquire() -> anyhow::Result<Slot> {
@@ -40,18 +47,13 @@ impl Slot {
         for k in 0..SLOTS {
             let index = (start + k) % SLOTS;
             let lock = dir.join(index.to_string());
-            let open = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
-            match open {
-                Ok(mut f) => {
-                    std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes())?;
-                    return Ok(Slot { index, lock, bridge: false });
-                }
+            match claim(&lock) {
+                Ok(()) => return Ok(Slot { index, lock, bridge: false }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // Held by a process that is gone: take it over.
                     let holder = std::fs::read_to_string(&lock).unwrap_or_default();
                     if !holder.is_empty() && !alive(&holder) && std::fs::remove_file(&lock).is_ok() {
-                        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock)?;
-                        std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes())?;
+                        claim(&lock)?;
                         return Ok(Slot { index, lock, bridge: false });
                     }
                 }
