@@ -20,6 +20,7 @@ pub mod scale;
 pub mod scheduling;
 pub mod selector;
 pub mod strategy;
+pub mod table;
 pub mod validation;
 pub mod view;
 

@@ -1,0 +1,1 @@
+//! Server-side tables (`as=Table`): the columns kube-apiserver prints for each kind.
