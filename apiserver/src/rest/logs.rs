@@ -1,0 +1,1 @@
+//! `pods/{name}/log`: the container log as a text stream, relayed from the kubelet.
