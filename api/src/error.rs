@@ -23,6 +23,8 @@ pub enum Reason {
     Expired,
     /// 413: the request is too large.
     RequestEntityTooLarge,
+    /// 415: the body's content type is not one the server reads.
+    UnsupportedMediaType,
     /// 422: the object failed validation.
     Invalid,
     /// 429: try again later.
@@ -46,6 +48,7 @@ impl Reason {
             Reason::AlreadyExists | Reason::Conflict => 409,
             Reason::Expired => 410,
             Reason::RequestEntityTooLarge => 413,
+            Reason::UnsupportedMediaType => 415,
             Reason::Invalid => 422,
             Reason::TooManyRequests => 429,
             Reason::InternalError => 500,
@@ -65,6 +68,7 @@ impl Reason {
             Reason::Conflict => "Conflict",
             Reason::Expired => "Expired",
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
             Reason::Invalid => "Invalid",
             Reason::TooManyRequests => "TooManyRequests",
             Reason::InternalError => "InternalError",
@@ -84,6 +88,7 @@ impl Reason {
             "Conflict" => Reason::Conflict,
             "Expired" | "Gone" => Reason::Expired,
             "RequestEntityTooLarge" => Reason::RequestEntityTooLarge,
+            "UnsupportedMediaType" => Reason::UnsupportedMediaType,
             "Invalid" => Reason::Invalid,
             "TooManyRequests" => Reason::TooManyRequests,
             "ServiceUnavailable" => Reason::ServiceUnavailable,
@@ -343,7 +348,9 @@ mod grpc {
         /// The gRPC code that carries this reason.
         pub fn grpc_code(self) -> Code {
             match self {
-                Reason::BadRequest | Reason::Invalid | Reason::RequestEntityTooLarge => Code::InvalidArgument,
+                Reason::BadRequest | Reason::Invalid | Reason::RequestEntityTooLarge | Reason::UnsupportedMediaType => {
+                    Code::InvalidArgument
+                }
                 Reason::Forbidden => Code::PermissionDenied,
                 Reason::NotFound => Code::NotFound,
                 Reason::MethodNotAllowed => Code::Unimplemented,

@@ -6,7 +6,7 @@
 
 use crate::metrics::Metrics;
 use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
-use crate::registry::{DeleteOptions, ListOptions, Object, PatchKind, Propagation, Registry};
+use crate::registry::{DeleteOptions, ListOptions, Object, Patch, PatchKind, Propagation, Registry};
 use crate::watch::EventType;
 use futures::{Stream, StreamExt};
 use rkube_api::resource::{RESOURCES, for_resource};
@@ -58,22 +58,11 @@ impl GrpcApi {
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
-            if status {
-                require_status(info)?;
-            }
             self.registry.update(info, &req.namespace, &req.name, &req.body, status, req.dry_run).await.map(to_pb)
         }
         .await;
         self.finish(if status { "update_status" } else { "update" }, req.resource.as_ref(), start, result)
     }
-}
-
-/// Refuses a status write to a resource without a status subresource.
-fn require_status(info: &ResourceInfo) -> Result<(), ApiError> {
-    if info.has_status {
-        return Ok(());
-    }
-    Err(ApiError::new(rkube_api::Reason::MethodNotAllowed, format!("{} have no status subresource", info.plural)))
 }
 
 fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
@@ -201,13 +190,8 @@ impl Resources for GrpcApi {
                 Ok(pb::PatchType::Json) => PatchKind::Json,
                 Err(_) => return Err(ApiError::bad_request(format!("unknown patch type {}", req.patch_type))),
             };
-            if req.status {
-                require_status(info)?;
-            }
-            self.registry
-                .patch(info, &req.namespace, &req.name, kind, &req.patch, req.status, req.dry_run)
-                .await
-                .map(to_pb)
+            let patch = Patch { kind, body: &req.patch, status: req.status, dry_run: req.dry_run };
+            self.registry.patch(info, &req.namespace, &req.name, &patch).await.map(to_pb)
         }
         .await;
         self.finish("patch", req.resource.as_ref(), start, result)
@@ -231,9 +215,6 @@ impl Resources for GrpcApi {
                     )));
                 }
             };
-            if req.grace_period_seconds.is_some_and(|g| g < 0) {
-                return Err(ApiError::bad_request("gracePeriodSeconds must be zero or positive"));
-            }
             let pre = req.preconditions.clone().unwrap_or_default();
             let opts = DeleteOptions {
                 grace_period_seconds: req.grace_period_seconds,

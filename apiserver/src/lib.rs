@@ -2,8 +2,9 @@
 //! writer of etcd.
 //!
 //! Start with [`App`]: it binds one port that serves the gRPC API
-//! (`rkube.v1.Resources`, see `grpc.rs`) and plain HTTP `/healthz`, `/readyz`,
-//! `/livez`, `/metrics` and `/version`. The API machinery underneath is
+//! (`rkube.v1.Resources`, see `grpc.rs`), Kubernetes' REST API for kubectl
+//! and the official clients (`rest/`), and `/healthz`, `/readyz`, `/livez`
+//! and `/metrics`. The API machinery underneath is
 //! transport-free: [`registry::Registry`] (create/get/list/update/patch/
 //! delete/watch/bind) over [`storage::Storage`] (etcd), with per-kind rules
 //! from `rkube-api`, [`admission`] plugins, and one shared etcd watch per
@@ -29,6 +30,7 @@ use admission::{Admission, NamespaceCache, Plugin};
 use anyhow::Context as _;
 use axum::routing::get;
 use metrics::Metrics;
+use node_proxy::NodeProxy;
 use registry::Registry;
 use rkube_proto::v1::resources_server::ResourcesServer;
 use service_alloc::{NodePorts, ServiceAllocator, ServiceIps};
@@ -198,6 +200,7 @@ impl App {
             let registry = self.registry.clone();
             let metrics = self.metrics.clone();
             let ready = ready.clone();
+            let render = metrics.clone();
             axum::Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/livez", get(|| async { "ok" }))
@@ -211,9 +214,9 @@ impl App {
                 )
                 .route(
                     "/metrics",
-                    get(move || std::future::ready(rkube_client::daemon::metrics_response(metrics.render()))),
+                    get(move || std::future::ready(rkube_client::daemon::metrics_response(render.render()))),
                 )
-                .route("/version", get(|| async { grpc::version_json() }))
+                .merge(rest::router(self.registry.clone(), Arc::new(NodeProxy::new(self.registry.clone())), metrics))
         };
         let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

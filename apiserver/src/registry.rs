@@ -74,6 +74,60 @@ pub enum PatchKind {
     Merge,
     /// RFC 6902 JSON patch.
     Json,
+    /// Kubernetes' strategic merge patch (lists merge by key).
+    Strategic,
+    /// Server-side apply: the applied configuration (YAML or JSON) merged
+    /// strategically into the object, which is created if missing.
+    Apply,
+}
+
+/// Reads a patch document of `kind`.
+pub fn parse_patch(kind: PatchKind, body: &[u8]) -> Result<Value> {
+    if body.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::new(Reason::RequestEntityTooLarge, "Request entity too large"));
+    }
+    match kind {
+        PatchKind::Apply => parse_object(body),
+        _ => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))
+        }
+    }
+}
+
+/// Applies a parsed patch of `kind` to `target`, an object of `object_kind`.
+pub fn patch_value(kind: PatchKind, object_kind: &str, target: &mut Value, patch: &Value) -> Result<()> {
+    match kind {
+        PatchKind::Merge => merge_patch(target, patch),
+        PatchKind::Json => json_patch(target, patch)?,
+        PatchKind::Strategic | PatchKind::Apply => strategic_merge_patch(object_kind, target, patch)?,
+    }
+    if !target.is_object() {
+        return Err(ApiError::bad_request("the patch must leave an object"));
+    }
+    Ok(())
+}
+
+/// Reads and applies a patch document of `kind` to `target`.
+pub fn apply_patch(kind: PatchKind, object_kind: &str, target: &mut Value, body: &[u8]) -> Result<()> {
+    patch_value(kind, object_kind, target, &parse_patch(kind, body)?)
+}
+
+fn strategic_merge_patch(_kind: &str, target: &mut Value, patch: &Value) -> Result<()> {
+    merge_patch(target, patch);
+    Ok(())
+}
+
+/// A patch request.
+#[derive(Debug, Clone, Copy)]
+pub struct Patch<'a> {
+    /// Its format.
+    pub kind: PatchKind,
+    /// The patch document (JSON; YAML too for apply).
+    pub body: &'a [u8],
+    /// Patch the status subresource instead of the object.
+    pub status: bool,
+    /// Validate but do not persist.
+    pub dry_run: bool,
 }
 
 /// Deletion propagation, as Kubernetes defines it.
@@ -134,8 +188,13 @@ fn unix_now() -> i64 {
 
 /// An RFC 3339 timestamp, whole seconds, `seconds_from_now` ahead.
 fn timestamp(seconds_from_now: i64) -> String {
-    Timestamp::from_second(unix_now() + seconds_from_now).expect("a valid timestamp").to_string()
+    let at = unix_now().saturating_add(seconds_from_now).clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(at).expect("clamped into the representable range").to_string()
 }
+
+/// The longest grace period a deletion takes: longer ones (up to i64::MAX
+/// from a client) are cut to this, about 136 years.
+const MAX_GRACE_SECONDS: i64 = 1 << 32;
 
 fn now() -> String {
     timestamp(0)
@@ -168,6 +227,14 @@ fn read_body(body: &[u8]) -> Result<Value> {
         ));
     }
     parse_object(body)
+}
+
+/// Refuses a status write to a resource without a status subresource.
+fn require_status(info: &ResourceInfo) -> Result<()> {
+    if info.has_status {
+        return Ok(());
+    }
+    Err(ApiError::new(Reason::MethodNotAllowed, format!("{} have no status subresource", info.plural)))
 }
 
 fn parse_rv(s: &str, what: &str) -> Result<i64> {
@@ -495,6 +562,9 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Object> {
         self.check_scope(info, namespace)?;
+        if status {
+            require_status(info)?;
+        }
         let obj = self.parse_body(info, body)?;
         let body_name = meta(&obj, "name");
         if !body_name.is_empty() && body_name != name {
@@ -560,36 +630,26 @@ impl Registry {
     }
 
     /// Applies a patch to an object (or to its status).
-    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         info: &'static ResourceInfo,
         namespace: &str,
         name: &str,
-        kind: PatchKind,
-        patch: &[u8],
-        status: bool,
-        dry_run: bool,
+        req: &Patch<'_>,
     ) -> Result<Object> {
+        let Patch { kind, body: patch, status, dry_run } = *req;
         self.check_scope(info, namespace)?;
-        if patch.len() > MAX_OBJECT_BYTES {
-            return Err(ApiError::new(Reason::RequestEntityTooLarge, "Request entity too large"));
+        if status {
+            require_status(info)?;
         }
-        let patch: Value = serde_json::from_slice(patch)
-            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        let patch = parse_patch(kind, patch)?;
         let precondition = match patch.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            Some(rv) if kind == PatchKind::Merge => Some(parse_rv(rv, "metadata.resourceVersion")?),
+            Some(rv) if kind != PatchKind::Json => Some(parse_rv(rv, "metadata.resourceVersion")?),
             _ => None,
         };
         self.update_with(info, namespace, name, precondition, dry_run, |old| {
             let mut target = old.clone();
-            match kind {
-                PatchKind::Merge => merge_patch(&mut target, &patch),
-                PatchKind::Json => json_patch(&mut target, &patch)?,
-            }
-            if !target.is_object() {
-                return Err(ApiError::bad_request("the patch must leave an object"));
-            }
+            patch_value(kind, info.kind, &mut target, &patch)?;
             kinds::stamp_type(info, &mut target)?;
             Ok(if status { with_status_of(old, &target) } else { with_spec_of(info, old, &target) })
         })
@@ -826,7 +886,11 @@ fn plan_delete(info: &ResourceInfo, old: &Value, opts: &DeleteOptions) -> Delete
     let mut grace = 0;
     if info.kind == "Pod" {
         let default = old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
-        grace = opts.grace_period_seconds.unwrap_or(default).max(0);
+        // As Kubernetes' pod strategy: a negative period means 1 second.
+        grace = match opts.grace_period_seconds.unwrap_or(default) {
+            g if g < 0 => 1,
+            g => g.min(MAX_GRACE_SECONDS),
+        };
         let on_node = old.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         let phase = old.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
         if !on_node || matches!(phase, "Succeeded" | "Failed") {

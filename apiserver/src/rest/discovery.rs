@@ -1,0 +1,181 @@
+//! Legacy discovery (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`),
+//! built from the resource table. kubectl falls back to it when the answer
+//! is plain `application/json`, and the Python client only knows it.
+
+use rkube_api::ResourceInfo;
+use rkube_api::resource::RESOURCES;
+use serde_json::{Value, json};
+
+/// The verbs of every stored resource.
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// Resources kubectl's `get all` shows (Kubernetes' `all` category).
+const ALL: &[&str] = &[
+    "pods",
+    "replicationcontrollers",
+    "services",
+    "daemonsets",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+    "jobs",
+    "cronjobs",
+    "horizontalpodautoscalers",
+];
+
+/// `GET /api`.
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+/// The named groups, each with the versions rkube serves, in table order.
+fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+fn group_json(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    json!({
+        "name": group,
+        "preferredVersion": versions[0].clone(),
+        "versions": versions,
+    })
+}
+
+/// `GET /apis`.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = groups().iter().map(|(g, v)| group_json(g, v)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `GET /apis/<group>`, if rkube serves the group.
+pub fn group(name: &str) -> Option<Value> {
+    let (g, versions) = groups().into_iter().find(|(g, _)| *g == name)?;
+    let mut v = group_json(g, &versions);
+    v["kind"] = "APIGroup".into();
+    v["apiVersion"] = "v1".into();
+    Some(v)
+}
+
+/// The subresources of a resource: (name, kind, group, version, verbs).
+fn subresources(
+    info: &ResourceInfo,
+) -> Vec<(&'static str, &'static str, &'static str, &'static str, &'static [&'static str])> {
+    const GET_UPDATE: &[&str] = &["get", "patch", "update"];
+    let mut out = Vec::new();
+    if info.has_status {
+        out.push(("status", info.kind, "", "", GET_UPDATE));
+    }
+    if rkube_api::scale::has_scale(info) {
+        out.push(("scale", "Scale", "autoscaling", "v1", GET_UPDATE));
+    }
+    if info.kind == "Pod" {
+        out.push(("binding", "Binding", "", "", &["create"][..]));
+        out.push(("eviction", "Eviction", "policy", "v1", &["create"][..]));
+        out.push(("exec", "PodExecOptions", "", "", &["create", "get"][..]));
+        out.push(("log", "Pod", "", "", &["get"][..]));
+    }
+    out
+}
+
+/// `GET /api/v1` or `GET /apis/<group>/<version>`, if rkube serves it.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for info in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let mut r = json!({
+            "name": info.plural,
+            "singularName": info.singular,
+            "namespaced": info.namespaced,
+            "kind": info.kind,
+            "verbs": VERBS,
+        });
+        if !info.short_names.is_empty() {
+            r["shortNames"] = json!(info.short_names);
+        }
+        if ALL.contains(&info.plural) {
+            r["categories"] = json!(["all"]);
+        }
+        resources.push(r);
+        for (sub, kind, g, v, verbs) in subresources(info) {
+            let mut s = json!({
+                "name": format!("{}/{sub}", info.plural),
+                "singularName": "",
+                "namespaced": info.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if !g.is_empty() {
+                s["group"] = g.into();
+                s["version"] = v.into();
+            }
+            resources.push(s);
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_resources_carry_what_kubectl_and_python_need() {
+        let list = resource_list("", "v1").unwrap();
+        let pods = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        assert_eq!(pods["singularName"], "pod");
+        assert_eq!(pods["namespaced"], true);
+        assert!(pods["verbs"].as_array().unwrap().iter().any(|v| v == "watch"));
+        let names: Vec<&str> =
+            list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        for sub in ["pods/log", "pods/exec", "pods/status", "replicationcontrollers/scale", "nodes"] {
+            assert!(names.contains(&sub), "{sub} missing from {names:?}");
+        }
+        let scale =
+            list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "replicationcontrollers/scale").unwrap();
+        assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+        assert_eq!(scale["singularName"], "");
+    }
+
+    #[test]
+    fn groups_list_every_named_group_with_a_preferred_version_among_its_versions() {
+        let list = group_list();
+        let groups = list["groups"].as_array().unwrap();
+        let apps = groups.iter().find(|g| g["name"] == "apps").unwrap();
+        assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+        assert!(apps["versions"].as_array().unwrap().contains(&apps["preferredVersion"]));
+        assert!(groups.iter().all(|g| g["name"] != ""));
+        assert!(group("apps").is_some() && group("nope.example").is_none());
+        assert!(
+            resource_list("apps", "v1").unwrap()["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "deployments")
+        );
+        assert!(resource_list("apps", "v9").is_none());
+    }
+}
