@@ -22,6 +22,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// A kubeconfig (the standard format, for kubectl and rkubectl) for the
+/// apiserver at `server`.
+pub fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\n\
+         current-context: rkube\nusers:\n- name: admin\n  user: {{}}\n"
+    )
+}
+
 /// Where the workspace's binaries are: next to the running executable (a
 /// benchmark in target/<profile>), or next to its deps dir (a test in
 /// target/<profile>/deps). `$RKUBE_BIN_DIR` overrides it.
@@ -354,6 +364,56 @@ impl Cluster {
         if !out.status.success() {
             bail!(
                 "rkubectl {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The real kubectl (`$KUBECTL`, else `kubectl` on the PATH) with the
+    /// cluster's own kubeconfig and discovery cache, ready to run `args`;
+    /// its stdin, stdout and stderr are piped.
+    pub fn kubectl_command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let config = self.dir.join("kubeconfig");
+        if !config.exists() {
+            std::fs::write(&config, kubeconfig(&self.server))?;
+        }
+        let mut cmd = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()));
+        cmd.arg("--kubeconfig")
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(cmd)
+    }
+
+    /// Runs the real kubectl to the end with `stdin` fed to it (for `-f -`).
+    pub fn kubectl_with(&self, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
+        let mut child = self.kubectl_command(args)?.spawn().context("running kubectl")?;
+        {
+            use std::io::Write as _;
+            let mut input = child.stdin.take().context("kubectl's stdin")?;
+            input.write_all(stdin.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs the real kubectl and returns its stdout, failing with its stderr if it fails.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_ok_with(args, "")
+    }
+
+    /// [`Cluster::kubectl`] with `stdin` fed to kubectl.
+    pub fn kubectl_ok_with(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+        let out = self.kubectl_with(args, stdin)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {args:?} failed ({}): {}{}",
+                out.status,
                 String::from_utf8_lossy(&out.stderr),
                 String::from_utf8_lossy(&out.stdout)
             );
