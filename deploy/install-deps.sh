@@ -17,6 +17,8 @@ command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The proxy's traffic test serves HTTP from a network namespace with python3.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The Python-client e2e test makes a virtualenv and installs `kubernetes` from PyPI.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
@@ -34,3 +36,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest"
     cargo install --locked cargo-nextest
 fi
+# The kubectl e2e tests drive the real kubectl (not in Debian's archive): say so early.
+command -v kubectl >/dev/null 2>&1 ||
+    echo "warning: kubectl is not on the PATH; the kubectl e2e tests need it (set KUBECTL to its path)" >&2

@@ -375,10 +375,7 @@ impl Cluster {
     /// cluster's own kubeconfig and discovery cache, ready to run `args`;
     /// its stdin, stdout and stderr are piped.
     pub fn kubectl_command(&self, args: &[&str]) -> anyhow::Result<Command> {
-        let config = self.dir.join("kubeconfig");
-        if !config.exists() {
-            std::fs::write(&config, kubeconfig(&self.server))?;
-        }
+        let config = self.kubeconfig_path()?;
         let mut cmd = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()));
         cmd.arg("--kubeconfig")
             .arg(&config)
@@ -389,6 +386,15 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Ok(cmd)
+    }
+
+    /// A kubeconfig file for this cluster (written on first use).
+    pub fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
+        let config = self.dir.join("kubeconfig");
+        if !config.exists() {
+            std::fs::write(&config, kubeconfig(&self.server))?;
+        }
+        Ok(config)
     }
 
     /// Runs the real kubectl to the end with `stdin` fed to it (for `-f -`).
