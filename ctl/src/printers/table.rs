@@ -25,7 +25,7 @@ pub struct Row {
 
 impl Table {
     /// A table with these headers.
-    pub fn new(headers: &[&str]) -> Self {
+    pub fn new<S: ToString>(headers: &[S]) -> Self {
         Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 }
