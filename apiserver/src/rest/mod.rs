@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use query::Query;
 use rkube_api::resource::RESOURCES;
+use rkube_api::table::{IncludeObject, Table};
 use rkube_api::{ApiError, Reason, ResourceInfo, Result};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -163,15 +164,19 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Output {
     Json,
-    /// A `meta.k8s.io/v1` Table.
-    Table,
+    /// A `meta.k8s.io/v1` Table, its rows carrying what `includeObject` asks.
+    Table(IncludeObject),
 }
 
-fn output(headers: &HeaderMap) -> Output {
+fn output(headers: &HeaderMap, q: &Query) -> Result<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
     // Clients list their preferences; a Table is what they get if they name one first.
     let first = accept.split(',').next().unwrap_or_default();
-    if first.contains("as=Table") && first.contains("g=meta.k8s.io") { Output::Table } else { Output::Json }
+    Ok(if first.contains("as=Table") && first.contains("g=meta.k8s.io") {
+        Output::Table(IncludeObject::parse(q.get("includeObject"))?)
+    } else {
+        Output::Json
+    })
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -257,7 +262,7 @@ impl Rest {
 
     async fn dispatch(&self, method: &Method, t: Target, q: &Query, req: Request) -> Result<Response> {
         let info = t.info;
-        let out = output(req.headers());
+        let out = output(req.headers(), q)?;
         let ct = content_type(req.headers());
         let (ns, name) = (t.namespace.as_str(), t.name.as_str());
         match (method, name, t.sub.as_str()) {
@@ -329,8 +334,11 @@ impl Rest {
     fn object_response(&self, code: StatusCode, obj: &Object, out: Output) -> Response {
         match out {
             Output::Json => json_response(code, obj.json.clone()),
-            Output::Table => match serde_json::from_slice::<Value>(&obj.json) {
-                Ok(v) => value_response(code, &table(obj.info, std::slice::from_ref(&v), &obj.rv.to_string(), "")),
+            Output::Table(include) => match serde_json::from_slice::<Value>(&obj.json) {
+                Ok(v) => json_response(
+                    code,
+                    table(obj.info, std::slice::from_ref(&v), &obj.rv.to_string(), "", include, true),
+                ),
                 Err(e) => error_response(&ApiError::internal(format!("stored object is not JSON: {e}"))),
             },
         }
@@ -341,10 +349,11 @@ impl Rest {
         let list = self.registry.list(info, ns, &opts).await?;
         Ok(match out {
             Output::Json => json_response(StatusCode::OK, list_json(info, list)),
-            Output::Table => {
+            Output::Table(include) => {
                 let items: Vec<Value> =
                     list.items.iter().filter_map(|o| serde_json::from_slice(&o.json).ok()).collect();
-                value_response(StatusCode::OK, &table(info, &items, &list.rv.to_string(), &list.continue_token))
+                let rv = list.rv.to_string();
+                json_response(StatusCode::OK, table(info, &items, &rv, &list.continue_token, include, true))
             }
         })
     }
@@ -352,8 +361,7 @@ impl Rest {
     async fn watch(&self, info: &'static ResourceInfo, ns: &str, q: &Query, out: Output) -> Result<Response> {
         let opts = list_options(q)?;
         let req = watch::WatchRequest::from_query(q)?;
-        let stream =
-            watch::stream(self.registry.clone(), info, ns.to_string(), opts, req, out == Output::Table).await?;
+        let stream = watch::stream(self.registry.clone(), info, ns.to_string(), opts, req, out).await?;
         let mut response = Response::new(Body::from_stream(stream));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
@@ -508,10 +516,19 @@ fn list_json(info: &ResourceInfo, list: ListResult) -> Vec<u8> {
     out
 }
 
-/// A Table of `items`, as kube-apiserver prints them.
-fn table(info: &ResourceInfo, items: &[Value], rv: &str, continue_token: &str) -> Value {
-    let _ = (info, items, rv, continue_token);
-    json!({})
+/// A Table of `items`, as kube-apiserver prints them (`headers`: with the
+/// column definitions).
+fn table(
+    info: &ResourceInfo,
+    items: &[Value],
+    rv: &str,
+    continue_token: &str,
+    include: IncludeObject,
+    headers: bool,
+) -> Vec<u8> {
+    let t = Table::new(info.kind, items, rv, continue_token, include, k8s_openapi::jiff::Timestamp::now());
+    let t = if headers { t } else { t.without_headers() };
+    serde_json::to_vec(&t).expect("a table of JSON values always serializes")
 }
 
 #[cfg(test)]
@@ -568,9 +585,12 @@ mod tests {
             header::ACCEPT,
             HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
         );
-        assert_eq!(output(&h), Output::Table);
+        assert_eq!(output(&h, &Query::default()).unwrap(), Output::Table(IncludeObject::Metadata));
+        let q = Query::parse("includeObject=Object");
+        assert_eq!(output(&h, &q).unwrap(), Output::Table(IncludeObject::Object));
+        assert_eq!(output(&h, &Query::parse("includeObject=All")).unwrap_err().code(), 400);
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json, */*"));
-        assert_eq!(output(&h), Output::Json);
+        assert_eq!(output(&h, &q).unwrap(), Output::Json);
     }
 
     #[test]

@@ -63,9 +63,9 @@ pub async fn stream(
     namespace: String,
     opts: ListOptions,
     req: WatchRequest,
-    table: bool,
+    out: super::Output,
 ) -> Result<impl Stream<Item = std::result::Result<Bytes, Infallible>> + Send + 'static> {
-    let mut encoder = Encoder { info, table, columns_sent: false };
+    let mut encoder = Encoder { info, out, columns_sent: false };
     let mut head: Vec<Bytes> = Vec::new();
     let mut opts = opts;
     if req.send_initial {
@@ -131,23 +131,20 @@ fn line(kind: &str, object: &[u8]) -> Bytes {
 /// sends them).
 struct Encoder {
     info: &'static ResourceInfo,
-    table: bool,
+    out: super::Output,
     columns_sent: bool,
 }
 
 impl Encoder {
     fn event(&mut self, kind: &str, json: &Bytes) -> Bytes {
-        if !self.table {
+        let super::Output::Table(include) = self.out else {
             return line(kind, json);
-        }
+        };
         let object: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
         let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-        let mut table = super::table(self.info, std::slice::from_ref(&object), &rv, "");
-        if self.columns_sent {
-            table["columnDefinitions"] = json!([]);
-        }
+        let table = super::table(self.info, std::slice::from_ref(&object), &rv, "", include, !self.columns_sent);
         self.columns_sent = true;
-        line(kind, &serde_json::to_vec(&table).expect("a Value always serializes"))
+        line(kind, &table)
     }
 }
 
