@@ -22,16 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-/// A kubeconfig (the standard format, for kubectl and rkubectl) for the
-/// apiserver at `server`.
-pub fn kubeconfig(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {server}\n\
-         contexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\n\
-         current-context: rkube\nusers:\n- name: admin\n  user: {{}}\n"
-    )
-}
-
 /// Where the workspace's binaries are: next to the running executable (a
 /// benchmark in target/<profile>), or next to its deps dir (a test in
 /// target/<profile>/deps). `$RKUBE_BIN_DIR` overrides it.
@@ -392,7 +382,7 @@ impl Cluster {
     pub fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
         let config = self.dir.join("kubeconfig");
         if !config.exists() {
-            std::fs::write(&config, kubeconfig(&self.server))?;
+            std::fs::write(&config, rkube_client::config::kubeconfig_yaml(&self.server, "rkube-e2e"))?;
         }
         Ok(config)
     }
