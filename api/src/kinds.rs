@@ -218,6 +218,12 @@ pub fn prepare_update(info: &ResourceInfo, obj: &Value, old: &Value) -> Result<V
     }, else Err(ApiError::bad_request(format!("kind {} cannot be updated", info.kind))))
 }
 
+/// Removes the fields `obj`'s kind does not have; returns their paths (for
+/// `fieldValidation` Warn and Ignore).
+pub fn drop_unknown_fields(info: &ResourceInfo, obj: &mut Value) -> Vec<String> {
+    with_kind!(info.kind, T => crate::manifest::drop_unknown_fields::<T>(obj), else Vec::new())
+}
+
 /// Strictly decodes an object as `K` (for example a Binding body).
 pub fn decode<K: Strategy>(info: &ResourceInfo, obj: &Value) -> Result<K> {
     decode_strict(obj, &what(info), info.kind)

@@ -100,6 +100,97 @@ pub fn decode_strict<K: DeserializeOwned>(value: &Value, what: &str, kind: &str)
     }
 }
 
+/// What a write does with fields its kind does not have (the
+/// `fieldValidation` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Refuse the request, naming every unknown field (rkube's gRPC API,
+    /// and kubectl's default when the server publishes OpenAPI).
+    #[default]
+    Strict,
+    /// Drop unknown fields and say so in `Warning` headers (Kubernetes'
+    /// default when a REST client does not ask).
+    Warn,
+    /// Drop unknown fields silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// Parses `fieldValidation`; "" is Kubernetes' default, Warn.
+    pub fn parse(value: &str) -> Result<FieldValidation> {
+        match value {
+            "Strict" => Ok(FieldValidation::Strict),
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation: invalid value \"{other}\": use Ignore, Warn or Strict"
+            ))),
+        }
+    }
+}
+
+/// Removes from `value` the fields `K` does not have and returns their
+/// paths (`spec.containers[0].imagee`). Type errors are left for the strict
+/// decode that follows to report.
+pub fn drop_unknown_fields<K: DeserializeOwned>(value: &mut Value) -> Vec<String> {
+    let mut found: Vec<(String, Vec<Segment>)> = Vec::new();
+    {
+        let mut on_unknown = |path: serde_ignored::Path<'_>| {
+            let mut segments = Vec::new();
+            segments_of(&path, &mut segments);
+            found.push((field_path(&path), segments));
+        };
+        let de = serde_ignored::Deserializer::new(&*value, &mut on_unknown);
+        let _: std::result::Result<K, _> = K::deserialize(de);
+    }
+    for (_, segments) in &found {
+        remove_at(value, segments);
+    }
+    found.into_iter().map(|(path, _)| path).collect()
+}
+
+/// One step of a path into a JSON value.
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn segments_of(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            segments_of(parent, out);
+            out.push(Segment::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            segments_of(parent, out);
+            out.push(Segment::Key(key.clone()));
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            segments_of(parent, out)
+        }
+    }
+}
+
+fn remove_at(value: &mut Value, segments: &[Segment]) {
+    let Some((last, parents)) = segments.split_last() else { return };
+    let mut at = value;
+    for s in parents {
+        let next = match s {
+            Segment::Key(k) => at.get_mut(k.as_str()),
+            Segment::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(v) => at = v,
+            None => return,
+        }
+    }
+    if let (Segment::Key(k), Some(map)) = (last, at.as_object_mut()) {
+        map.remove(k);
+    }
+}
+
 /// Renders a serde_ignored path the way Kubernetes writes field paths.
 fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
@@ -127,6 +218,21 @@ mod tests {
         .expect("parses");
         let e = decode_strict::<Pod>(&v, "Pod in version \"v1\"", "Pod").expect_err("unknown field");
         assert!(e.message.contains("unknown field \"spec.containers[0].imagee\""), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named_and_known_ones_kept() {
+        let mut v = parse_object(
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","colour":"red"},"spec":{"containers":[{"name":"c","image":"x"},{"name":"d","imagee":"y"}]}}"#,
+        )
+        .expect("parses");
+        let dropped = drop_unknown_fields::<Pod>(&mut v);
+        assert_eq!(dropped, ["metadata.colour", "spec.containers[1].imagee"]);
+        assert_eq!(v["spec"]["containers"][1], serde_json::json!({"name": "d"}));
+        assert_eq!(v["spec"]["containers"][0]["image"], "x");
+        assert!(decode_strict::<Pod>(&v, "Pod", "Pod").is_ok());
+        assert_eq!(FieldValidation::parse("").expect("default"), FieldValidation::Warn);
+        assert!(FieldValidation::parse("Loose").expect_err("bad").message.contains("fieldValidation"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
 use crate::registry::{DeleteOptions, ListOptions, Object, Patch, PatchKind, Propagation, Registry};
 use crate::watch::EventType;
 use futures::{Stream, StreamExt};
+use rkube_api::manifest::FieldValidation;
 use rkube_api::resource::{RESOURCES, for_resource};
 use rkube_api::{ApiError, ResourceInfo};
 use rkube_proto::v1 as pb;
@@ -190,8 +191,14 @@ impl Resources for GrpcApi {
                 Ok(pb::PatchType::Json) => PatchKind::Json,
                 Err(_) => return Err(ApiError::bad_request(format!("unknown patch type {}", req.patch_type))),
             };
-            let patch = Patch { kind, body: &req.patch, status: req.status, dry_run: req.dry_run };
-            self.registry.patch(info, &req.namespace, &req.name, &patch).await.map(to_pb)
+            let patch = Patch {
+                kind,
+                body: &req.patch,
+                status: req.status,
+                dry_run: req.dry_run,
+                field_validation: FieldValidation::Strict,
+            };
+            self.registry.patch(info, &req.namespace, &req.name, &patch).await.map(|w| to_pb(w.object))
         }
         .await;
         self.finish("patch", req.resource.as_ref(), start, result)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use rkube_api::kinds;
-use rkube_api::manifest::parse_object;
+use rkube_api::manifest::{FieldValidation, parse_object};
 use rkube_api::patch::{json_patch, merge_patch};
 use rkube_api::resource::{RESOURCES, lookup};
 use rkube_api::selector::{FieldSelector, Selector};
@@ -117,6 +117,24 @@ fn strategic_merge_patch(_kind: &str, target: &mut Value, patch: &Value) -> Resu
     Ok(())
 }
 
+/// How a create or update is made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Validate but do not persist.
+    pub dry_run: bool,
+    /// What to do with fields the kind does not have.
+    pub field_validation: FieldValidation,
+}
+
+/// A written object and the warnings for the client (dropped fields).
+#[derive(Debug)]
+pub struct Written {
+    /// The object as stored.
+    pub object: Object,
+    /// `unknown field "…"` for each field dropped under Warn.
+    pub warnings: Vec<String>,
+}
+
 /// A patch request.
 #[derive(Debug, Clone, Copy)]
 pub struct Patch<'a> {
@@ -128,6 +146,8 @@ pub struct Patch<'a> {
     pub status: bool,
     /// Validate but do not persist.
     pub dry_run: bool,
+    /// What to do with fields the kind does not have.
+    pub field_validation: FieldValidation,
 }
 
 /// Deletion propagation, as Kubernetes defines it.
@@ -227,6 +247,19 @@ fn read_body(body: &[u8]) -> Result<Value> {
         ));
     }
     parse_object(body)
+}
+
+/// Drops the fields `obj`'s kind does not have unless `fields` is Strict
+/// (then the strict decode refuses them); the warnings for Warn.
+fn unknown_field_warnings(info: &ResourceInfo, obj: &mut Value, fields: FieldValidation) -> Vec<String> {
+    if fields == FieldValidation::Strict {
+        return Vec::new();
+    }
+    let dropped = kinds::drop_unknown_fields(info, obj);
+    match fields {
+        FieldValidation::Warn => dropped.into_iter().map(|f| format!("unknown field \"{f}\"")).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Refuses a status write to a resource without a status subresource.
@@ -347,14 +380,17 @@ impl Registry {
         Ok(())
     }
 
-    /// Parses a request body of `info`'s kind, refusing oversized ones.
-    fn parse_body(&self, info: &ResourceInfo, body: &[u8]) -> Result<Value> {
+    /// Parses a request body of `info`'s kind, refusing oversized ones;
+    /// unknown fields are refused later (Strict) or dropped here and warned
+    /// about (Warn) or not (Ignore).
+    fn parse_body(&self, info: &ResourceInfo, body: &[u8], fields: FieldValidation) -> Result<(Value, Vec<String>)> {
         let mut obj = read_body(body)?;
         kinds::stamp_type(info, &mut obj)?;
-        Ok(obj)
+        let warnings = unknown_field_warnings(info, &mut obj, fields);
+        Ok((obj, warnings))
     }
 
-    /// Creates an object in `namespace`.
+    /// Creates an object in `namespace` (strict fields).
     pub async fn create(
         &self,
         info: &'static ResourceInfo,
@@ -362,7 +398,21 @@ impl Registry {
         body: &[u8],
         dry_run: bool,
     ) -> Result<Object> {
-        let mut obj = self.parse_body(info, body)?;
+        let opts = WriteOptions { dry_run, ..WriteOptions::default() };
+        Ok(self.create_with_options(info, namespace, body, opts).await?.object)
+    }
+
+    /// Creates an object in `namespace`.
+    pub async fn create_with_options(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: &str,
+        body: &[u8],
+        opts: WriteOptions,
+    ) -> Result<Written> {
+        let dry_run = opts.dry_run;
+        let (mut obj, warnings) = self.parse_body(info, body, opts.field_validation)?;
+        let written = |object| Ok(Written { object, warnings: warnings.clone() });
         {
             let m = meta_mut(&mut obj);
             if info.namespaced {
@@ -418,7 +468,7 @@ impl Registry {
             // Decode strictly, default, validate, and serialize for storage.
             let stored = kinds::prepare_create_json(info, &candidate)?;
             if dry_run {
-                return Ok(self.object_from(info, &namespace, &name, 0, &stored));
+                return written(self.object_from(info, &namespace, &name, 0, &stored));
             }
             let also: Vec<(String, Vec<u8>)> = self
                 .services
@@ -427,7 +477,7 @@ impl Registry {
                 .map(|k| (k, key.clone().into_bytes()))
                 .collect();
             match self.storage.create(&key, stored.clone(), &also).await? {
-                Write::Done(rev) => return Ok(self.object_from(info, &namespace, &name, rev, &stored)),
+                Write::Done(rev) => return written(self.object_from(info, &namespace, &name, rev, &stored)),
                 Write::Failed(Some(_)) => return Err(ApiError::already_exists(info.plural, &name)),
                 // A reservation was taken: refuse a value the user asked
                 // for, or pick again.
@@ -551,7 +601,7 @@ impl Registry {
     }
 
     /// Replaces an object (`status: false`: everything but its status;
-    /// `status: true`: only its status).
+    /// `status: true`: only its status), strict fields.
     pub async fn update(
         &self,
         info: &'static ResourceInfo,
@@ -561,11 +611,26 @@ impl Registry {
         status: bool,
         dry_run: bool,
     ) -> Result<Object> {
+        let opts = WriteOptions { dry_run, ..WriteOptions::default() };
+        Ok(self.update_with_options(info, namespace, name, body, status, opts).await?.object)
+    }
+
+    /// Replaces an object or its status.
+    pub async fn update_with_options(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+        status: bool,
+        opts: WriteOptions,
+    ) -> Result<Written> {
+        let dry_run = opts.dry_run;
         self.check_scope(info, namespace)?;
         if status {
             require_status(info)?;
         }
-        let obj = self.parse_body(info, body)?;
+        let (obj, warnings) = self.parse_body(info, body, opts.field_validation)?;
         let body_name = meta(&obj, "name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -582,10 +647,12 @@ impl Registry {
             "" => None,
             rv => Some(parse_rv(rv, "metadata.resourceVersion")?),
         };
-        self.update_with(info, namespace, name, precondition, dry_run, |old| {
-            Ok(if status { with_status_of(old, &obj) } else { with_spec_of(info, old, &obj) })
-        })
-        .await
+        let object = self
+            .update_with(info, namespace, name, precondition, dry_run, |old| {
+                Ok(if status { with_status_of(old, &obj) } else { with_spec_of(info, old, &obj) })
+            })
+            .await?;
+        Ok(Written { object, warnings })
     }
 
     /// The Scale of a replicated object.
@@ -636,8 +703,9 @@ impl Registry {
         namespace: &str,
         name: &str,
         req: &Patch<'_>,
-    ) -> Result<Object> {
-        let Patch { kind, body: patch, status, dry_run } = *req;
+    ) -> Result<Written> {
+        let Patch { kind, body: patch, status, dry_run, field_validation } = *req;
+        let warnings = std::sync::Mutex::new(Vec::new());
         self.check_scope(info, namespace)?;
         if status {
             require_status(info)?;
@@ -647,13 +715,17 @@ impl Registry {
             Some(rv) if kind != PatchKind::Json => Some(parse_rv(rv, "metadata.resourceVersion")?),
             _ => None,
         };
-        self.update_with(info, namespace, name, precondition, dry_run, |old| {
-            let mut target = old.clone();
-            patch_value(kind, info.kind, &mut target, &patch)?;
-            kinds::stamp_type(info, &mut target)?;
-            Ok(if status { with_status_of(old, &target) } else { with_spec_of(info, old, &target) })
-        })
-        .await
+        let object = self
+            .update_with(info, namespace, name, precondition, dry_run, |old| {
+                let mut target = old.clone();
+                patch_value(kind, info.kind, &mut target, &patch)?;
+                kinds::stamp_type(info, &mut target)?;
+                *warnings.lock().unwrap_or_else(|p| p.into_inner()) =
+                    unknown_field_warnings(info, &mut target, field_validation);
+                Ok(if status { with_status_of(old, &target) } else { with_spec_of(info, old, &target) })
+            })
+            .await?;
+        Ok(Written { object, warnings: warnings.into_inner().unwrap_or_else(|p| p.into_inner()) })
     }
 
     /// The read-modify-write loop behind update and patch: `change` maps the

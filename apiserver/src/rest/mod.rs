@@ -16,12 +16,15 @@ mod watch;
 
 use crate::metrics::Metrics;
 use crate::node_proxy::NodeProxy;
-use crate::registry::{DeleteOptions, ListOptions, ListResult, Object, Patch, PatchKind, Propagation, Registry};
+use crate::registry::{
+    DeleteOptions, ListOptions, ListResult, Object, Patch, PatchKind, Propagation, Registry, WriteOptions,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use query::Query;
+use rkube_api::manifest::FieldValidation;
 use rkube_api::resource::RESOURCES;
 use rkube_api::table::{IncludeObject, Table};
 use rkube_api::{ApiError, Reason, ResourceInfo, Result};
@@ -234,6 +237,23 @@ fn patch_kind(content_type: &str) -> Result<PatchKind> {
     })
 }
 
+/// `dryRun` and `fieldValidation` of a create, update or patch.
+fn write_options(q: &Query) -> Result<WriteOptions> {
+    Ok(WriteOptions { dry_run: q.dry_run()?, field_validation: FieldValidation::parse(q.get("fieldValidation"))? })
+}
+
+/// Adds a `Warning: 299 - "…"` header per warning (RFC 7234, as
+/// kube-apiserver sends them; kubectl prints them on stderr).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// `{"kind":"Status","status":"Success",…}`.
 fn success(code: StatusCode, details: Option<Value>) -> Response {
     let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
@@ -270,8 +290,8 @@ impl Rest {
             (&Method::GET, "", "") => self.list(info, ns, q, out).await,
             (&Method::POST, "", "") => {
                 let body = object_body(&ct, read_body(req.into_body()).await?)?;
-                let obj = self.registry.create(info, ns, &body, q.dry_run()?).await?;
-                Ok(self.object_response(StatusCode::CREATED, &obj, out))
+                let w = self.registry.create_with_options(info, ns, &body, write_options(q)?).await?;
+                Ok(with_warnings(self.object_response(StatusCode::CREATED, &w.object, out), &w.warnings))
             }
             (&Method::DELETE, "", "") => self.delete_collection(info, ns, q, req).await,
             (&Method::GET, _, "" | "status") => {
@@ -280,22 +300,33 @@ impl Rest {
             }
             (&Method::PUT, _, sub @ ("" | "status")) => {
                 let body = object_body(&ct, read_body(req.into_body()).await?)?;
-                let obj = self.registry.update(info, ns, name, &body, sub == "status", q.dry_run()?).await?;
-                Ok(self.object_response(StatusCode::OK, &obj, out))
+                let opts = write_options(q)?;
+                let w = self.registry.update_with_options(info, ns, name, &body, sub == "status", opts).await?;
+                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, out), &w.warnings))
             }
             (&Method::PATCH, _, sub @ ("" | "status")) => {
                 let kind = patch_kind(&ct)?;
                 let body = read_body(req.into_body()).await?;
-                let patch = Patch { kind, body: &body, status: sub == "status", dry_run: q.dry_run()? };
-                let obj = match self.registry.patch(info, ns, name, &patch).await {
+                let opts = write_options(q)?;
+                let patch = Patch {
+                    kind,
+                    body: &body,
+                    status: sub == "status",
+                    dry_run: opts.dry_run,
+                    field_validation: opts.field_validation,
+                };
+                let w = match self.registry.patch(info, ns, name, &patch).await {
                     // Server-side apply creates what is not there yet.
                     Err(e) if e.reason == Reason::NotFound && kind == PatchKind::Apply && sub.is_empty() => {
-                        let created = self.registry.create(info, ns, &body, patch.dry_run).await?;
-                        return Ok(self.object_response(StatusCode::CREATED, &created, out));
+                        let w = self.registry.create_with_options(info, ns, &body, opts).await?;
+                        return Ok(with_warnings(
+                            self.object_response(StatusCode::CREATED, &w.object, out),
+                            &w.warnings,
+                        ));
                     }
                     r => r?,
                 };
-                Ok(self.object_response(StatusCode::OK, &obj, out))
+                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, out), &w.warnings))
             }
             (&Method::DELETE, _, "") => {
                 let body = read_body(req.into_body()).await?;
@@ -609,6 +640,18 @@ mod tests {
         assert!(e.message.contains("gracePeriodSeconds"), "{}", e.message);
         let o = delete_options(&Query::default(), br#"{"gracePeriodSeconds":9223372036854775807}"#).unwrap();
         assert_eq!(o.grace_period_seconds, Some(i64::MAX));
+    }
+
+    #[test]
+    fn warnings_become_quoted_warning_headers() {
+        let r = with_warnings(Response::new(Body::empty()), &["unknown field \"spec.x\"".to_string()]);
+        let h: Vec<&str> = r.headers().get_all(header::WARNING).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(h, [r#"299 - "unknown field \"spec.x\"""#]);
+        assert_eq!(
+            write_options(&Query::parse("fieldValidation=Ignore")).unwrap().field_validation,
+            FieldValidation::Ignore
+        );
+        assert!(write_options(&Query::parse("fieldValidation=Lax")).is_err());
     }
 
     #[test]
