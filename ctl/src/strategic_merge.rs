@@ -9,7 +9,8 @@
 //! - a field in *original* but no longer in *modified* is removed;
 //! - a field set to null in *modified* is removed;
 //! - lists with a merge key (containers by name, container ports by
-//!   containerPort, env by name, volumeMounts by mountPath, ...) merge item by
+//!   containerPort, env by name, volumeMounts by mountPath, ...; the table is
+//!   [`rkube_api::patch::merge_keys`], shared with the server) merge item by
 //!   item: items in *modified* (in its order) merged with their live
 //!   counterparts, items dropped from *modified* since *original* removed,
 //!   items only the server added kept after them; other lists are replaced;
@@ -22,34 +23,8 @@
 //! merged object here and sends it as an update conditional on the live
 //! resourceVersion (retrying on conflict), which ends in the same object.
 
+use rkube_api::patch::{merge_key, retains_keys};
 use serde_json::{Map, Value};
-
-/// The merge key of the list at `path` (field names from the object's root,
-/// list positions left out) in an object of `kind`, if it has one.
-fn merge_key(kind: &str, path: &[String]) -> Option<&'static str> {
-    let last = path.last()?.as_str();
-    let parent = path.len().checked_sub(2).and_then(|i| path.get(i)).map(String::as_str).unwrap_or_default();
-    Some(match last {
-        "containers" | "initContainers" | "ephemeralContainers" => "name",
-        "env" | "volumes" | "imagePullSecrets" | "resourceClaims" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "hostAliases" => "ip",
-        "ownerReferences" => "uid",
-        "conditions" => "type",
-        "topologySpreadConstraints" => "topologyKey",
-        "secrets" if kind == "ServiceAccount" => "name",
-        "ports" if matches!(parent, "containers" | "initContainers" | "ephemeralContainers") => "containerPort",
-        "ports" if kind == "Service" && path.len() == 2 => "port",
-        _ => return None,
-    })
-}
-
-/// Whether the map at `path` clears the keys *modified* leaves out.
-fn retains_keys(kind: &str, path: &[String]) -> bool {
-    let p: Vec<&str> = path.iter().map(String::as_str).collect();
-    matches!((kind, p.as_slice()), ("Deployment", ["spec", "strategy"])) || p.last() == Some(&"volumes")
-}
 
 /// The object apply leaves: `modified` merged into `current`, with what
 /// `original` had and `modified` dropped removed.

@@ -1,4 +1,13 @@
-//! Patches: RFC 7386 JSON merge patch and RFC 6902 JSON patch.
+//! Patches: RFC 7386 JSON merge patch, RFC 6902 JSON patch and Kubernetes'
+//! strategic merge patch ([`strategic_merge_patch`]), with the table of list
+//! merge keys and strategies it shares with rkubectl's client-side apply
+//! ([`merge_keys`]).
+
+pub mod merge_keys;
+mod strategic;
+
+pub use merge_keys::{ListStrategy, list_strategy, merge_key, retains_keys};
+pub use strategic::strategic_merge_patch;
 
 use crate::error::{ApiError, Result};
 use serde_json::Value;
