@@ -77,7 +77,7 @@ impl std::fmt::Debug for OpenApi {
 static SHARED: LazyLock<OpenApi> = LazyLock::new(OpenApi::build);
 
 impl OpenApi {
-    /// The documents, built on first use (a few tens of milliseconds) and
+    /// The documents, built on first use (about 0.2 s in a debug build) and
     /// kept for the life of the process.
     pub fn shared() -> &'static OpenApi {
         &SHARED
@@ -213,18 +213,20 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
     let mut paths = Map::new();
     let mut tagged = Vec::new();
     for info in resources {
-        let schema = match kinds.iter().find(|k| k.api_version == info.api_version && k.kind == info.kind) {
+        let (schema, list) = match kinds.iter().find(|k| k.api_version == info.api_version && k.kind == info.kind) {
             Some(k) => {
+                let name = (k.name)().into_owned();
                 let schema = (k.schema)(&mut generator).to_value();
-                tagged.push(((k.name)().into_owned(), *info));
-                schema
+                let list = json!({ "$ref": format!("#/components/schemas/{name}List") });
+                tagged.push((name, *info));
+                (schema, list)
             }
             None => {
                 warn!(kind = info.kind, api_version = info.api_version, "no OpenAPI schema for this kind");
-                json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+                let any = json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true });
+                (any.clone(), any)
             }
         };
-        let list = json!({ "$ref": format!("#/components/schemas/{}", list_name(info)) });
         add_paths(&mut paths, info, &schema, &list, &common);
     }
     let mut schemas = generator.take_definitions(true);
@@ -240,7 +242,7 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
         }
         schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(info, info.kind)]));
         let list = list_schema(info, schema, &json!({ "$ref": format!("#/components/schemas/{name}") }), &list_meta);
-        schemas.insert(list_name(info), list);
+        schemas.insert(format!("{name}List"), list);
     }
     json!({
         "openapi": "3.0.0",
@@ -250,17 +252,7 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
     })
 }
 
-/// The component name of a resource's list (`io.k8s.api.core.v1.PodList`).
-fn list_name(info: &ResourceInfo) -> String {
-    let package = if info.group.is_empty() {
-        "core".to_string()
-    } else {
-        info.group.strip_suffix(".k8s.io").unwrap_or(info.group).to_string()
-    };
-    format!("io.k8s.api.{package}.{}.{}", info.version, info.list_kind())
-}
-
-/// The schema of a resource's list (k8s-openapi's `List<T>` has none): the
+/// The schema of a resource's list, `<item component>List` (k8s-openapi's `List<T>` has none): the
 /// item kind's `apiVersion` and `kind` fields, `ListMeta` and the items.
 fn list_schema(info: &ResourceInfo, item: &Map<String, Value>, item_ref: &Value, list_meta: &Value) -> Value {
     let field =
@@ -639,7 +631,8 @@ mod tests {
                 }
             }
             assert!(doc["paths"][&path]["delete"].is_object(), "{path}");
-            let kind = &doc["components"]["schemas"][list_name(r)];
+            let name = (kinds().iter().find(|k| k.kind == r.kind).unwrap().name)();
+            let kind = &doc["components"]["schemas"][format!("{name}List")];
             assert_eq!(kind["x-kubernetes-group-version-kind"][0]["kind"], r.list_kind());
         }
     }
