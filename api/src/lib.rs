@@ -6,11 +6,14 @@
 //! YAML/JSON documents) and [`error`] (errors shaped like Kubernetes' Status).
 //! The objects themselves are the k8s-openapi types, re-exported as [`k8s`].
 //! [`cidr`] parses and walks CIDR blocks for every component that needs them.
+//! [`managed_fields`] keeps `metadata.managedFields`: who owns which field, for
+//! server-side apply and its conflicts.
 
 pub mod cidr;
 pub mod error;
 pub mod intstr;
 pub mod kinds;
+pub mod managed_fields;
 pub mod manifest;
 pub mod patch;
 pub mod quantity;

@@ -197,6 +197,8 @@ impl Resources for GrpcApi {
                 status: req.status,
                 dry_run: req.dry_run,
                 field_validation: FieldValidation::Strict,
+                field_manager: "",
+                force: false,
             };
             self.registry.patch(info, &req.namespace, &req.name, &patch).await.map(|w| to_pb(w.object))
         }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use rkube_api::kinds;
+use rkube_api::managed_fields::FieldManager;
 use rkube_api::manifest::{FieldValidation, parse_object};
 use rkube_api::patch::{json_patch, merge_patch};
 use rkube_api::resource::{RESOURCES, lookup};
@@ -77,7 +78,8 @@ pub enum PatchKind {
     /// Kubernetes' strategic merge patch (lists merge by key).
     Strategic,
     /// Server-side apply: the applied configuration (YAML or JSON) merged
-    /// strategically into the object, which is created if missing.
+    /// into the object, which is created if missing, with field ownership
+    /// and conflicts kept in `metadata.managedFields`.
     Apply,
 }
 
@@ -119,11 +121,13 @@ fn strategic_merge_patch(_kind: &str, target: &mut Value, patch: &Value) -> Resu
 
 /// How a create or update is made.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct WriteOptions {
+pub struct WriteOptions<'a> {
     /// Validate but do not persist.
     pub dry_run: bool,
     /// What to do with fields the kind does not have.
     pub field_validation: FieldValidation,
+    /// Who writes, for `metadata.managedFields` ("": `unknown`).
+    pub field_manager: &'a str,
 }
 
 /// A written object and the warnings for the client (dropped fields).
@@ -133,6 +137,8 @@ pub struct Written {
     pub object: Object,
     /// `unknown field "…"` for each field dropped under Warn.
     pub warnings: Vec<String>,
+    /// Whether the write created the object (an apply of a missing one).
+    pub created: bool,
 }
 
 /// A patch request.
@@ -148,6 +154,35 @@ pub struct Patch<'a> {
     pub dry_run: bool,
     /// What to do with fields the kind does not have.
     pub field_validation: FieldValidation,
+    /// Who writes, for `metadata.managedFields`; required for apply.
+    pub field_manager: &'a str,
+    /// Apply: take over the fields other managers own instead of failing
+    /// with a conflict.
+    pub force: bool,
+}
+
+/// The manager a write is recorded for: its `fieldManager`, `unknown` when
+/// none is given (gRPC clients), refused when it is not a valid name.
+fn manager_name(field_manager: &str) -> Result<&str> {
+    if field_manager.len() > 128 {
+        return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes"));
+    }
+    if field_manager.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request("fieldManager: Invalid value: must only contain printable characters"));
+    }
+    Ok(if field_manager.is_empty() { "unknown" } else { field_manager })
+}
+
+/// How the read-modify-write loop behind update and patch writes.
+#[derive(Debug, Clone, Copy)]
+struct Rewrite<'a> {
+    /// The resourceVersion the object must still have.
+    precondition: Option<i64>,
+    /// Validate but do not persist.
+    dry_run: bool,
+    /// Whom to record the write for in managedFields (None: the change
+    /// records itself, as an apply does).
+    record: Option<FieldManager<'a>>,
 }
 
 /// Deletion propagation, as Kubernetes defines it.
@@ -408,11 +443,26 @@ impl Registry {
         info: &'static ResourceInfo,
         namespace: &str,
         body: &[u8],
-        opts: WriteOptions,
+        opts: WriteOptions<'_>,
     ) -> Result<Written> {
-        let dry_run = opts.dry_run;
-        let (mut obj, warnings) = self.parse_body(info, body, opts.field_validation)?;
-        let written = |object| Ok(Written { object, warnings: warnings.clone() });
+        let (obj, warnings) = self.parse_body(info, body, opts.field_validation)?;
+        let now = now();
+        let manager = FieldManager { info, manager: manager_name(opts.field_manager)?, subresource: "", now: &now };
+        self.create_value(info, namespace, obj, warnings, opts.dry_run, Some(manager)).await
+    }
+
+    /// Creates `obj` in `namespace`; records the write for `record`, or
+    /// keeps the managedFields `obj` has (an apply made them).
+    async fn create_value(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: &str,
+        mut obj: Value,
+        warnings: Vec<String>,
+        dry_run: bool,
+        record: Option<FieldManager<'_>>,
+    ) -> Result<Written> {
+        let written = |object| Ok(Written { object, warnings: warnings.clone(), created: true });
         {
             let m = meta_mut(&mut obj);
             if info.namespaced {
@@ -441,8 +491,7 @@ impl Registry {
             m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
             m.insert("creationTimestamp".into(), now().into());
             m.insert("generation".into(), 1.into());
-            for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"]
-            {
+            for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
                 m.remove(f);
             }
         }
@@ -458,6 +507,9 @@ impl Registry {
         let name = meta(&obj, "name");
         self.admission.admit_create(info, &namespace, &mut obj).await?;
         self.admission.admit_quota(self, info, &namespace, &obj, dry_run).await?;
+        if let Some(manager) = record {
+            manager.update(&Value::Null, &mut obj);
+        }
         let key = info.key(&namespace, &name);
         let requested = self.services.requested(info, &obj, None);
         for _ in 0..ALLOCATION_ATTEMPTS {
@@ -623,7 +675,7 @@ impl Registry {
         name: &str,
         body: &[u8],
         status: bool,
-        opts: WriteOptions,
+        opts: WriteOptions<'_>,
     ) -> Result<Written> {
         let dry_run = opts.dry_run;
         self.check_scope(info, namespace)?;
@@ -647,12 +699,19 @@ impl Registry {
             "" => None,
             rv => Some(parse_rv(rv, "metadata.resourceVersion")?),
         };
+        let now = now();
+        let manager = FieldManager {
+            info,
+            manager: manager_name(opts.field_manager)?,
+            subresource: if status { "status" } else { "" },
+            now: &now,
+        };
         let object = self
-            .update_with(info, namespace, name, precondition, dry_run, |old| {
+            .update_with(info, namespace, name, Rewrite { precondition, dry_run, record: Some(manager) }, |old| {
                 Ok(if status { with_status_of(old, &obj) } else { with_spec_of(info, old, &obj) })
             })
             .await?;
-        Ok(Written { object, warnings })
+        Ok(Written { object, warnings, created: false })
     }
 
     /// The Scale of a replicated object.
@@ -686,8 +745,10 @@ impl Registry {
             "" => None,
             rv => Some(parse_rv(rv, "metadata.resourceVersion")?),
         };
+        let now = now();
+        let manager = FieldManager { info, manager: "unknown", subresource: "scale", now: &now };
         let object = self
-            .update_with(info, namespace, name, precondition, dry_run, |old| {
+            .update_with(info, namespace, name, Rewrite { precondition, dry_run, record: Some(manager) }, |old| {
                 let mut new = old.clone();
                 new["spec"]["replicas"] = Value::from(replicas);
                 Ok(new)
@@ -696,7 +757,8 @@ impl Registry {
         Ok(rkube_api::scale::scale_of(&codec::decode(&object.json)?))
     }
 
-    /// Applies a patch to an object (or to its status).
+    /// Applies a patch to an object (or to its status). An apply creates
+    /// the object when it is missing.
     pub async fn patch(
         &self,
         info: &'static ResourceInfo,
@@ -704,42 +766,89 @@ impl Registry {
         name: &str,
         req: &Patch<'_>,
     ) -> Result<Written> {
-        let Patch { kind, body: patch, status, dry_run, field_validation } = *req;
+        let Patch { kind, body: patch, status, dry_run, field_validation, field_manager, force } = *req;
+        let apply = kind == PatchKind::Apply;
         let warnings = std::sync::Mutex::new(Vec::new());
         self.check_scope(info, namespace)?;
         if status {
             require_status(info)?;
         }
-        let patch = parse_patch(kind, patch)?;
+        if apply && field_manager.is_empty() {
+            return Err(ApiError::bad_request("fieldManager is required for apply requests"));
+        }
+        if force && !apply {
+            return Err(ApiError::bad_request("force: Forbidden: may not be specified for non-apply patch"));
+        }
+        let now = now();
+        let manager = FieldManager {
+            info,
+            manager: manager_name(field_manager)?,
+            subresource: if status { "status" } else { "" },
+            now: &now,
+        };
+        let mut patch = parse_patch(kind, patch)?;
+        if apply {
+            kinds::stamp_type(info, &mut patch)?;
+            *warnings.lock().unwrap_or_else(|p| p.into_inner()) =
+                unknown_field_warnings(info, &mut patch, field_validation);
+        }
         let precondition = match patch.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
             Some(rv) if kind != PatchKind::Json => Some(parse_rv(rv, "metadata.resourceVersion")?),
             _ => None,
         };
-        let object = self
-            .update_with(info, namespace, name, precondition, dry_run, |old| {
-                let mut target = old.clone();
-                patch_value(kind, info.kind, &mut target, &patch)?;
-                kinds::stamp_type(info, &mut target)?;
-                *warnings.lock().unwrap_or_else(|p| p.into_inner()) =
-                    unknown_field_warnings(info, &mut target, field_validation);
-                Ok(if status { with_status_of(old, &target) } else { with_spec_of(info, old, &target) })
+        let record = (!apply).then_some(manager);
+        let result = self
+            .update_with(info, namespace, name, Rewrite { precondition, dry_run, record }, |old| {
+                let target = if apply {
+                    manager.apply(old, &patch, force)?
+                } else {
+                    let mut target = old.clone();
+                    patch_value(kind, info.kind, &mut target, &patch)?;
+                    kinds::stamp_type(info, &mut target)?;
+                    *warnings.lock().unwrap_or_else(|p| p.into_inner()) =
+                        unknown_field_warnings(info, &mut target, field_validation);
+                    target
+                };
+                if !status {
+                    return Ok(with_spec_of(info, old, &target));
+                }
+                let mut new = with_status_of(old, &target);
+                if let Some(owners) = target.pointer("/metadata/managedFields") {
+                    meta_mut(&mut new).insert("managedFields".into(), owners.clone());
+                }
+                Ok(new)
             })
-            .await?;
-        Ok(Written { object, warnings: warnings.into_inner().unwrap_or_else(|p| p.into_inner()) })
+            .await;
+        let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Err(e) if e.reason == Reason::NotFound && apply && !status && precondition.is_none() => {
+                let body_name = meta(&patch, "name");
+                if !body_name.is_empty() && body_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                let mut obj = manager.apply(&Value::Null, &patch, force)?;
+                meta_mut(&mut obj).insert("name".into(), name.into());
+                self.create_value(info, namespace, obj, warnings, dry_run, None).await
+            }
+            result => Ok(Written { object: result?, warnings, created: false }),
+        }
     }
 
     /// The read-modify-write loop behind update and patch: `change` maps the
     /// stored object to the new one; a lost race retries unless the caller
-    /// gave a resourceVersion, in which case it is a Conflict.
+    /// gave a resourceVersion, in which case it is a Conflict. The write is
+    /// recorded in managedFields for `how.record` (an apply records itself).
     async fn update_with(
         &self,
         info: &'static ResourceInfo,
         namespace: &str,
         name: &str,
-        precondition: Option<i64>,
-        dry_run: bool,
+        how: Rewrite<'_>,
         change: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Object> {
+        let Rewrite { precondition, dry_run, record } = how;
         let key = info.key(namespace, name);
         let mut current = self.get_stored(info, namespace, name).await?;
         for _ in 0..UPDATE_RETRIES {
@@ -759,6 +868,9 @@ impl Registry {
             let requested = self.services.requested(info, &new, Some(&old));
             if info.kind == "Service" {
                 self.services.assign(&mut new)?;
+            }
+            if let Some(manager) = record {
+                manager.update(&old, &mut new);
             }
             let stored = codec::encode(&new)?;
             let old_stored = codec::encode(&old)?;
