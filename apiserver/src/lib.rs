@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod protobuf;
 pub mod registry;
 pub mod rest;
+pub mod serve;
 pub mod service_account;
 pub mod service_alloc;
 pub mod storage;
@@ -40,7 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use storage::Storage;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -221,10 +221,9 @@ impl App {
         let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let routes = tonic::service::Routes::from(http).add_service(api);
+        let app = tonic::service::Routes::from(http).add_service(api).prepare().into_axum_router();
         let addr = self.local_addr();
         info!(%addr, "rkube-apiserver serving");
-        // Small request/response exchanges must not wait for Nagle's algorithm.
         let advertised = self.advertised.map(|l| {
             info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "also serving on the advertised address");
             tokio_stream::wrappers::TcpListenerStream::new(l)
@@ -233,31 +232,20 @@ impl App {
             Some(stream) => futures::future::Either::Left(stream),
             None => futures::future::Either::Right(futures::stream::empty()),
         };
-        let listeners =
+        let incoming =
             futures::stream::select(tokio_stream::wrappers::TcpListenerStream::new(self.listener), advertised);
-        let incoming = listeners.map(|conn| {
-            conn.inspect(|c| {
-                let _ = c.set_nodelay(true);
-            })
-        });
-        let stop = shutdown.clone();
-        let serve = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        let serve = serve::serve(incoming, app, shutdown.clone());
         // Watches are long-lived: end them when shutting down so the server can drain.
-        let result = tokio::select! {
-            r = serve => r,
-            _ = async { shutdown.cancelled().await; internal.cancel(); std::future::pending::<()>().await } => Ok(()),
-        };
+        tokio::select! {
+            () = serve => {}
+            _ = async { shutdown.cancelled().await; internal.cancel(); std::future::pending::<()>().await } => {}
+        }
         internal.cancel();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
             warn!("some tasks did not stop within 10s");
         }
-        result.context("serving the API")
+        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use rkube_api::kinds;
 use rkube_api::managed_fields::FieldManager;
 use rkube_api::manifest::{FieldValidation, parse_object};
-use rkube_api::patch::{json_patch, merge_patch};
+use rkube_api::patch::{json_patch, merge_patch, strategic_merge_patch};
 use rkube_api::resource::{RESOURCES, lookup};
 use rkube_api::selector::{FieldSelector, Selector};
 use rkube_api::validation::MAX_OBJECT_BYTES;
@@ -112,11 +112,6 @@ pub fn patch_value(kind: PatchKind, object_kind: &str, target: &mut Value, patch
 /// Reads and applies a patch document of `kind` to `target`.
 pub fn apply_patch(kind: PatchKind, object_kind: &str, target: &mut Value, body: &[u8]) -> Result<()> {
     patch_value(kind, object_kind, target, &parse_patch(kind, body)?)
-}
-
-fn strategic_merge_patch(_kind: &str, target: &mut Value, patch: &Value) -> Result<()> {
-    merge_patch(target, patch);
-    Ok(())
 }
 
 /// How a create or update is made.

@@ -46,14 +46,16 @@ async fn apply_tracks_owners_refuses_conflicts_and_removes_dropped_fields() -> a
     let apply = |manager: &str, force: bool| format!("{WEB}?fieldManager={manager}&force={force}");
 
     // An apply of a missing object creates it, owned by its applier.
-    let created = ok(&call(
+    let r = call(
         &server,
         "PATCH",
         &apply("alice", false),
         APPLY,
         web("app: web, tier: front", Some(2), "nginx:1").as_bytes(),
     )
-    .await);
+    .await;
+    assert_eq!(r.code, 201, "an apply that creates answers Created: {}", String::from_utf8_lossy(&r.body));
+    let created = r.json();
     assert_eq!(created["spec"]["replicas"], 2);
     let alice = entry(&created, "alice", "Apply").expect("alice's entry");
     assert_eq!((alice["apiVersion"].as_str(), alice["fieldsType"].as_str()), (Some("apps/v1"), Some("FieldsV1")));

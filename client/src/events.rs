@@ -63,17 +63,21 @@ impl EventType {
 
 /// The reference to `obj` that an Event's `involvedObject` holds: apiVersion,
 /// kind, namespace, name, uid and resourceVersion.
+///
+/// A Node's events carry the node's *name* as uid, as Kubernetes' kubelet
+/// and node controllers write them (`kubectl describe node` looks them up so).
 pub fn object_ref<K>(obj: &K) -> ObjectReference
 where
     K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
 {
     let meta = obj.metadata();
+    let uid = if K::KIND == "Node" { meta.name.clone() } else { meta.uid.clone() };
     ObjectReference {
         api_version: Some(K::API_VERSION.to_string()),
         kind: Some(K::KIND.to_string()),
         namespace: meta.namespace.clone().filter(|ns| !ns.is_empty()),
         name: meta.name.clone(),
-        uid: meta.uid.clone(),
+        uid,
         resource_version: meta.resource_version.clone(),
         ..Default::default()
     }

@@ -80,7 +80,7 @@ dep = client.V1Deployment(
         selector=client.V1LabelSelector(match_labels={"app": "py-web"}),
         template=client.V1PodTemplateSpec(
             metadata=client.V1ObjectMeta(labels={"app": "py-web"}),
-            spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="rkube/pause")]),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="rkube/pause:3.9")]),
         ),
     ),
 )

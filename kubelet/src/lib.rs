@@ -48,7 +48,7 @@ use host::HostInfo;
 use k8s_openapi::api::core::v1::Node;
 use node::{NetworkState, NodeAgent, NodeConfig};
 use pod::{NodeFacts, PodManager};
-use rkube_client::events::EventRecorder;
+use rkube_client::events::{EventRecorder, EventType, object_ref};
 use rkube_client::metrics::{Counter, Gauge, Registry};
 use rkube_client::{Client, SharedInformers};
 use runtime::Runtime;
@@ -312,6 +312,7 @@ pub async fn run_node<R: Runtime>(
     let config = Arc::new(setup.config);
     let (network_tx, network_rx) = watch::channel(NetworkState::default());
     let recorder = EventRecorder::start_on_node(client.clone(), "kubelet", &config.name, &tracker, shutdown.clone());
+    recorder.record(&node_ref(&config.name), EventType::Normal, "Starting", "Starting kubelet.");
     tracker.spawn(NodeAgent::new(client.clone(), config.clone(), runtime.clone(), network_tx).run(shutdown.clone()));
     if runtime.needs_pod_cidr() {
         let nodes = informers.get::<Node>();
@@ -580,6 +581,13 @@ impl App {
         served?;
         Ok(())
     }
+}
+
+/// The reference to this kubelet's Node that its node events carry.
+fn node_ref(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    let mut node = Node::default();
+    node.metadata.name = Some(name.to_string());
+    object_ref(&node)
 }
 
 #[cfg(test)]

@@ -200,21 +200,97 @@ impl Drop for TestApiserver {
     }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection: (status code, body).
+/// A plain HTTP/1.1 GET: the status code and the body as text.
 pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let r = http_request("GET", url, &[], b"").await?;
+    Ok((r.code, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// An HTTP response read by [`http_request`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub code: u16,
+    /// The headers, names lower-cased, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The values of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`), with
+/// `headers` such as `("Content-Type", "application/json")` and `body`.
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("only http:// URLs")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut conn = tokio::net::TcpStream::connect(host).await?;
-    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).await?;
+    // The server may answer (413) and close before reading all of a large
+    // body: the answer is still there to read.
+    let _ = conn.write_all(body).await;
     let mut buf = Vec::new();
-    conn.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status line")?;
+    let _ = conn.read_to_end(&mut buf).await;
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> anyhow::Result<HttpResponse> {
     // Headers end at the first blank line (CGI scripts may end it with a bare "\n").
-    let end = [text.find("\r\n\r\n").map(|i| i + 4), text.find("\n\n").map(|i| i + 2)].into_iter().flatten().min();
-    let body = end.map(|i| text[i..].to_string()).unwrap_or_default();
-    Ok((code, body))
+    let find = |needle: &[u8]| buf.windows(needle.len()).position(|w| w == needle).map(|i| i + needle.len());
+    let end = [find(b"\r\n\r\n"), find(b"\n\n")].into_iter().flatten().min().context("no end of headers")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.lines();
+    let code = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok());
+    let code = code.context("no HTTP status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let mut body = buf[end..].to_vec();
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok(HttpResponse { code, headers, body })
+}
+
+fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n").context("chunk size line")?;
+        let size = std::str::from_utf8(&raw[..eol])?.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).context("chunk size")?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(raw.get(..size).context("truncated chunk")?);
+        raw = raw.get(size + 2..).unwrap_or_default();
+    }
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.

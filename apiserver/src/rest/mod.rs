@@ -16,6 +16,8 @@ mod watch;
 
 use crate::metrics::Metrics;
 use crate::node_proxy::NodeProxy;
+use crate::openapi::OpenApi;
+use crate::protobuf;
 use crate::registry::{
     DeleteOptions, ListOptions, ListResult, Object, Patch, PatchKind, Propagation, Registry, WriteOptions,
 };
@@ -85,8 +87,15 @@ enum Route<'a> {
     CoreVersions,
     Groups,
     Group(&'a str),
-    Resources { group: &'a str, version: &'a str },
+    Resources {
+        group: &'a str,
+        version: &'a str,
+    },
     Object(Target),
+    /// `/openapi/v3`: the index of the per-group-version documents.
+    OpenApiIndex,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`.
+    OpenApi(&'a str),
 }
 
 /// A resource, collection or object, with an optional subresource.
@@ -106,6 +115,8 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
         ["apis", group] => Some(Route::Group(group)),
+        ["openapi", "v3"] => Some(Route::OpenApiIndex),
+        ["openapi", "v3", ..] => Some(Route::OpenApi(path.trim_matches('/').trim_start_matches("openapi/v3/"))),
         ["api", version, rest @ ..] => resources("", version, rest),
         ["apis", group, version, rest @ ..] => resources(group, version, rest),
         _ => None,
@@ -151,6 +162,20 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         }
         Some(Route::Resources { group, version }) => {
             let r = discovery::resource_list(group, version).map(|v| value_response(StatusCode::OK, &v));
+            ("get", String::new(), r.unwrap_or_else(|| error_response(&not_found())))
+        }
+        Some(Route::OpenApiIndex) => {
+            ("get", String::new(), json_response(StatusCode::OK, OpenApi::shared().v3_index().clone()))
+        }
+        Some(Route::OpenApi(gv)) => {
+            let r = OpenApi::shared().v3_group_version(gv).map(|(doc, hash)| {
+                let mut response = json_response(StatusCode::OK, doc.clone());
+                // kubectl caches the documents by the hash in their URL.
+                if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                    response.headers_mut().insert(header::ETAG, etag);
+                }
+                response
+            });
             ("get", String::new(), r.unwrap_or_else(|| error_response(&not_found())))
         }
         Some(Route::Object(target)) => {
@@ -207,9 +232,9 @@ async fn read_body(body: Body) -> Result<Bytes> {
 fn object_body(content_type: &str, body: Bytes) -> Result<Bytes> {
     match content_type {
         "" | "application/json" | "application/yaml" | "*/*" => Ok(body),
-        "application/vnd.kubernetes.protobuf" => {
-            let _ = body;
-            Err(ApiError::new(Reason::UnsupportedMediaType, "protobuf bodies are not read yet"))
+        protobuf::CONTENT_TYPE => {
+            let (_, object) = protobuf::decode(&body)?;
+            Ok(Bytes::from(serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?))
         }
         other => Err(ApiError::new(
             Reason::UnsupportedMediaType,
@@ -237,9 +262,10 @@ fn patch_kind(content_type: &str) -> Result<PatchKind> {
     })
 }
 
-/// `dryRun` and `fieldValidation` of a create, update or patch.
-fn write_options(q: &Query) -> Result<WriteOptions> {
-    Ok(WriteOptions { dry_run: q.dry_run()?, field_validation: FieldValidation::parse(q.get("fieldValidation"))? })
+/// `dryRun`, `fieldValidation` and `fieldManager` of a create, update or patch.
+fn write_options(q: &Query) -> Result<WriteOptions<'_>> {
+    let field_validation = FieldValidation::parse(q.get("fieldValidation"))?;
+    Ok(WriteOptions { dry_run: q.dry_run()?, field_validation, field_manager: q.get("fieldManager") })
 }
 
 /// Adds a `Warning: 299 - "…"` header per warning (RFC 7234, as
@@ -314,19 +340,12 @@ impl Rest {
                     status: sub == "status",
                     dry_run: opts.dry_run,
                     field_validation: opts.field_validation,
+                    field_manager: opts.field_manager,
+                    force: q.flag("force")?,
                 };
-                let w = match self.registry.patch(info, ns, name, &patch).await {
-                    // Server-side apply creates what is not there yet.
-                    Err(e) if e.reason == Reason::NotFound && kind == PatchKind::Apply && sub.is_empty() => {
-                        let w = self.registry.create_with_options(info, ns, &body, opts).await?;
-                        return Ok(with_warnings(
-                            self.object_response(StatusCode::CREATED, &w.object, out),
-                            &w.warnings,
-                        ));
-                    }
-                    r => r?,
-                };
-                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, out), &w.warnings))
+                let w = self.registry.patch(info, ns, name, &patch).await?;
+                let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+                Ok(with_warnings(self.object_response(code, &w.object, out), &w.warnings))
             }
             (&Method::DELETE, _, "") => {
                 let body = read_body(req.into_body()).await?;
@@ -355,6 +374,13 @@ impl Rest {
                 let opts = delete_options(q, if eviction["deleteOptions"].is_object() { &options } else { b"" })?;
                 self.registry.delete(info, ns, name, &opts).await?;
                 Ok(success(StatusCode::CREATED, None))
+            }
+            (&Method::GET, _, "log") if info.kind == "Pod" => {
+                Ok(logs::logs(self.proxy.clone(), ns.into(), name.into(), req.uri().query().unwrap_or_default()).await)
+            }
+            (&Method::GET | &Method::POST, _, "exec") if info.kind == "Pod" => {
+                let query = req.uri().query().unwrap_or_default().to_string();
+                Ok(exec::exec(self.proxy.clone(), ns.into(), name.into(), &query, req).await)
             }
             (_, _, "" | "status" | "binding" | "eviction" | "log" | "exec") => Err(method_not_allowed(method)),
             _ => Err(not_found()),
