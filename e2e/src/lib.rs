@@ -424,6 +424,23 @@ impl Cluster {
         self.rkubectl_ok(&["create", "-f", &path.display().to_string()])
     }
 
+    /// Polls `check` every 300 ms until it holds, for up to two minutes, or
+    /// fails with `what`, the last error and the daemons' logs.
+    pub async fn eventually(&self, what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+        const TIMEOUT: Duration = Duration::from_secs(120);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            match check() {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(300)).await
+                }
+                Ok(false) => bail!("{what}: not within {TIMEOUT:?}\n{}", self.logs()),
+                Err(e) => bail!("{what}: {e}\n{}", self.logs()),
+            }
+        }
+    }
+
     /// A pod's JSON.
     pub fn pod(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::from_str(&self.rkubectl_ok(&["get", "pod", name, "-o", "json"])?)?)

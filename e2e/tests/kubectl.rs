@@ -5,29 +5,10 @@
 //! scale, describe with events, logs, exec with exit codes, watch, wait,
 //! rollout and delete.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rkube_e2e::{Cluster, Options};
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Polls `check` every 300 ms until it holds, or fails with `what` and the daemons' logs.
-async fn eventually(
-    cluster: &Cluster,
-    what: &str,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) | Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
-            Ok(false) => bail!("{what}: not within {TIMEOUT:?}\n{}", cluster.logs()),
-            Err(e) => bail!("{what}: {e}\n{}", cluster.logs()),
-        }
-    }
-}
+use std::time::Duration;
 
 fn json(cluster: &Cluster, args: &[&str]) -> anyhow::Result<Value> {
     let mut all = args.to_vec();
@@ -215,25 +196,27 @@ async fn kubectl_reads_and_writes_the_cluster() -> anyhow::Result<()> {
     // rollout undo goes back to the previous template.
     cluster.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
     cluster.kubectl(&["rollout", "undo", "deployment/web"])?;
-    eventually(&cluster, "undo restores the env without EXTRA", || {
-        let d = json(&cluster, &["get", "deployment", "web"])?;
-        let env = d["spec"]["template"]["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
-        Ok(env.len() == 1 && env[0]["value"] == "two")
-    })
-    .await?;
+    cluster
+        .eventually("undo restores the env without EXTRA", || {
+            let d = json(&cluster, &["get", "deployment", "web"])?;
+            let env = d["spec"]["template"]["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+            Ok(env.len() == 1 && env[0]["value"] == "two")
+        })
+        .await?;
 
     // scale through the scale subresource; label, annotate; get all.
     cluster.kubectl(&["scale", "deployment", "web", "--replicas=1"])?;
     cluster.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
-    eventually(&cluster, "web scales to 1 ready", || {
-        let ps = json(&cluster, &["get", "pods", "-l", "app=web"])?;
-        let live: Vec<&Value> = ps["items"]
-            .as_array()
-            .map(|a| a.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect())
-            .unwrap_or_default();
-        Ok(live.len() == 1)
-    })
-    .await?;
+    cluster
+        .eventually("web scales to 1 ready", || {
+            let ps = json(&cluster, &["get", "pods", "-l", "app=web"])?;
+            let live: Vec<&Value> = ps["items"]
+                .as_array()
+                .map(|a| a.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect())
+                .unwrap_or_default();
+            Ok(live.len() == 1)
+        })
+        .await?;
     cluster.kubectl(&["label", "pod", "shell", "tier=debug"])?;
     cluster.kubectl(&["annotate", "pod", "shell", "note=hi"])?;
     let p = json(&cluster, &["get", "pod", "shell"])?;
@@ -250,10 +233,11 @@ async fn kubectl_reads_and_writes_the_cluster() -> anyhow::Result<()> {
     let node = cluster.kubectl(&["describe", "node", &cluster.nodes[0]])?;
     assert!(node.contains("Starting kubelet."), "{node}");
     cluster.kubectl_ok_with(&["create", "-f", "-"], RC)?;
-    eventually(&cluster, "describe rc shows its pod creations", || {
-        Ok(cluster.kubectl(&["describe", "rc", "echo"])?.contains("SuccessfulCreate"))
-    })
-    .await?;
+    cluster
+        .eventually("describe rc shows its pod creations", || {
+            Ok(cluster.kubectl(&["describe", "rc", "echo"])?.contains("SuccessfulCreate"))
+        })
+        .await?;
 
     // replace with a stale resourceVersion is a conflict; a fresh one works.
     let mut cm = json(&cluster, &["get", "configmap", "settings"])?;
@@ -280,10 +264,11 @@ async fn kubectl_reads_and_writes_the_cluster() -> anyhow::Result<()> {
 
     // delete with cascade: the ReplicaSets and pods of web go.
     cluster.kubectl(&["delete", "deployment", "web", "--cascade=foreground", "--wait=true", "--timeout=90s"])?;
-    eventually(&cluster, "web's pods are gone", || {
-        Ok(json(&cluster, &["get", "pods", "-l", "app=web"])?["items"] == Value::Array(vec![]))
-    })
-    .await?;
+    cluster
+        .eventually("web's pods are gone", || {
+            Ok(json(&cluster, &["get", "pods", "-l", "app=web"])?["items"] == Value::Array(vec![]))
+        })
+        .await?;
     Ok(())
 }
 

@@ -5,31 +5,13 @@
 //! ReplicationController, ConfigMaps and Service, then the namespace; a
 //! system namespace cannot be deleted.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rkube_e2e::Cluster;
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "team";
-
-/// Polls `check` every 300 ms until it holds, or fails with `what` and the daemons' logs.
-async fn eventually(
-    cluster: &Cluster,
-    what: &str,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) | Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
-            Ok(false) => bail!("{what}: not within {TIMEOUT:?}\n{}", cluster.logs()),
-            Err(e) => bail!("{what}: {e}\n{}", cluster.logs()),
-        }
-    }
-}
 
 fn items(cluster: &Cluster, kind: &str) -> anyhow::Result<Vec<Value>> {
     let list: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", kind, "-n", NS, "-o", "json"])?)?;
@@ -105,18 +87,20 @@ async fn deleting_a_namespace_removes_its_objects_and_containers() -> anyhow::Re
     cluster.rkubectl_ok(&["create", "namespace", NS])?;
     let ns_table = cluster.rkubectl_ok(&["get", "ns", NS])?;
     assert!(ns_table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("Active")), "{ns_table}");
-    eventually(&cluster, "the default service account", || {
-        let sa = cluster.rkubectl_ok(&["get", "sa", "-n", NS])?;
-        Ok(sa.lines().nth(1).is_some_and(|l| l.split_whitespace().take(2).eq(["default", "0"])))
-    })
-    .await?;
+    cluster
+        .eventually("the default service account", || {
+            let sa = cluster.rkubectl_ok(&["get", "sa", "-n", NS])?;
+            Ok(sa.lines().nth(1).is_some_and(|l| l.split_whitespace().take(2).eq(["default", "0"])))
+        })
+        .await?;
 
     cluster.create(MANIFEST)?;
-    eventually(&cluster, "4 running pods", || {
-        let pods = items(&cluster, "pods")?;
-        Ok(pods.len() == 4 && pods.iter().all(running))
-    })
-    .await?;
+    cluster
+        .eventually("4 running pods", || {
+            let pods = items(&cluster, "pods")?;
+            Ok(pods.len() == 4 && pods.iter().all(running))
+        })
+        .await?;
     let pods = items(&cluster, "pods")?;
     assert!(pods.iter().all(|p| p["spec"]["serviceAccountName"] == "default"), "pods run as default");
     let nodes: std::collections::BTreeSet<&str> = pods.iter().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
@@ -130,11 +114,12 @@ async fn deleting_a_namespace_removes_its_objects_and_containers() -> anyhow::Re
     assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
     let table = cluster.rkubectl_ok(&["get", "ns", NS])?;
     assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("Terminating")), "{table}");
-    eventually(&cluster, "the namespace gone", || {
-        let out = cluster.rkubectl(&["get", "ns", NS])?;
-        Ok(!out.status.success())
-    })
-    .await?;
+    cluster
+        .eventually("the namespace gone", || {
+            let out = cluster.rkubectl(&["get", "ns", NS])?;
+            Ok(!out.status.success())
+        })
+        .await?;
     eprintln!("namespace with 4 running pods on {} nodes gone in {:?}", nodes.len(), started.elapsed());
     for kind in ["pods", "rc", "configmaps", "services", "endpoints", "serviceaccounts"] {
         let left = items(&cluster, kind).with_context(|| format!("listing {kind}"))?;
@@ -143,7 +128,7 @@ async fn deleting_a_namespace_removes_its_objects_and_containers() -> anyhow::Re
     // Every pod went through its kubelet (the namespace goes only once the
     // pods are gone, and a kubelet deletes a pod once its containers stop):
     // their containers are gone.
-    eventually(&cluster, "the namespace's containers removed", || Ok(containers(&cluster)?.is_empty())).await?;
+    cluster.eventually("the namespace's containers removed", || Ok(containers(&cluster)?.is_empty())).await?;
 
     // The system namespaces stay.
     let refused = cluster.rkubectl(&["delete", "namespace", "kube-system"])?;

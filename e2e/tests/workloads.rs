@@ -7,13 +7,10 @@
 //! pods; orphan and foreground deletes; a DaemonSet follows node labels; a
 //! Job completes, another stops at its backoffLimit.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rkube_e2e::Cluster;
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The live (not terminating) pods `selector` picks.
 fn pods(cluster: &Cluster, selector: &str) -> anyhow::Result<Vec<Value>> {
@@ -37,23 +34,6 @@ fn name(p: &Value) -> String {
     p["metadata"]["name"].as_str().unwrap_or_default().to_string()
 }
 
-/// Polls `check` every 300 ms until it holds, or fails with `what` and the daemons' logs.
-async fn eventually(
-    cluster: &Cluster,
-    what: &str,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) | Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
-            Ok(false) => bail!("{what}: not within {TIMEOUT:?}\n{}", cluster.logs()),
-            Err(e) => bail!("{what}: {e}\n{}", cluster.logs()),
-        }
-    }
-}
-
 /// Exactly `n` live pods match `selector`, all ready.
 fn ready_pods(cluster: &Cluster, selector: &str, n: usize) -> anyhow::Result<bool> {
     let ps = pods(cluster, selector)?;
@@ -69,7 +49,7 @@ fn rcs(cluster: &Cluster) -> anyhow::Result<Vec<Value>> {
 async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()> {
     let cluster = Cluster::start(2).await?;
     cluster.rkubectl_ok(&["create", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/frontend-rc.yaml")])?;
-    eventually(&cluster, "3 ready frontend pods", || ready_pods(&cluster, "name=frontend", 3)).await?;
+    cluster.eventually("3 ready frontend pods", || ready_pods(&cluster, "name=frontend", 3)).await?;
     let table = cluster.rkubectl_ok(&["get", "rc", "frontend"])?;
     assert!(
         table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(4).eq(["frontend", "3", "3", "3"])),
@@ -79,11 +59,12 @@ async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()>
     // A deleted pod is replaced.
     let victim = name(&pods(&cluster, "name=frontend")?[0]);
     cluster.rkubectl_ok(&["delete", "pod", &victim])?;
-    eventually(&cluster, "the deleted pod replaced", || {
-        let ps = pods(&cluster, "name=frontend")?;
-        Ok(ps.len() == 3 && ps.iter().all(ready) && ps.iter().all(|p| name(p) != victim))
-    })
-    .await?;
+    cluster
+        .eventually("the deleted pod replaced", || {
+            let ps = pods(&cluster, "name=frontend")?;
+            Ok(ps.len() == 3 && ps.iter().all(ready) && ps.iter().all(|p| name(p) != victim))
+        })
+        .await?;
 
     // A killed container is restarted in place: still the same 3 pods.
     let before: Vec<String> = pods(&cluster, "name=frontend")?.iter().map(name).collect();
@@ -101,29 +82,30 @@ async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()>
     let id = String::from_utf8_lossy(&ids.stdout).trim().to_string();
     assert!(!id.is_empty(), "no container for {target}");
     Command::new("docker").args(["kill", &id]).stdout(Stdio::null()).status()?;
-    eventually(&cluster, "the killed container restarted", || {
-        let ps = pods(&cluster, "name=frontend")?;
-        let restarted = ps
-            .iter()
-            .any(|p| name(p) == target && p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
-        let mut names: Vec<String> = ps.iter().map(name).collect();
-        names.sort();
-        let mut expected = before.clone();
-        expected.sort();
-        Ok(restarted && names == expected && ps.iter().all(ready))
-    })
-    .await?;
+    cluster
+        .eventually("the killed container restarted", || {
+            let ps = pods(&cluster, "name=frontend")?;
+            let restarted = ps
+                .iter()
+                .any(|p| name(p) == target && p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
+            let mut names: Vec<String> = ps.iter().map(name).collect();
+            names.sort();
+            let mut expected = before.clone();
+            expected.sort();
+            Ok(restarted && names == expected && ps.iter().all(ready))
+        })
+        .await?;
 
     // Scale 3 -> 5 -> 1 (then 2 for the updates).
     assert_eq!(
         cluster.rkubectl_ok(&["scale", "rc", "frontend", "--replicas=5"])?.trim(),
         "replicationcontroller/frontend scaled"
     );
-    eventually(&cluster, "5 frontend pods", || ready_pods(&cluster, "name=frontend", 5)).await?;
+    cluster.eventually("5 frontend pods", || ready_pods(&cluster, "name=frontend", 5)).await?;
     cluster.rkubectl_ok(&["scale", "rc", "frontend", "--replicas=1"])?;
-    eventually(&cluster, "1 frontend pod", || ready_pods(&cluster, "name=frontend", 1)).await?;
+    cluster.eventually("1 frontend pod", || ready_pods(&cluster, "name=frontend", 1)).await?;
     cluster.rkubectl_ok(&["scale", "rc", "frontend", "--replicas=2", "--current-replicas=1"])?;
-    eventually(&cluster, "2 frontend pods", || ready_pods(&cluster, "name=frontend", 2)).await?;
+    cluster.eventually("2 frontend pods", || ready_pods(&cluster, "name=frontend", 2)).await?;
 
     // rolling-update -f: v2 replaces v1 pod by pod, and takes the old name at the end.
     let out = cluster.rkubectl_ok(&[
@@ -137,10 +119,11 @@ async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()>
     assert!(out.contains("Scaling up frontend-v2 from 0 to 2, scaling down frontend from 2 to 0"), "{out}");
     let names: Vec<String> = rcs(&cluster)?.iter().map(name).collect();
     assert_eq!(names, ["frontend"], "the old name is kept");
-    eventually(&cluster, "only v2 pods", || {
-        Ok(ready_pods(&cluster, "name=frontend", 2)? && pods(&cluster, "name=frontend,version=v2")?.len() == 2)
-    })
-    .await?;
+    cluster
+        .eventually("only v2 pods", || {
+            Ok(ready_pods(&cluster, "name=frontend", 2)? && pods(&cluster, "name=frontend,version=v2")?.len() == 2)
+        })
+        .await?;
 
     // rolling-update --image: a hash-named controller takes over and is renamed to the old name.
     let out = cluster.rkubectl_ok(&[
@@ -154,11 +137,13 @@ async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()>
     let all = rcs(&cluster)?;
     assert_eq!(all.iter().map(name).collect::<Vec<_>>(), ["frontend"], "the old name is kept");
     assert_eq!(all[0]["spec"]["template"]["spec"]["containers"][0]["image"], "rkube/toolbox:1.0");
-    eventually(&cluster, "only pods of the new image", || {
-        let ps = pods(&cluster, "name=frontend")?;
-        Ok(ps.len() == 2 && ps.iter().all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "rkube/toolbox:1.0"))
-    })
-    .await?;
+    cluster
+        .eventually("only pods of the new image", || {
+            let ps = pods(&cluster, "name=frontend")?;
+            Ok(ps.len() == 2
+                && ps.iter().all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "rkube/toolbox:1.0"))
+        })
+        .await?;
 
     // An update aborted midway and rolled back: the old controller is whole again.
     let mut update = Command::new(rkube_e2e::bin_dir().join("rkubectl"))
@@ -168,24 +153,26 @@ async fn a_replication_controller_keeps_scales_and_rolls() -> anyhow::Result<()>
         .stderr(Stdio::null())
         .spawn()?;
     let mut new_rc = String::new();
-    eventually(&cluster, "the new controller scaled up", || {
-        let found = rcs(&cluster)?
-            .into_iter()
-            .find(|r| name(r).starts_with("frontend-") && r["spec"]["replicas"].as_i64() >= Some(1));
-        Ok(found.map(|r| new_rc = name(&r)).is_some())
-    })
-    .await?;
+    cluster
+        .eventually("the new controller scaled up", || {
+            let found = rcs(&cluster)?
+                .into_iter()
+                .find(|r| name(r).starts_with("frontend-") && r["spec"]["replicas"].as_i64() >= Some(1));
+            Ok(found.map(|r| new_rc = name(&r)).is_some())
+        })
+        .await?;
     update.kill()?;
     update.wait()?;
     let out = cluster.rkubectl_ok(&["rolling-update", "frontend", &new_rc, "--rollback"])?;
     assert!(out.contains(&format!("Update succeeded. Deleting {new_rc}")), "{out}");
-    eventually(&cluster, "the old controller restored", || {
-        let all = rcs(&cluster)?;
-        Ok(all.iter().map(name).collect::<Vec<_>>() == ["frontend"]
-            && all[0]["spec"]["replicas"] == 2
-            && ready_pods(&cluster, "name=frontend", 2)?)
-    })
-    .await?;
+    cluster
+        .eventually("the old controller restored", || {
+            let all = rcs(&cluster)?;
+            Ok(all.iter().map(name).collect::<Vec<_>>() == ["frontend"]
+                && all[0]["spec"]["replicas"] == 2
+                && ready_pods(&cluster, "name=frontend", 2)?)
+        })
+        .await?;
     Ok(())
 }
 
@@ -225,21 +212,23 @@ async fn a_deployment_rolls_out_undoes_and_stalls_on_a_bad_image() -> anyhow::Re
 
     cluster.rkubectl_ok(&["set", "image", "deployment/web", "web=rkube/toolbox:latest"])?;
     cluster.rkubectl_ok(&["rollout", "status", "deployment/web", "--timeout=2m"])?;
-    eventually(&cluster, "every pod on the new image", || {
-        let imgs = images(&cluster, "web")?;
-        Ok(imgs.len() == 3 && imgs.iter().all(|i| i == "rkube/toolbox:latest"))
-    })
-    .await?;
+    cluster
+        .eventually("every pod on the new image", || {
+            let imgs = images(&cluster, "web")?;
+            Ok(imgs.len() == 3 && imgs.iter().all(|i| i == "rkube/toolbox:latest"))
+        })
+        .await?;
     let history = cluster.rkubectl_ok(&["rollout", "history", "deployment/web"])?;
     assert!(history.lines().any(|l| l.starts_with("1 ")) && history.lines().any(|l| l.starts_with("2 ")), "{history}");
 
     cluster.rkubectl_ok(&["rollout", "undo", "deployment/web"])?;
     cluster.rkubectl_ok(&["rollout", "status", "deployment/web", "--timeout=2m"])?;
-    eventually(&cluster, "every pod back on the first image", || {
-        let imgs = images(&cluster, "web")?;
-        Ok(imgs.len() == 3 && imgs.iter().all(|i| i == "rkube/toolbox:1.0"))
-    })
-    .await?;
+    cluster
+        .eventually("every pod back on the first image", || {
+            let imgs = images(&cluster, "web")?;
+            Ok(imgs.len() == 3 && imgs.iter().all(|i| i == "rkube/toolbox:1.0"))
+        })
+        .await?;
     let sets: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "rs", "-l", "app=web", "-o", "json"])?)?;
     assert_eq!(sets["items"].as_array().map(Vec::len), Some(2), "the undo reused the first ReplicaSet");
 
@@ -248,13 +237,15 @@ async fn a_deployment_rolls_out_undoes_and_stalls_on_a_bad_image() -> anyhow::Re
     cluster.create(&DEPLOYMENT.replace("NAME", "broken"))?;
     cluster.rkubectl_ok(&["rollout", "status", "deployment/broken", "--timeout=2m"])?;
     cluster.rkubectl_ok(&["set", "image", "deployment/broken", "web=rkube/missing:1"])?;
-    eventually(&cluster, "ProgressDeadlineExceeded", || {
-        let d: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "deployment", "broken", "-o", "json"])?)?;
-        Ok(d["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter().any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
-        }))
-    })
-    .await?;
+    cluster
+        .eventually("ProgressDeadlineExceeded", || {
+            let d: Value =
+                serde_json::from_str(&cluster.rkubectl_ok(&["get", "deployment", "broken", "-o", "json"])?)?;
+            Ok(d["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+            }))
+        })
+        .await?;
     let d: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "deployment", "broken", "-o", "json"])?)?;
     assert_eq!(d["status"]["availableReplicas"], 2, "{}", d["status"]);
     assert_eq!(images(&cluster, "broken")?.iter().filter(|i| *i == "rkube/toolbox:1.0").count(), 2);
@@ -284,14 +275,15 @@ async fn a_crashed_controller_manager_creates_no_extra_pods_and_deletes_cascade(
     let mut cluster = Cluster::start(2).await?;
     cluster.create(&SLEEPERS.replace("NAME", "burst"))?;
     cluster.rkubectl_ok(&["scale", "rc", "burst", "--replicas=12"])?;
-    eventually(&cluster, "the scale-up started", || Ok(!pods(&cluster, "app=burst")?.is_empty())).await?;
+    cluster.eventually("the scale-up started", || Ok(!pods(&cluster, "app=burst")?.is_empty())).await?;
     cluster.kill("controller-manager")?;
     cluster.restart("controller-manager")?;
-    eventually(&cluster, "12 running pods", || {
-        let ps = pods(&cluster, "app=burst")?;
-        Ok(ps.len() == 12 && ps.iter().all(|p| p["status"]["phase"] == "Running"))
-    })
-    .await?;
+    cluster
+        .eventually("12 running pods", || {
+            let ps = pods(&cluster, "app=burst")?;
+            Ok(ps.len() == 12 && ps.iter().all(|p| p["status"]["phase"] == "Running"))
+        })
+        .await?;
     let rc: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "rc", "burst", "-o", "json"])?)?;
     assert_eq!(rc["status"]["replicas"], 12);
     // Everything the controllers wrote is seen: the count stays exact.
@@ -300,7 +292,7 @@ async fn a_crashed_controller_manager_creates_no_extra_pods_and_deletes_cascade(
 
     // Orphan: the controller goes, its pods stay without an owner.
     cluster.rkubectl_ok(&["delete", "rc", "burst", "--cascade=orphan"])?;
-    eventually(&cluster, "the orphaning delete done", || Ok(rcs(&cluster)?.is_empty())).await?;
+    cluster.eventually("the orphaning delete done", || Ok(rcs(&cluster)?.is_empty())).await?;
     let left = pods(&cluster, "app=burst")?;
     assert_eq!(left.len(), 12);
     assert!(left.iter().all(|p| p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)));
@@ -309,7 +301,7 @@ async fn a_crashed_controller_manager_creates_no_extra_pods_and_deletes_cascade(
     // Foreground: the controller stays until its pods are gone.
     cluster.create(&SLEEPERS.replace("NAME", "fg"))?;
     cluster.rkubectl_ok(&["scale", "rc", "fg", "--replicas=2"])?;
-    eventually(&cluster, "2 fg pods", || Ok(pods(&cluster, "app=fg")?.len() == 2)).await?;
+    cluster.eventually("2 fg pods", || Ok(pods(&cluster, "app=fg")?.len() == 2)).await?;
     cluster.rkubectl_ok(&["delete", "rc", "fg", "--cascade=foreground", "--wait=false"])?;
     let rc: Value = serde_json::from_str(
         &cluster.rkubectl_ok(&["get", "rc", "fg", "-o", "json"]).context("fg is kept while its pods go")?,
@@ -318,10 +310,11 @@ async fn a_crashed_controller_manager_creates_no_extra_pods_and_deletes_cascade(
         rc["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|f| f == "foregroundDeletion")),
         "{rc}"
     );
-    eventually(&cluster, "the foreground delete done", || {
-        Ok(rcs(&cluster)?.is_empty() && pods(&cluster, "app=fg")?.is_empty())
-    })
-    .await?;
+    cluster
+        .eventually("the foreground delete done", || {
+            Ok(rcs(&cluster)?.is_empty() && pods(&cluster, "app=fg")?.is_empty())
+        })
+        .await?;
     Ok(())
 }
 
@@ -374,21 +367,23 @@ async fn daemon_sets_follow_node_labels_and_jobs_complete_or_fail() -> anyhow::R
     };
     let mut both = vec![first.clone(), second.clone()];
     both.sort();
-    eventually(&cluster, "a daemon pod Running on each node", || Ok(on_nodes()? == both)).await?;
+    cluster.eventually("a daemon pod Running on each node", || Ok(on_nodes()? == both)).await?;
 
     // Relabelled out of the selector: that node's pod goes, the other stays.
     cluster.rkubectl_ok(&["label", "nodes", &second, "role=core", "--overwrite"])?;
-    eventually(&cluster, "the daemon pod only on the edge node", || Ok(on_nodes()? == [first.clone()])).await?;
+    cluster.eventually("the daemon pod only on the edge node", || Ok(on_nodes()? == [first.clone()])).await?;
     let ds: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "ds", "edge-agent", "-o", "json"])?)?;
     assert_eq!(ds["status"]["desiredNumberScheduled"], 1, "{}", ds["status"]);
 
     // A Job of 4 completions, 2 at a time, completes.
     cluster.rkubectl_ok(&["create", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/job.yaml")])?;
-    eventually(&cluster, "the job complete", || {
-        let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "count-down", "-o", "json"])?)?;
-        Ok(condition(&job, "Complete").is_some())
-    })
-    .await?;
+    cluster
+        .eventually("the job complete", || {
+            let job: Value =
+                serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "count-down", "-o", "json"])?)?;
+            Ok(condition(&job, "Complete").is_some())
+        })
+        .await?;
     let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "count-down", "-o", "json"])?)?;
     assert_eq!(job["status"]["succeeded"], 4, "{}", job["status"]);
     let table = cluster.rkubectl_ok(&["get", "job", "count-down"])?;
@@ -396,11 +391,13 @@ async fn daemon_sets_follow_node_labels_and_jobs_complete_or_fail() -> anyhow::R
 
     // A Job whose pods always fail stops at backoffLimit.
     cluster.create(FAILING_JOB)?;
-    eventually(&cluster, "the failing job Failed", || {
-        let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "always-fails", "-o", "json"])?)?;
-        Ok(condition(&job, "Failed").is_some_and(|c| c["reason"] == "BackoffLimitExceeded"))
-    })
-    .await?;
+    cluster
+        .eventually("the failing job Failed", || {
+            let job: Value =
+                serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "always-fails", "-o", "json"])?)?;
+            Ok(condition(&job, "Failed").is_some_and(|c| c["reason"] == "BackoffLimitExceeded"))
+        })
+        .await?;
     let job: Value = serde_json::from_str(&cluster.rkubectl_ok(&["get", "job", "always-fails", "-o", "json"])?)?;
     assert_eq!(job["status"]["failed"], 3, "backoffLimit 2: three pods failed: {}", job["status"]);
     Ok(())
