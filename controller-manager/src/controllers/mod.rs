@@ -15,6 +15,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod pod_state;
 pub mod replicaset;
 pub mod resourcequota;
@@ -70,6 +71,9 @@ pub struct Flags {
     /// ResourceQuota.
     #[command(flatten)]
     pub resourcequota: resourcequota::Flags,
+    /// PersistentVolume binder.
+    #[command(flatten)]
+    pub persistentvolume: persistentvolume::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -138,6 +142,7 @@ pub const CONTROLLERS: &[Controller] = &[
     namespace::CONTROLLER,
     serviceaccount::CONTROLLER,
     resourcequota::CONTROLLER,
+    persistentvolume::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -190,7 +195,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota, persistentvolume-binder)"
         );
     }
 }
