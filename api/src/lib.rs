@@ -7,7 +7,8 @@
 //! The objects themselves are the k8s-openapi types, re-exported as [`k8s`].
 //! [`cidr`] parses and walks CIDR blocks for every component that needs them.
 //! [`managed_fields`] keeps `metadata.managedFields`: who owns which field, for
-//! server-side apply and its conflicts.
+//! server-side apply and its conflicts. [`metrics`] builds the
+//! `metrics.k8s.io` NodeMetrics and PodMetrics from kubelet stats summaries.
 
 pub mod cidr;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod intstr;
 pub mod kinds;
 pub mod managed_fields;
 pub mod manifest;
+pub mod metrics;
 pub mod patch;
 pub mod quantity;
 pub mod quota;

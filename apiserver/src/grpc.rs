@@ -7,6 +7,7 @@
 use crate::metrics::Metrics;
 use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
 use crate::registry::{DeleteOptions, ListOptions, Object, Patch, PatchKind, Propagation, Registry};
+use crate::resource_metrics::{MetricsQuery, ResourceMetrics};
 use crate::watch::EventType;
 use futures::{Stream, StreamExt};
 use rkube_api::manifest::FieldValidation;
@@ -25,13 +26,14 @@ pub struct GrpcApi {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     proxy: Arc<NodeProxy>,
+    usage: Arc<ResourceMetrics>,
 }
 
 impl GrpcApi {
-    /// A service over `registry`.
-    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
-        let proxy = Arc::new(NodeProxy::new(registry.clone()));
-        GrpcApi { registry, metrics, proxy }
+    /// A service over `registry`, reaching kubelets through `proxy`.
+    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>, proxy: Arc<NodeProxy>) -> Self {
+        let usage = Arc::new(ResourceMetrics::new(registry.clone(), proxy.clone()));
+        GrpcApi { registry, metrics, proxy, usage }
     }
 
     /// Records a finished request and turns its result into a gRPC answer.
@@ -358,6 +360,52 @@ impl Resources for GrpcApi {
         }
         .await;
         self.finish("stats", Some(&nodes), start, result)
+    }
+
+    async fn metrics(&self, req: Request<pb::MetricsRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let reference =
+            pb::ResourceRef { api_version: rkube_api::metrics::API_VERSION.into(), resource: req.resource.clone() };
+        let result = async {
+            let resource = rkube_api::metrics::resource(&req.resource).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "the server doesn't have a resource type \"{}\" in {}: use nodes or pods",
+                    req.resource,
+                    rkube_api::metrics::API_VERSION
+                ))
+            })?;
+            let q = MetricsQuery {
+                resource,
+                namespace: &req.namespace,
+                name: &req.name,
+                label_selector: &req.label_selector,
+            };
+            let items = self.usage.read(q).await?;
+            let items = items
+                .into_iter()
+                .map(|m| {
+                    let text = |f: &str| m["metadata"][f].as_str().unwrap_or_default().to_string();
+                    Ok(pb::Object {
+                        api_version: rkube_api::metrics::API_VERSION.into(),
+                        kind: resource.kind.into(),
+                        namespace: text("namespace"),
+                        name: text("name"),
+                        resource_version: String::new(),
+                        json: serde_json::to_vec(&m).map_err(|e| ApiError::internal(e.to_string()))?.into(),
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Ok(pb::ListResponse {
+                api_version: rkube_api::metrics::API_VERSION.into(),
+                kind: resource.list_kind(),
+                resource_version: String::new(),
+                items,
+                continue_token: String::new(),
+            })
+        }
+        .await;
+        self.finish(if req.name.is_empty() { "list" } else { "get" }, Some(&reference), start, result)
     }
 
     async fn version(&self, _req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {

@@ -20,6 +20,7 @@ pub mod node_proxy;
 pub mod openapi;
 pub mod protobuf;
 pub mod registry;
+pub mod resource_metrics;
 pub mod rest;
 pub mod serve;
 pub mod service_account;
@@ -196,6 +197,7 @@ impl App {
                 }
             });
         }
+        let proxy = Arc::new(NodeProxy::new(self.registry.clone()));
         let http = {
             let registry = self.registry.clone();
             let metrics = self.metrics.clone();
@@ -216,9 +218,9 @@ impl App {
                     "/metrics",
                     get(move || std::future::ready(rkube_client::daemon::metrics_response(render.render()))),
                 )
-                .merge(rest::router(self.registry.clone(), Arc::new(NodeProxy::new(self.registry.clone())), metrics))
+                .merge(rest::router(self.registry.clone(), proxy.clone(), metrics))
         };
-        let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone()))
+        let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone(), proxy))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let app = tonic::service::Routes::from(http).add_service(api).prepare().into_axum_router();

@@ -381,6 +381,47 @@ impl Client {
         serde_json::from_slice(&resp.json).map_err(|e| ApiError::internal(format!("bad stats JSON: {e}")))
     }
 
+    /// `metrics.k8s.io/v1beta1` metrics: `resource` is `nodes` (NodeMetrics)
+    /// or `pods` (PodMetrics); `namespace` "" is all namespaces; a `name`
+    /// gets one object (NotFound when it has no metrics); `label_selector`
+    /// selects the nodes or pods by label. Each item is the object's JSON.
+    pub async fn metrics(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        label_selector: &str,
+    ) -> Result<Vec<serde_json::Value>> {
+        let req = pb::MetricsRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            label_selector: label_selector.into(),
+        };
+        let resp = self.inner.clone().metrics(req).await.map_err(|s| self.err(s))?.into_inner();
+        resp.items
+            .iter()
+            .map(|o| {
+                serde_json::from_slice(&o.json)
+                    .map_err(|e| ApiError::internal(format!("bad {} JSON of {}: {e}", o.kind, o.name)))
+            })
+            .collect()
+    }
+
+    /// The PodMetrics (`metrics.k8s.io/v1beta1` JSON: `metadata`,
+    /// `timestamp`, `window`, `containers[].usage.{cpu,memory}`) of the pods
+    /// in `namespace` ("" = all) matching `label_selector` ("" = all). Pods
+    /// whose kubelet has not measured them yet are absent.
+    pub async fn pod_metrics(&self, namespace: &str, label_selector: &str) -> Result<Vec<serde_json::Value>> {
+        self.metrics("pods", namespace, "", label_selector).await
+    }
+
+    /// The NodeMetrics (`usage.{cpu,memory}`) of every node whose kubelet
+    /// answered.
+    pub async fn node_metrics(&self) -> Result<Vec<serde_json::Value>> {
+        self.metrics("nodes", "", "", "").await
+    }
+
     /// The server's version (Kubernetes `version.Info` JSON).
     pub async fn version(&self) -> Result<serde_json::Value> {
         let resp = self.inner.clone().version(pb::VersionRequest {}).await.map_err(|s| self.err(s))?.into_inner();

@@ -65,12 +65,14 @@ pub fn nano_cores(before: (Instant, u64), after: (Instant, u64)) -> u64 {
     u64::try_from(used * 1_000_000_000 / wall).unwrap_or(u64::MAX)
 }
 
+/// `usageNanoCores` is left out while the rate is unknown (a container's
+/// first sample), as the kubelet's summary API does: a 0 would read as idle.
 fn cpu_json(time: &str, s: &ContainerStats) -> Value {
-    json!({
-        "time": time,
-        "usageNanoCores": s.cpu_usage_nano_cores.unwrap_or(0),
-        "usageCoreNanoSeconds": s.cpu_usage_core_nanos,
-    })
+    let mut cpu = json!({"time": time, "usageCoreNanoSeconds": s.cpu_usage_core_nanos});
+    if let Some(rate) = s.cpu_usage_nano_cores {
+        cpu["usageNanoCores"] = json!(rate);
+    }
+    cpu
 }
 
 fn memory_json(time: &str, s: &ContainerStats) -> Value {
@@ -118,12 +120,13 @@ pub fn summary(
     let pods: Vec<Value> = pods
         .into_iter()
         .map(|((namespace, name, uid), containers)| {
-            let mut sum = ContainerStats::default();
+            let mut sum = ContainerStats { cpu_usage_nano_cores: Some(0), ..Default::default() };
             let mut limited = true;
             for c in &containers {
                 sum.cpu_usage_core_nanos += c.stats.cpu_usage_core_nanos;
+                // The pod's rate is known once every container's is.
                 sum.cpu_usage_nano_cores =
-                    Some(sum.cpu_usage_nano_cores.unwrap_or(0) + c.stats.cpu_usage_nano_cores.unwrap_or(0));
+                    sum.cpu_usage_nano_cores.zip(c.stats.cpu_usage_nano_cores).map(|(a, b)| a + b);
                 sum.memory_usage_bytes += c.stats.memory_usage_bytes;
                 sum.memory_working_set_bytes += c.stats.memory_working_set_bytes;
                 match c.stats.memory_limit_bytes.filter(|l| memory.total == 0 || *l < memory.total) {
@@ -297,6 +300,13 @@ mod tests {
         assert_eq!(web["cpu"]["usageNanoCores"], 3);
         assert_eq!(web["cpu"]["usageCoreNanoSeconds"], 2000);
         assert!(web["memory"].get("availableBytes").is_none(), "a limit above the node's memory is no limit");
+        let mut unmeasured = usage("new", "a", 1, 0);
+        unmeasured.stats.cpu_usage_nano_cores = None;
+        let s = summary("n1", now, (7, 9), memory, &[unmeasured, usage("new", "b", 1, 4)]);
+        let new = &s["pods"][0];
+        assert!(new["cpu"].get("usageNanoCores").is_none(), "no rate while a container has none: {new}");
+        assert!(new["containers"][0]["cpu"].get("usageNanoCores").is_none());
+        assert_eq!(new["containers"][1]["cpu"]["usageNanoCores"], 4);
         assert_eq!(web["containers"][1]["name"], "b");
         assert_eq!(web["containers"][1]["memory"]["workingSetBytes"], 20);
     }
