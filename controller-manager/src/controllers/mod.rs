@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod endpoint;
 mod error;
 pub mod garbagecollector;
+pub mod horizontalpodautoscaler;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -59,6 +60,9 @@ pub struct Flags {
     /// TTL after finished (Jobs).
     #[command(flatten)]
     pub ttlafterfinished: ttlafterfinished::Flags,
+    /// HorizontalPodAutoscaler.
+    #[command(flatten)]
+    pub horizontalpodautoscaler: horizontalpodautoscaler::Flags,
     /// Endpoints and EndpointSlices.
     #[command(flatten)]
     pub endpoint: endpoint::Flags,
@@ -135,6 +139,7 @@ pub const CONTROLLERS: &[Controller] = &[
     daemonset::CONTROLLER,
     job::CONTROLLER,
     ttlafterfinished::CONTROLLER,
+    horizontalpodautoscaler::CONTROLLER,
     endpoint::ENDPOINT,
     endpoint::ENDPOINTSLICE,
     nodelifecycle::CONTROLLER,
@@ -195,7 +200,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota, persistentvolume-binder)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, horizontalpodautoscaling, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota, persistentvolume-binder)"
         );
     }
 }
