@@ -3,6 +3,7 @@
 //! is plain `application/json`, and the Python client only knows it.
 
 use rkube_api::ResourceInfo;
+use rkube_api::metrics::{self, METRICS_RESOURCES};
 use rkube_api::resource::RESOURCES;
 use serde_json::{Value, json};
 
@@ -32,7 +33,8 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-/// The named groups, each with the versions rkube serves, in table order.
+/// The named groups, each with the versions rkube serves, in table order,
+/// then `metrics.k8s.io` (computed, not stored).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
     for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
@@ -42,6 +44,7 @@ fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
             None => out.push((r.group, vec![r.version])),
         }
     }
+    out.push((metrics::GROUP, vec![metrics::VERSION]));
     out
 }
 
@@ -91,8 +94,33 @@ fn subresources(
     out
 }
 
+/// `GET /apis/metrics.k8s.io/v1beta1`: read-only resources.
+fn metrics_resource_list() -> Value {
+    let resources: Vec<Value> = METRICS_RESOURCES
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.plural,
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "list"],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": metrics::API_VERSION,
+        "resources": resources,
+    })
+}
+
 /// `GET /api/v1` or `GET /apis/<group>/<version>`, if rkube serves it.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (metrics::GROUP, metrics::VERSION) {
+        return Some(metrics_resource_list());
+    }
     let mut resources = Vec::new();
     for info in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
         let mut r = json!({
@@ -177,5 +205,26 @@ mod tests {
                 .any(|r| r["name"] == "deployments")
         );
         assert!(resource_list("apps", "v9").is_none());
+    }
+
+    #[test]
+    fn metrics_group_serves_node_and_pod_metrics_read_only() {
+        let list = group_list();
+        let metrics = list["groups"].as_array().unwrap().iter().find(|g| g["name"] == "metrics.k8s.io").unwrap();
+        assert_eq!(metrics["preferredVersion"]["groupVersion"], "metrics.k8s.io/v1beta1");
+        assert_eq!(group("metrics.k8s.io").unwrap()["kind"], "APIGroup");
+        let resources = resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        assert_eq!(resources["groupVersion"], "metrics.k8s.io/v1beta1");
+        let r = resources["resources"].as_array().unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0]["name"].as_str(), r[0]["kind"].as_str(), r[0]["namespaced"].as_bool()),
+            (Some("nodes"), Some("NodeMetrics"), Some(false))
+        );
+        assert_eq!(
+            (r[1]["name"].as_str(), r[1]["kind"].as_str(), r[1]["namespaced"].as_bool()),
+            (Some("pods"), Some("PodMetrics"), Some(true))
+        );
+        assert_eq!(r[1]["verbs"], json!(["get", "list"]));
     }
 }

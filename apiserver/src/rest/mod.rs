@@ -21,12 +21,14 @@ use crate::protobuf;
 use crate::registry::{
     DeleteOptions, ListOptions, ListResult, Object, Patch, PatchKind, Propagation, Registry, WriteOptions,
 };
+use crate::resource_metrics::{MetricsQuery, ResourceMetrics};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use query::Query;
 use rkube_api::manifest::FieldValidation;
+use rkube_api::metrics::{self, MetricsResource};
 use rkube_api::resource::RESOURCES;
 use rkube_api::table::{IncludeObject, Table};
 use rkube_api::{ApiError, Reason, ResourceInfo, Result};
@@ -44,11 +46,13 @@ pub struct Rest {
     registry: Arc<Registry>,
     proxy: Arc<NodeProxy>,
     metrics: Arc<Metrics>,
+    usage: ResourceMetrics,
 }
 
 /// The router: every path the other routes do not take.
 pub fn router(registry: Arc<Registry>, proxy: Arc<NodeProxy>, metrics: Arc<Metrics>) -> axum::Router {
-    let rest = Arc::new(Rest { registry, proxy, metrics });
+    let usage = ResourceMetrics::new(registry.clone(), proxy.clone());
+    let rest = Arc::new(Rest { registry, proxy, metrics, usage });
     axum::Router::new().fallback(serve).with_state(rest)
 }
 
@@ -92,6 +96,8 @@ enum Route<'a> {
         version: &'a str,
     },
     Object(Target),
+    /// `metrics.k8s.io/v1beta1` nodes or pods: computed, never stored.
+    Metrics(MetricsTarget<'a>),
     /// `/openapi/v3`: the index of the per-group-version documents.
     OpenApiIndex,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`.
@@ -107,6 +113,14 @@ struct Target {
     sub: String,
 }
 
+/// A collection or object of the metrics API.
+#[derive(Debug, PartialEq)]
+struct MetricsTarget<'a> {
+    resource: &'static MetricsResource,
+    namespace: &'a str,
+    name: &'a str,
+}
+
 /// Reads a request path as kube-apiserver lays out its URLs.
 fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -118,9 +132,28 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["openapi", "v3"] => Some(Route::OpenApiIndex),
         ["openapi", "v3", ..] => Some(Route::OpenApi(path.trim_matches('/').trim_start_matches("openapi/v3/"))),
         ["api", version, rest @ ..] => resources("", version, rest),
+        ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] if !rest.is_empty() => metrics_route(rest),
         ["apis", group, version, rest @ ..] => resources(group, version, rest),
         _ => None,
     }
+}
+
+/// `nodes[/<name>]`, `pods`, `namespaces/<ns>/pods[/<name>]`.
+fn metrics_route<'a>(rest: &[&'a str]) -> Option<Route<'a>> {
+    let (resource, namespace, name) = match rest {
+        ["namespaces", ns, plural, name @ ..] => (metrics::resource(plural)?, *ns, name),
+        [plural, name @ ..] => (metrics::resource(plural)?, "", name),
+        [] => return None,
+    };
+    let name = match name {
+        [] => "",
+        [name] => *name,
+        _ => return None,
+    };
+    if resource.namespaced == namespace.is_empty() && !(resource.namespaced && name.is_empty()) {
+        return None;
+    }
+    Some(Route::Metrics(MetricsTarget { resource, namespace, name }))
 }
 
 fn resources<'a>(group: &'a str, version: &'a str, rest: &[&str]) -> Option<Route<'a>> {
@@ -177,6 +210,14 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
                 response
             });
             ("get", String::new(), r.unwrap_or_else(|| error_response(&not_found())))
+        }
+        Some(Route::Metrics(target)) => {
+            let verb = if target.name.is_empty() { "list" } else { "get" };
+            let response = match rest.metrics(&target, req.method(), req.uri().query().unwrap_or_default()).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            (verb, target.resource.plural.to_string(), response)
         }
         Some(Route::Object(target)) => {
             let resource = target.info.plural.to_string();
@@ -293,6 +334,31 @@ fn success(code: StatusCode, details: Option<Value>) -> Response {
 }
 
 impl Rest {
+    /// GET of metrics: one object, or a list (`labelSelector` honoured).
+    async fn metrics(&self, t: &MetricsTarget<'_>, method: &Method, query: &str) -> Result<Response> {
+        let q = Query::parse(query);
+        if method != Method::GET || q.flag("watch")? {
+            return Err(method_not_allowed(method));
+        }
+        let query = MetricsQuery {
+            resource: t.resource,
+            namespace: t.namespace,
+            name: t.name,
+            label_selector: q.get("labelSelector"),
+        };
+        let mut items = self.usage.read(query).await?;
+        if !t.name.is_empty() {
+            return Ok(value_response(StatusCode::OK, &items.swap_remove(0)));
+        }
+        let list = json!({
+            "kind": t.resource.list_kind(),
+            "apiVersion": metrics::API_VERSION,
+            "metadata": {},
+            "items": items,
+        });
+        Ok(value_response(StatusCode::OK, &list))
+    }
+
     /// Serves a request on a resource, collection or object; returns the
     /// verb (for metrics) and the response.
     async fn object(&self, target: Target, req: Request) -> (&'static str, Response) {
@@ -633,6 +699,31 @@ mod tests {
         }
         assert_eq!(route("/apis"), Some(Route::Groups));
         assert_eq!(route("/api/v1"), Some(Route::Resources { group: "", version: "v1" }));
+    }
+
+    #[test]
+    fn metrics_urls_name_node_and_pod_metrics() {
+        let m = |path| match route(path) {
+            Some(Route::Metrics(t)) => (t.resource.kind, t.namespace, t.name),
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(m("/apis/metrics.k8s.io/v1beta1/nodes"), ("NodeMetrics", "", ""));
+        assert_eq!(m("/apis/metrics.k8s.io/v1beta1/nodes/n1"), ("NodeMetrics", "", "n1"));
+        assert_eq!(m("/apis/metrics.k8s.io/v1beta1/pods"), ("PodMetrics", "", ""));
+        assert_eq!(m("/apis/metrics.k8s.io/v1beta1/namespaces/x/pods"), ("PodMetrics", "x", ""));
+        assert_eq!(m("/apis/metrics.k8s.io/v1beta1/namespaces/x/pods/web"), ("PodMetrics", "x", "web"));
+        for path in [
+            "/apis/metrics.k8s.io/v1beta1/pods/web",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/x/nodes",
+            "/apis/metrics.k8s.io/v1beta1/deployments",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/x/pods/web/log",
+        ] {
+            assert!(route(path).is_none(), "{path}");
+        }
+        assert_eq!(
+            route("/apis/metrics.k8s.io/v1beta1"),
+            Some(Route::Resources { group: "metrics.k8s.io", version: "v1beta1" })
+        );
     }
 
     #[test]
