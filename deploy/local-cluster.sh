@@ -13,6 +13,10 @@
 #   deploy/local-cluster.sh down    stop everything it started
 #   deploy/local-cluster.sh status  show what runs
 #
+# HA=1 also starts a standby controller manager and scheduler
+# (controller-manager-2, scheduler-2): Lease leader election keeps one of
+# each pair active; kill the leader and the other takes over.
+#
 # State (etcd data, logs, pid files, kubeconfig) lives in $RKUBE_HOME
 # (default: .rkube/ in the checkout).
 set -euo pipefail
@@ -27,7 +31,11 @@ CLUSTER_CIDR=${CLUSTER_CIDR:-10.1.0.0/16}
 NODES=${NODES:-2}
 ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-10.250.255.1}
 CLUSTER_DNS=${CLUSTER_DNS:-10.254.0.10}
-DAEMONS="etcd apiserver controller-manager scheduler $(seq -f 'node-%g' 1 "$NODES" | tr '\n' ' ')proxy"
+HA=${HA:-0}
+STANDBYS=""
+# `down` and `status` find standbys started earlier by their pid files.
+if [ "$HA" = 1 ] || [ -f "$RKUBE_HOME/controller-manager-2.pid" ]; then STANDBYS="controller-manager-2 scheduler-2 "; fi
+DAEMONS="etcd apiserver controller-manager scheduler $STANDBYS$(seq -f 'node-%g' 1 "$NODES" | tr '\n' ' ')proxy"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 start() { # name, command...
@@ -80,6 +88,13 @@ up() {
     wait_http "http://127.0.0.1:10257/healthz" controller-manager
     start scheduler "$BIN/rkube-scheduler" --server "$server"
     wait_http "http://127.0.0.1:10259/healthz" scheduler
+    if [ "$HA" = 1 ]; then
+        start controller-manager-2 "$BIN/rkube-controller-manager" --server "$server" --cluster-cidr "$CLUSTER_CIDR" \
+            --healthz-bind-address 127.0.0.1:10267
+        wait_http "http://127.0.0.1:10267/healthz" controller-manager-2
+        start scheduler-2 "$BIN/rkube-scheduler" --server "$server" --healthz-bind-address 127.0.0.1:10269
+        wait_http "http://127.0.0.1:10269/healthz" scheduler-2
+    fi
     deploy/start-docker.sh
     for i in $(seq 1 "$NODES"); do
         mkdir -p "$RKUBE_HOME/node-$i" "$RKUBE_HOME/node-$i/manifests"
@@ -111,6 +126,7 @@ users: []
 CFG
     echo
     echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes,"
+    [ "$HA" = 1 ] && echo "two controller managers and two schedulers (one of each leads: see the Leases in kube-system),"
     echo "rkube-proxy, and the DNS add-on (kube-dns at $CLUSTER_DNS) starting in kube-system."
     echo "Point rkubectl at it:"
     echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"

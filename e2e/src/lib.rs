@@ -85,6 +85,8 @@ pub struct Options {
     pub apiserver_flags: &'static [&'static str],
     /// Flags added to rkube-controller-manager's (`--node-monitor-grace-period=20s`).
     pub controller_manager_flags: &'static [&'static str],
+    /// Flags added to rkube-scheduler's (`--leader-elect-lease-duration=4s`).
+    pub scheduler_flags: &'static [&'static str],
 }
 
 impl Cluster {
@@ -151,11 +153,9 @@ impl Cluster {
         cm_args.extend(options.controller_manager_flags);
         cluster.spawn("controller-manager", "rkube-controller-manager", &cm_args)?;
         let sched_health = format!("127.0.0.1:{}", free_port());
-        cluster.spawn(
-            "scheduler",
-            "rkube-scheduler",
-            &["--server", &server, "--healthz-bind-address", &sched_health],
-        )?;
+        let mut sched_args = vec!["--server", &server, "--healthz-bind-address", &sched_health];
+        sched_args.extend(options.scheduler_flags);
+        cluster.spawn("scheduler", "rkube-scheduler", &sched_args)?;
         for i in 0..cluster.nodes.len() {
             cluster.spawn_kubelet(i)?;
         }
@@ -299,6 +299,27 @@ impl Cluster {
         let p = self.procs.remove(pos);
         let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
         self.spawn(name, &p.bin, &args)
+    }
+
+    /// Starts a second instance of daemon `name` (a standby
+    /// `controller-manager` or `scheduler`) as `twin`: the same flags, its
+    /// own health address.
+    pub fn spawn_twin(&mut self, name: &str, twin: &str) -> anyhow::Result<()> {
+        let p = self.procs.iter().find(|p| p.name == name).context("no such daemon")?;
+        let (bin, mut args) = (p.bin.clone(), p.args.clone());
+        let health = args.iter().position(|a| a == "--healthz-bind-address").context("no --healthz-bind-address")?;
+        args[health + 1] = format!("127.0.0.1:{}", free_port());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(twin, &bin, &args)
+    }
+
+    /// Whether daemon `name` leads: its `leader_election_master_status`
+    /// gauge (on its health address's `/metrics`) is 1.
+    pub async fn leads(&self, name: &str) -> anyhow::Result<bool> {
+        let p = self.procs.iter().find(|p| p.name == name).context("no such daemon")?;
+        let health = p.args.iter().position(|a| a == "--healthz-bind-address").context("no --healthz-bind-address")?;
+        let (_, metrics) = http_get(&format!("http://{}/metrics", p.args[health + 1])).await?;
+        Ok(metrics.lines().any(|l| l.contains("leader_election_master_status{") && l.ends_with(" 1")))
     }
 
     /// Starts another process of the workspace's binaries, stopped with the cluster.

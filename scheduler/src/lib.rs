@@ -79,7 +79,9 @@ pub struct Args {
     #[arg(long, env = "RKUBE_HEALTHZ_BIND_ADDRESS", default_value = "127.0.0.1:10259")]
     pub healthz_bind_address: SocketAddr,
     /// Schedule only while holding the Lease in kube-system named after --scheduler-name.
-    #[arg(long, env = "RKUBE_LEADER_ELECT", default_value_t = false)]
+    /// On by default, as kube-scheduler: a second scheduler is a standby.
+    #[arg(long, env = "RKUBE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: bool,
     /// Lease timings of leader election.
     #[command(flatten)]
@@ -276,7 +278,9 @@ mod tests {
         let args = Args::try_parse_from(["rkube-scheduler"]).expect("defaults parse");
         assert_eq!(args.scheduler_name, "default-scheduler");
         assert_eq!(args.healthz_bind_address, "127.0.0.1:10259".parse().expect("an address"));
-        assert!(!args.leader_elect);
+        assert!(args.leader_elect);
+        let off = Args::try_parse_from(["rkube-scheduler", "--leader-elect=false"]).expect("parses");
+        assert!(!off.leader_elect);
         assert_eq!(args.leader_election.lease_duration, DEFAULT_LEASE_DURATION);
         assert_eq!(args.leader_election.renew_deadline, DEFAULT_RENEW_DEADLINE);
         assert_eq!(args.leader_election.retry_period, DEFAULT_RETRY_PERIOD);
