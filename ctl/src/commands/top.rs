@@ -1,5 +1,6 @@
-//! `top nodes` and `top pods`: CPU and memory use from the kubelets' stats
-//! summaries (relayed by the apiserver), in kubectl's columns: CPU in
+//! `top nodes` and `top pods`: CPU and memory use from the
+//! `metrics.k8s.io` API (NodeMetrics, PodMetrics, which the apiserver
+//! computes from the kubelets' stats), in kubectl's columns: CPU in
 //! millicores, memory (the working set) in MiB, nodes also as a share of
 //! their allocatable resources.
 
@@ -7,26 +8,38 @@ use super::list;
 use crate::cli::{TopNodesArgs, TopPodsArgs};
 use crate::printers::tabwriter::TabWriter;
 use crate::session::Session;
-use rkube_api::quantity;
+use rkube_api::quantity::{self, Quantity};
 use rkube_api::resource::lookup;
+use rkube_api::{ApiError, Reason};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// CPU and memory use of one thing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Millicores.
+    /// Millicores (rounded up, as kubectl's `MilliValue`).
     pub cpu_millis: u64,
     /// Working set bytes.
     pub memory_bytes: u64,
 }
 
 impl Usage {
-    /// The usage in a summary entry's `cpu` and `memory`.
-    pub fn of(entry: &Value) -> Usage {
+    /// The usage in a metrics `usage` (`{"cpu":"12m","memory":"5Mi"}`).
+    pub fn of(usage: &Value) -> Usage {
+        Usage::sum(std::iter::once(usage))
+    }
+
+    /// The total of several `usage`s (a pod's containers).
+    pub fn sum<'a>(usages: impl IntoIterator<Item = &'a Value>) -> Usage {
+        let (mut cpu, mut memory) = (Quantity::default(), Quantity::default());
+        for u in usages {
+            let q = |r: &str| u[r].as_str().and_then(|q| quantity::parse(q).ok()).unwrap_or_default();
+            cpu = cpu.checked_add(q("cpu")).unwrap_or(cpu);
+            memory = memory.checked_add(q("memory")).unwrap_or(memory);
+        }
         Usage {
-            cpu_millis: entry["cpu"]["usageNanoCores"].as_u64().unwrap_or(0) / 1_000_000,
-            memory_bytes: entry["memory"]["workingSetBytes"].as_u64().unwrap_or(0),
+            cpu_millis: u64::try_from(cpu.millis()).unwrap_or(0),
+            memory_bytes: u64::try_from(memory.value()).unwrap_or(0),
         }
     }
 
@@ -49,40 +62,52 @@ fn percent(used: u64, total: i128) -> String {
     format!("{}%", i128::from(used) * 100 / total)
 }
 
-/// Each node's summary (or why there is none), fetched at once.
-async fn summaries(s: &Session, nodes: &BTreeSet<String>) -> BTreeMap<String, Result<Value, String>> {
-    let calls = nodes.iter().map(|n| async move { (n.clone(), s.client.node_stats(n).await.map_err(|e| e.message)) });
-    futures::future::join_all(calls).await.into_iter().collect()
+/// `metadata.<field>` ("" when absent).
+fn meta<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// One object's metrics: none (rather than an error) when it has none yet.
+async fn one(s: &Session, resource: &str, namespace: &str, name: &str) -> anyhow::Result<Vec<Value>> {
+    match s.client.metrics(resource, namespace, name, "").await {
+        Err(ApiError { reason: Reason::NotFound, .. }) => Ok(Vec::new()),
+        other => Ok(other?),
+    }
 }
 
 /// Runs `top nodes`.
 pub async fn nodes(s: &Session, a: &TopNodesArgs) -> anyhow::Result<()> {
     let info = lookup("nodes")?;
-    let nodes: Vec<Value> = match &a.name {
-        Some(name) => vec![super::json_of!(s.client.get(info, "", name).await?)?],
-        None => list(s, info, "", a.selector.as_deref(), None).await?,
+    let selector = a.selector.as_deref().unwrap_or_default();
+    let (nodes, metrics): (Vec<Value>, Vec<Value>) = match &a.name {
+        Some(name) => {
+            let node = super::json_of!(s.client.get(info, "", name).await?)?;
+            (vec![node], one(s, "nodes", "", name).await?)
+        }
+        None => {
+            let nodes = list(s, info, "", a.selector.as_deref(), None).await?;
+            (nodes, s.client.metrics("nodes", "", "", selector).await?)
+        }
     };
     if nodes.is_empty() {
         eprintln!("No resources found");
         return Ok(());
     }
-    let names: BTreeSet<String> =
-        nodes.iter().filter_map(|n| n.pointer("/metadata/name")?.as_str()).map(str::to_string).collect();
-    let stats = summaries(s, &names).await;
+    let metrics: BTreeMap<&str, &Value> = metrics.iter().map(|m| (meta(m, "name"), m)).collect();
     let mut text = String::new();
     if !a.no_headers {
         text.push_str("NAME\tCPU(cores)\tCPU(%)\tMEMORY(bytes)\tMEMORY(%)\n");
     }
     for node in &nodes {
-        let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let name = meta(node, "name");
         let allocatable = |r: &str| {
             node.pointer(&format!("/status/allocatable/{r}"))
                 .and_then(Value::as_str)
                 .and_then(|q| quantity::parse(q).ok())
         };
-        match stats.get(name) {
-            Some(Ok(summary)) => {
-                let u = Usage::of(&summary["node"]);
+        match metrics.get(name) {
+            Some(m) => {
+                let u = Usage::of(&m["usage"]);
                 let cpu_total = allocatable("cpu").map_or(0, |q| q.millis());
                 let memory_total = allocatable("memory").map_or(0, |q| q.value());
                 text.push_str(&format!(
@@ -93,7 +118,7 @@ pub async fn nodes(s: &Session, a: &TopNodesArgs) -> anyhow::Result<()> {
                     percent(u.memory_bytes, memory_total)
                 ));
             }
-            _ => text.push_str(&format!("{name}\t<unknown>\t<unknown>\t<unknown>\t<unknown>\n")),
+            None => text.push_str(&format!("{name}\t<unknown>\t<unknown>\t<unknown>\t<unknown>\n")),
         }
     }
     super::print(&TabWriter::table().align(&text))
@@ -106,47 +131,27 @@ pub async fn pods(s: &Session, a: &TopPodsArgs) -> anyhow::Result<()> {
     }
     let info = lookup("pods")?;
     let namespace = if a.all_namespaces { String::new() } else { s.namespace.clone() };
-    let pods: Vec<Value> = match &a.name {
-        Some(name) => vec![super::json_of!(s.client.get(info, &namespace, name).await?)?],
-        None => list(s, info, &namespace, a.selector.as_deref(), None).await?,
-    };
-    if pods.is_empty() {
-        match a.all_namespaces {
-            true => eprintln!("No resources found"),
-            false => eprintln!("No resources found in {namespace} namespace."),
-        }
-        return Ok(());
-    }
-    let nodes: BTreeSet<String> = pods
-        .iter()
-        .filter_map(|p| p.pointer("/spec/nodeName")?.as_str())
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect();
-    let stats = summaries(s, &nodes).await;
-    let entries: Vec<&Value> = stats
-        .values()
-        .filter_map(|r| r.as_ref().ok())
-        .flat_map(|summary| summary["pods"].as_array().into_iter().flatten())
-        .collect();
-    let mut rows: Vec<(String, String, Value)> = Vec::new();
-    for pod in &pods {
-        let field = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-        let (ns, name, uid) = (field("/metadata/namespace"), field("/metadata/name"), field("/metadata/uid"));
-        let found = entries.iter().find(|e| {
-            e["podRef"]["namespace"] == ns.as_str()
-                && e["podRef"]["name"] == name.as_str()
-                && (e["podRef"]["uid"] == uid.as_str() || uid.is_empty())
-        });
-        match found {
-            Some(e) => rows.push((ns, name, (*e).clone())),
-            None if a.name.is_some() => {
-                return Err(anyhow::anyhow!("Metrics not available for pod {ns}/{name}"));
+    let selector = a.selector.as_deref().unwrap_or_default();
+    let metrics = match &a.name {
+        Some(name) => {
+            let metrics = one(s, "pods", &namespace, name).await?;
+            if metrics.is_empty() {
+                // `pods "x" not found` when there is no such pod.
+                s.client.get(info, &namespace, name).await?;
+                return Err(anyhow::anyhow!("Metrics not available for pod {namespace}/{name}"));
             }
-            None => {}
+            metrics
         }
-    }
-    if rows.is_empty() {
+        None => s.client.pod_metrics(&namespace, selector).await?,
+    };
+    if metrics.is_empty() {
+        if list(s, info, &namespace, a.selector.as_deref(), None).await?.is_empty() {
+            match a.all_namespaces {
+                true => eprintln!("No resources found"),
+                false => eprintln!("No resources found in {namespace} namespace."),
+            }
+            return Ok(());
+        }
         let scope = if a.all_namespaces { String::new() } else { format!(" in namespace {namespace}") };
         return Err(anyhow::anyhow!("Metrics not available for pods{scope}"));
     }
@@ -158,16 +163,18 @@ pub async fn pods(s: &Session, a: &TopPodsArgs) -> anyhow::Result<()> {
             false => text.push_str(&format!("{ns}NAME\tCPU(cores)\tMEMORY(bytes)\n")),
         }
     }
-    for (ns, name, entry) in &rows {
+    for m in &metrics {
+        let (ns, name) = (meta(m, "namespace"), meta(m, "name"));
         let prefix = if a.all_namespaces { format!("{ns}\t") } else { String::new() };
+        let containers = m["containers"].as_array().map(Vec::as_slice).unwrap_or_default();
         if a.containers {
-            for c in entry["containers"].as_array().into_iter().flatten() {
-                let u = Usage::of(c);
+            for c in containers {
+                let u = Usage::of(&c["usage"]);
                 let container = c["name"].as_str().unwrap_or_default();
                 text.push_str(&format!("{prefix}{name}\t{container}\t{}\t{}\n", u.cpu(), u.memory()));
             }
         } else {
-            let u = Usage::of(entry);
+            let u = Usage::sum(containers.iter().map(|c| &c["usage"]));
             text.push_str(&format!("{prefix}{name}\t{}\t{}\n", u.cpu(), u.memory()));
         }
     }
@@ -181,11 +188,11 @@ mod tests {
 
     #[test]
     fn usage_is_shown_in_millicores_and_mebibytes() {
-        let u = Usage::of(
-            &json!({"cpu": {"usageNanoCores": 251_900_000u64}, "memory": {"workingSetBytes": 70_000_000u64}}),
-        );
-        assert_eq!((u.cpu(), u.memory()), ("251m".to_string(), "66Mi".to_string()));
+        let u = Usage::of(&json!({"cpu": "251900000n", "memory": "68359Ki"}));
+        assert_eq!((u.cpu(), u.memory()), ("252m".to_string(), "66Mi".to_string()), "millicores round up");
         assert_eq!(Usage::of(&json!({})).cpu(), "0m");
+        let pod = [json!({"cpu": "12m", "memory": "5Mi"}), json!({"cpu": "1234567n", "memory": "1Mi"})];
+        assert_eq!(Usage::sum(&pod), Usage { cpu_millis: 14, memory_bytes: 6 << 20 });
     }
 
     #[test]
