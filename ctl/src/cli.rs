@@ -50,6 +50,8 @@ pub enum Command {
     Expose(ExposeArgs),
     /// Set a new size for a replication controller, replica set or deployment.
     Scale(ScaleArgs),
+    /// Auto-scale a deployment, replica set or replication controller.
+    Autoscale(AutoscaleArgs),
     /// Perform a rolling update of the given replication controller (kubectl 1.17's command).
     RollingUpdate(RollingUpdateArgs),
     /// Manage the rollout of a deployment or daemon set.
@@ -382,6 +384,34 @@ pub struct ScaleArgs {
     /// Output format: name (default: "kind/name scaled").
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+}
+
+/// `autoscale (TYPE NAME | TYPE/NAME | -f FILE) [--min=MINPODS] --max=MAXPODS [--cpu-percent=CPU]`.
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// TYPE NAME or TYPE/NAME (rc, rs, deploy).
+    pub resources: Vec<String>,
+    /// A file (or "-" for stdin) naming the object to autoscale.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// The lower limit for the number of pods (default: the server's, 1).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub min: i32,
+    /// The upper limit for the number of pods (required).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub max: i32,
+    /// The target average CPU utilization, in percent of the request (default: the server's, 80%).
+    #[arg(long = "cpu-percent", default_value_t = -1, allow_negative_numbers = true)]
+    pub cpu_percent: i32,
+    /// The name of the new autoscaler (default: the object's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format: name, yaml or json (default: "horizontalpodautoscaler.autoscaling/NAME autoscaled").
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// "none" (default) or "client": only print the autoscaler that would be created.
+    #[arg(long = "dry-run", default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
 }
 
 /// `rolling-update OLD [NEW] (--image=IMAGE | -f NEW.yaml)`, or `--rollback`.

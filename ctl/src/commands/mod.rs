@@ -5,6 +5,7 @@
 
 mod api_resources;
 mod apply;
+mod autoscale;
 mod create;
 mod delete;
 mod describe;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply(a) => apply::run(&session, a).await,
         Command::Expose(a) => expose::run(&session, a).await,
         Command::Scale(a) => scale::run(&session, a).await,
+        Command::Autoscale(a) => autoscale::run(&session, a).await,
         Command::RollingUpdate(a) => rolling_update::run(&session, a).await,
         Command::Rollout(a) => rollout::run(&session, a).await,
         Command::Set(a) => match &a.what {

@@ -3,6 +3,7 @@
 //! shows beyond the object itself (events, the pods it owns, its endpoints)
 //! arrives in [`Related`], fetched by the command.
 
+mod autoscaling;
 mod config;
 mod generic;
 mod node;
@@ -235,6 +236,7 @@ pub fn describe(info: &ResourceInfo, object: &Value, related: &Related) -> anyho
         "Deployment" => workloads::deployment(&typed(object)?, related),
         "DaemonSet" => workloads::daemon_set(&typed(object)?, related),
         "Job" => workloads::job(&typed(object)?, related),
+        "HorizontalPodAutoscaler" => autoscaling::horizontal_pod_autoscaler(&typed(object)?, related),
         "Namespace" => generic::namespace(&typed(object)?),
         "ResourceQuota" => policy::quota(&typed(object)?),
         "LimitRange" => policy::limit_range(&typed(object)?),
