@@ -27,6 +27,7 @@ pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod versions;
 pub mod view;
 
 pub use error::{ApiError, Cause, Reason, Result};

@@ -42,7 +42,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, Patch, Status};
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
-use rkube_api::resource::{RESOURCES, ResourceInfo};
+use rkube_api::resource::ResourceInfo;
+use rkube_api::versions::all_served;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -88,7 +89,7 @@ impl OpenApi {
     pub fn build() -> OpenApi {
         let started = std::time::Instant::now();
         let mut group_versions: Vec<(&str, &str)> = Vec::new();
-        for r in RESOURCES {
+        for r in all_served() {
             if !group_versions.contains(&(r.group, r.version)) {
                 group_versions.push((r.group, r.version));
             }
@@ -96,7 +97,7 @@ impl OpenApi {
         let mut documents = BTreeMap::new();
         for (group, version) in group_versions {
             let resources: Vec<&ResourceInfo> =
-                RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+                all_served().filter(|r| r.group == group && r.version == version).collect();
             let body = serde_json::to_vec(&group_version_document(&resources)).expect("a JSON value always serializes");
             let hash = content_hash(&body);
             documents.insert(index_path(group, version), Document { body: Bytes::from(body), hash });
@@ -165,8 +166,8 @@ fn kind<K: k8s_openapi::Resource + JsonSchema>() -> Kind {
     Kind { api_version: K::API_VERSION, kind: K::KIND, name: K::schema_name, schema: |g| g.subschema_for::<K>() }
 }
 
-/// The type of every kind in [`RESOURCES`].
-fn kinds() -> [Kind; 21] {
+/// The type of every kind served (`all_served`).
+fn kinds() -> [Kind; 23] {
     [
         kind::<Namespace>(),
         kind::<Node>(),
@@ -189,6 +190,9 @@ fn kinds() -> [Kind; 21] {
         kind::<HorizontalPodAutoscaler>(),
         kind::<Lease>(),
         kind::<EndpointSlice>(),
+        // The versions served by conversion (rkube_api::versions).
+        kind::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(),
+        kind::<k8s_openapi::api::events::v1::Event>(),
     ]
 }
 
@@ -527,6 +531,7 @@ fn responses(codes: &[(&str, &Value)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rkube_api::resource::RESOURCES;
 
     fn document(openapi: &OpenApi, path: &str) -> Value {
         let (body, _) = openapi.v3_group_version(path).unwrap();
@@ -552,7 +557,7 @@ mod tests {
     #[test]
     fn every_resource_has_a_typed_schema() {
         let kinds = kinds();
-        for r in RESOURCES {
+        for r in all_served() {
             assert!(
                 kinds.iter().any(|k| k.api_version == r.api_version && k.kind == r.kind),
                 "{} {} has no k8s-openapi type in kinds()",

@@ -220,3 +220,51 @@ fn pointer_mut<'a>(v: &'a mut Value, path: &str) -> &'a mut Value {
         _ => v.as_object_mut().expect("an object").entry(key).or_insert(Value::Null),
     })
 }
+
+#[tokio::test]
+async fn older_versions_are_served_by_conversion_from_the_stored_one() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    // autoscaling/v1 in, autoscaling/v2 stored, either version out.
+    let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 60}});
+    let created = api.post("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers", &v1).await;
+    assert_eq!(created.code, 201, "{created:?}");
+    assert_eq!(created.json()["apiVersion"], "autoscaling/v1");
+    assert_eq!(created.json()["spec"]["targetCPUUtilizationPercentage"], 60);
+    let v2 = api.get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web").await.json();
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60, "{v2}");
+    // A merge patch in v1 changes the v2 metric; the list in v1 shows it.
+    let patch = ("Content-Type", "application/merge-patch+json");
+    let path = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web";
+    let r = api.call("PATCH", path, &[patch], br#"{"spec":{"targetCPUUtilizationPercentage":75}}"#).await;
+    assert_eq!((r.code, &r.json()["spec"]["targetCPUUtilizationPercentage"]), (200, &json!(75)), "{r:?}");
+    let list = api.get("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers").await.json();
+    assert_eq!(list["apiVersion"], "autoscaling/v1");
+    assert_eq!(list["kind"], "HorizontalPodAutoscalerList");
+    assert_eq!(list["items"][0]["spec"]["targetCPUUtilizationPercentage"], 75, "{list}");
+    let v2 = api.get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web").await.json();
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 75, "{v2}");
+
+    // events.k8s.io/v1 and core v1 Events are one store.
+    let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-12-05T08:00:00.000000Z", "reportingController": "example.com/ctl",
+        "reportingInstance": "ctl-1", "action": "Check", "reason": "Checked", "type": "Normal",
+        "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}, "note": "all good"});
+    let created = api.post("/apis/events.k8s.io/v1/namespaces/default/events", &event).await;
+    assert_eq!(created.code, 201, "{created:?}");
+    assert_eq!(created.json()["note"], "all good");
+    let core = api.get("/api/v1/namespaces/default/events/e1").await.json();
+    assert_eq!((core["message"].as_str(), core["involvedObject"]["name"].as_str()), (Some("all good"), Some("p")));
+    assert_eq!(core["reportingComponent"], "example.com/ctl");
+    let wrong = json!({"apiVersion": "apps/v1", "kind": "Event", "metadata": {"name": "e2"}});
+    let r = api.post("/apis/events.k8s.io/v1/namespaces/default/events", &wrong).await;
+    assert_status(&r, 400, &["apps/v1"]);
+    // Discovery lists both autoscaling versions (v2 preferred) and the events group.
+    let autoscaling = api.get("/apis/autoscaling").await.json();
+    assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+    assert_eq!(autoscaling["versions"].as_array().map(Vec::len), Some(2));
+    let events = api.get("/apis/events.k8s.io/v1").await.json();
+    assert_eq!(events["resources"][0]["kind"], "Event");
+    Ok(())
+}

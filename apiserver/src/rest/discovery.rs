@@ -4,7 +4,7 @@
 
 use rkube_api::ResourceInfo;
 use rkube_api::metrics::{self, METRICS_RESOURCES};
-use rkube_api::resource::RESOURCES;
+use rkube_api::versions::all_served;
 use serde_json::{Value, json};
 
 /// The verbs of every stored resource.
@@ -37,7 +37,7 @@ pub fn core_versions(server_address: &str) -> Value {
 /// then `metrics.k8s.io` (computed, not stored).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+    for r in all_served().filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
             Some(_) => {}
@@ -122,7 +122,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         return Some(metrics_resource_list());
     }
     let mut resources = Vec::new();
-    for info in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for info in all_served().filter(|r| r.group == group && r.version == version) {
         let mut r = json!({
             "name": info.plural,
             "singularName": info.singular,

@@ -31,6 +31,7 @@ use rkube_api::manifest::FieldValidation;
 use rkube_api::metrics::{self, MetricsResource};
 use rkube_api::resource::RESOURCES;
 use rkube_api::table::{IncludeObject, Table};
+use rkube_api::versions::{self, Version};
 use rkube_api::{ApiError, Reason, ResourceInfo, Result};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -107,7 +108,10 @@ enum Route<'a> {
 /// A resource, collection or object, with an optional subresource.
 #[derive(Debug, PartialEq)]
 struct Target {
+    /// The stored resource.
     info: &'static ResourceInfo,
+    /// The version the client speaks, when it is not the stored one.
+    view: View,
     namespace: String,
     name: String,
     sub: String,
@@ -162,7 +166,10 @@ fn resources<'a>(group: &'a str, version: &'a str, rest: &[&str]) -> Option<Rout
         ["namespaces", ns, plural, more @ ..] if !matches!(*plural, "status" | "finalize") => (*ns, *plural, more),
         [plural, more @ ..] => ("", *plural, more),
     };
-    let info = RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)?;
+    let (info, view) = match RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural) {
+        Some(info) => (info, None),
+        None => versions::served(group, version, plural).map(|v| (v.storage(), Some(v)))?,
+    };
     let (name, sub) = match more {
         [] => ("", ""),
         [name] => (*name, ""),
@@ -175,7 +182,7 @@ fn resources<'a>(group: &'a str, version: &'a str, rest: &[&str]) -> Option<Rout
     if info.namespaced && namespace.is_empty() && !name.is_empty() {
         return None;
     }
-    Some(Route::Object(Target { info, namespace: namespace.into(), name: name.into(), sub: sub.into() }))
+    Some(Route::Object(Target { info, view, namespace: namespace.into(), name: name.into(), sub: sub.into() }))
 }
 
 async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
@@ -373,28 +380,33 @@ impl Rest {
     }
 
     async fn dispatch(&self, method: &Method, t: Target, q: &Query, req: Request) -> Result<Response> {
-        let info = t.info;
+        let (info, view) = (t.info, t.view);
         let out = output(req.headers(), q)?;
         let ct = content_type(req.headers());
         let (ns, name) = (t.namespace.as_str(), t.name.as_str());
         match (method, name, t.sub.as_str()) {
-            (&Method::GET, "", "") if q.flag("watch")? => self.watch(info, ns, q, out).await,
-            (&Method::GET, "", "") => self.list(info, ns, q, out).await,
+            (&Method::GET, "", "") if q.flag("watch")? => self.watch(info, view, ns, q, out).await,
+            (&Method::GET, "", "") => self.list(info, view, ns, q, out).await,
             (&Method::POST, "", "") => {
-                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let body = view_in(view, object_body(&ct, read_body(req.into_body()).await?)?)?;
                 let w = self.registry.create_with_options(info, ns, &body, write_options(q)?).await?;
-                Ok(with_warnings(self.object_response(StatusCode::CREATED, &w.object, out), &w.warnings))
+                Ok(with_warnings(self.object_response(StatusCode::CREATED, &w.object, view, out), &w.warnings))
             }
             (&Method::DELETE, "", "") => self.delete_collection(info, ns, q, req).await,
             (&Method::GET, _, "" | "status") => {
                 let obj = self.registry.get(info, ns, name).await?;
-                Ok(self.object_response(StatusCode::OK, &obj, out))
+                Ok(self.object_response(StatusCode::OK, &obj, view, out))
             }
             (&Method::PUT, _, sub @ ("" | "status")) => {
-                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let body = view_in(view, object_body(&ct, read_body(req.into_body()).await?)?)?;
                 let opts = write_options(q)?;
                 let w = self.registry.update_with_options(info, ns, name, &body, sub == "status", opts).await?;
-                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, out), &w.warnings))
+                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, view, out), &w.warnings))
+            }
+            (&Method::PATCH, _, sub @ ("" | "status")) if view.is_some() => {
+                let (kind, body) = (patch_kind(&ct)?, read_body(req.into_body()).await?);
+                let w = self.patch_view(info, view, ns, name, kind, &body, sub == "status", write_options(q)?).await?;
+                Ok(with_warnings(self.object_response(StatusCode::OK, &w.object, view, out), &w.warnings))
             }
             (&Method::PATCH, _, sub @ ("" | "status")) => {
                 let kind = patch_kind(&ct)?;
@@ -411,7 +423,7 @@ impl Rest {
                 };
                 let w = self.registry.patch(info, ns, name, &patch).await?;
                 let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
-                Ok(with_warnings(self.object_response(code, &w.object, out), &w.warnings))
+                Ok(with_warnings(self.object_response(code, &w.object, view, out), &w.warnings))
             }
             (&Method::DELETE, _, "") => {
                 let body = read_body(req.into_body()).await?;
@@ -425,7 +437,7 @@ impl Rest {
                     let details = json!({"name": name, "group": info.group, "kind": info.plural, "uid": uid});
                     return Ok(success(StatusCode::OK, Some(details)));
                 }
-                Ok(self.object_response(StatusCode::OK, &obj, Output::Json))
+                Ok(self.object_response(StatusCode::OK, &obj, view, Output::Json))
             }
             (_, _, "scale") => self.scale(method, info, ns, name, q, &ct, req).await,
             (&Method::POST, _, "binding") if info.kind == "Pod" => {
@@ -453,10 +465,10 @@ impl Rest {
         }
     }
 
-    /// One object, as JSON or as a one-row Table.
-    fn object_response(&self, code: StatusCode, obj: &Object, out: Output) -> Response {
+    /// One object, as JSON (in the client's version) or as a one-row Table.
+    fn object_response(&self, code: StatusCode, obj: &Object, view: View, out: Output) -> Response {
         match out {
-            Output::Json => json_response(code, obj.json.clone()),
+            Output::Json => json_response(code, view_out(view, &obj.json)),
             Output::Table(include) => match serde_json::from_slice::<Value>(&obj.json) {
                 Ok(v) => json_response(
                     code,
@@ -467,11 +479,18 @@ impl Rest {
         }
     }
 
-    async fn list(&self, info: &'static ResourceInfo, ns: &str, q: &Query, out: Output) -> Result<Response> {
+    async fn list(
+        &self,
+        info: &'static ResourceInfo,
+        view: View,
+        ns: &str,
+        q: &Query,
+        out: Output,
+    ) -> Result<Response> {
         let opts = list_options(q)?;
         let list = self.registry.list(info, ns, &opts).await?;
         Ok(match out {
-            Output::Json => json_response(StatusCode::OK, list_json(info, list)),
+            Output::Json => json_response(StatusCode::OK, list_json(info, view, list)),
             Output::Table(include) => {
                 let items: Vec<Value> =
                     list.items.iter().filter_map(|o| serde_json::from_slice(&o.json).ok()).collect();
@@ -481,10 +500,17 @@ impl Rest {
         })
     }
 
-    async fn watch(&self, info: &'static ResourceInfo, ns: &str, q: &Query, out: Output) -> Result<Response> {
+    async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        view: View,
+        ns: &str,
+        q: &Query,
+        out: Output,
+    ) -> Result<Response> {
         let opts = list_options(q)?;
         let req = watch::WatchRequest::from_query(q)?;
-        let stream = watch::stream(self.registry.clone(), info, ns.to_string(), opts, req, out).await?;
+        let stream = watch::stream(self.registry.clone(), info, view, ns.to_string(), opts, req, out).await?;
         let mut response = Response::new(Body::from_stream(stream));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
@@ -508,6 +534,37 @@ impl Rest {
             }
         }
         Ok(success(StatusCode::OK, None))
+    }
+
+    /// A patch in a converted version: applied to the object as the client
+    /// sees it, then stored back (on the resourceVersion it was read at; a
+    /// lost race is retried).
+    #[allow(clippy::too_many_arguments)]
+    async fn patch_view(
+        &self,
+        info: &'static ResourceInfo,
+        view: View,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        status: bool,
+        opts: WriteOptions<'_>,
+    ) -> Result<crate::registry::Written> {
+        let v = view.ok_or_else(|| ApiError::internal("patch_view without a view"))?;
+        let mut attempts = 0;
+        loop {
+            let current = self.registry.get(info, ns, name).await?;
+            let stored: Value = serde_json::from_slice(&current.json).map_err(|e| ApiError::internal(e.to_string()))?;
+            let mut shown = v.from_storage(stored);
+            crate::registry::apply_patch(kind, v.info.kind, &mut shown, body)?;
+            shown["metadata"]["resourceVersion"] = current.rv.to_string().into();
+            let new = serde_json::to_vec(&v.to_storage(shown)).map_err(|e| ApiError::internal(e.to_string()))?;
+            match self.registry.update_with_options(info, ns, name, &new, status, opts).await {
+                Err(e) if e.reason == Reason::Conflict && attempts < 5 => attempts += 1,
+                r => return r,
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -614,12 +671,45 @@ fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions> {
 }
 
 /// A list as Kubernetes writes it, assembled from the stored bytes.
-fn list_json(info: &ResourceInfo, list: ListResult) -> Vec<u8> {
+/// The version a client speaks when it is not the stored one
+/// (`events.k8s.io/v1` Events, `autoscaling/v1` HPAs).
+type View = Option<&'static Version>;
+
+/// A request body in the client's version, as stored.
+fn view_in(view: View, body: Bytes) -> Result<Bytes> {
+    let Some(v) = view else { return Ok(body) };
+    let object = rkube_api::manifest::parse_object(&body)?;
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or(v.info.api_version);
+    if api_version == v.storage().api_version {
+        return Ok(body);
+    }
+    if api_version != v.info.api_version {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            v.info.api_version
+        )));
+    }
+    let stored = v.to_storage(object);
+    Ok(Bytes::from(serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?))
+}
+
+/// A stored object's JSON in the client's version.
+fn view_out(view: View, json: &Bytes) -> Bytes {
+    match (view, serde_json::from_slice::<Value>(json)) {
+        (Some(v), Ok(object)) => {
+            Bytes::from(serde_json::to_vec(&v.from_storage(object)).expect("a Value always serializes"))
+        }
+        _ => json.clone(),
+    }
+}
+
+fn list_json(info: &ResourceInfo, view: View, list: ListResult) -> Vec<u8> {
     let size: usize = list.items.iter().map(|o| o.json.len() + 1).sum();
     let mut out = Vec::with_capacity(size + 256);
+    let shown = view.map_or(info, |v| &v.info);
     let head = json!({
-        "kind": info.list_kind(),
-        "apiVersion": info.api_version,
+        "kind": shown.list_kind(),
+        "apiVersion": shown.api_version,
         "metadata": if list.continue_token.is_empty() {
             json!({"resourceVersion": list.rv.to_string()})
         } else {
@@ -633,7 +723,10 @@ fn list_json(info: &ResourceInfo, list: ListResult) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&item.json);
+        match view {
+            None => out.extend_from_slice(&item.json),
+            Some(_) => out.extend_from_slice(&view_out(view, &item.json)),
+        }
     }
     out.extend_from_slice(b"]}");
     out

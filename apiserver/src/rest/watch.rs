@@ -60,12 +60,13 @@ fn invalid(field: &str, message: &str) -> ApiError {
 pub async fn stream(
     registry: Arc<Registry>,
     info: &'static ResourceInfo,
+    view: super::View,
     namespace: String,
     opts: ListOptions,
     req: WatchRequest,
     out: super::Output,
 ) -> Result<impl Stream<Item = std::result::Result<Bytes, Infallible>> + Send + 'static> {
-    let mut encoder = Encoder { info, out, columns_sent: false };
+    let mut encoder = Encoder { info, view, out, columns_sent: false };
     let mut head: Vec<Bytes> = Vec::new();
     let mut opts = opts;
     if req.send_initial {
@@ -75,9 +76,10 @@ pub async fn stream(
         for o in &list.items {
             head.push(encoder.event("ADDED", &o.json));
         }
+        let shown = view.map_or(info, |v| &v.info);
         let end = json!({
-            "kind": info.kind,
-            "apiVersion": info.api_version,
+            "kind": shown.kind,
+            "apiVersion": shown.api_version,
             "metadata": {"resourceVersion": list.rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}},
         });
         head.push(line("BOOKMARK", &serde_json::to_vec(&end).expect("a Value always serializes")));
@@ -131,6 +133,8 @@ fn line(kind: &str, object: &[u8]) -> Bytes {
 /// sends them).
 struct Encoder {
     info: &'static ResourceInfo,
+    /// The client's version, when it is not the stored one.
+    view: super::View,
     out: super::Output,
     columns_sent: bool,
 }
@@ -138,7 +142,7 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: &str, json: &Bytes) -> Bytes {
         let super::Output::Table(include) = self.out else {
-            return line(kind, json);
+            return line(kind, &super::view_out(self.view, json));
         };
         let object: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
         let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
