@@ -1,9 +1,10 @@
 //! The real kubectl (`/usr/bin/kubectl`, or `$KUBECTL`) against a cluster of
 //! the real binaries on Docker, through the apiserver's Kubernetes REST API:
 //! discovery, OpenAPI validation, server-side tables, protobuf bodies from
-//! `kubectl create <kind>`, apply twice, strategic/merge/JSON patches,
-//! scale, describe with events, logs, exec with exit codes, watch, wait,
-//! rollout and delete.
+//! `kubectl create <kind>`, apply twice (client- and server-side, with a
+//! field-manager conflict), strategic/merge/JSON patches, scale, describe
+//! with events, logs, exec with exit codes and a TTY, watch, wait, rollout,
+//! explain and delete.
 
 use anyhow::Context as _;
 use rkube_e2e::{Cluster, Options};
@@ -245,6 +246,22 @@ async fn kubectl_reads_and_writes_the_cluster() -> anyhow::Result<()> {
     cluster.kubectl_ok_with(&["replace", "-f", "-"], &cm.to_string())?;
     let stale = cluster.kubectl_with(&["replace", "-f", "-"], &cm.to_string())?;
     assert!(String::from_utf8_lossy(&stale.stderr).contains("the object has been modified"), "{stale:?}");
+
+    // Server-side apply: created, changed by its manager, a conflict for another, forced.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  color: red\n";
+    cluster.kubectl_ok_with(&["apply", "--server-side", "-f", "-"], cm)?;
+    cluster.kubectl_ok_with(&["apply", "--server-side", "-f", "-"], &cm.replace("red", "blue"))?;
+    let applied = json(&cluster, &["get", "configmap", "ssa", "--show-managed-fields"])?;
+    assert_eq!(applied["data"]["color"], "blue");
+    let managers = applied["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    assert!(managers.iter().any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply"), "{applied}");
+    let other = ["apply", "--server-side", "--field-manager=other", "-f", "-"];
+    let conflict = cluster.kubectl_with(&other, &cm.replace("red", "green"))?;
+    assert!(!conflict.status.success());
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("conflict"), "{conflict:?}");
+    let forced = ["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"];
+    cluster.kubectl_ok_with(&forced, &cm.replace("red", "green"))?;
+    assert_eq!(json(&cluster, &["get", "configmap", "ssa"])?["data"]["color"], "green");
 
     // get -w sees a change happen.
     let mut watch = watch_pods(&cluster)?;
