@@ -24,8 +24,10 @@ use tracing::warn;
 /// How long one kubelet may take to answer before its node is skipped.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What rkubelet measures CPU rates over: Docker's stats compare two samples
-/// taken about a second apart (`cpu_stats` against `precpu_stats`).
+/// What rkubelet measures a container's CPU rate over: Docker's stats
+/// compare two samples taken about a second apart (`cpu_stats` against
+/// `precpu_stats`). A node's rate spans the time since the kubelet's
+/// previous summary; it is reported with the same window.
 pub const KUBELET_CPU_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which metrics a request asks for.
