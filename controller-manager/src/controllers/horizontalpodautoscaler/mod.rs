@@ -119,10 +119,12 @@ fn check(flags: &crate::controllers::Flags) -> Result<(), String> {
     Ok(())
 }
 
-/// When an HPA was last synced, and at which generation.
-#[derive(Debug, Clone, Copy)]
+/// When an HPA was last synced, and which version of its spec (a spec
+/// change, or a new HPA under the same name, is synced at once).
+#[derive(Debug, Clone)]
 struct LastSync {
     at: tokio::time::Instant,
+    uid: Option<String>,
     generation: Option<i64>,
 }
 
@@ -483,11 +485,13 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
         let tick = tokio::time::Instant::now();
         if let Some(l) = last.get(&key)
             && l.generation == hpa.metadata.generation
+            && l.uid == hpa.metadata.uid
             && tick.duration_since(l.at) < period
         {
             return Ok(Action::RequeueAfter(period - tick.duration_since(l.at)));
         }
-        last.insert(key.clone(), LastSync { at: tick, generation: hpa.metadata.generation });
+        let (uid, generation) = (hpa.metadata.uid.clone(), hpa.metadata.generation);
+        last.insert(key.clone(), LastSync { at: tick, uid, generation });
     }
     let now = Timestamp::now();
     let reference = object_ref(hpa.as_ref());
