@@ -186,6 +186,7 @@ impl App {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 ready.store(true, Ordering::SeqCst);
+                rkube_client::daemon::notify_ready();
                 loop {
                     if let Err(e) = admission::bootstrap(master.reconcile(&registry)).await {
                         warn!(error = %e.message, "reconciling the kubernetes service");

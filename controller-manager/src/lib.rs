@@ -146,6 +146,8 @@ impl App {
         let m = metrics.clone();
         let health_task =
             tokio::spawn(rkube_client::daemon::serve_health(health, move || m.render(), shutdown.clone()));
+        // The health port is bound and serving, the flags are checked: systemd may start what is After us.
+        rkube_client::daemon::notify_ready();
         let term = Term { client, flags, metrics, identity };
 
         match elector {

@@ -249,6 +249,8 @@ impl<R: Runtime> NodeAgent<R> {
             }
         };
         info!(node = %self.config.name, ip = %self.config.node_ip, "node registered");
+        // Hollow nodes each say it; the service manager takes the first.
+        rkube_client::daemon::notify_ready();
         let mut heartbeat = Heartbeat { node_uid: node.metadata.uid.clone().unwrap_or_default(), ..Default::default() };
         loop {
             self.beat(&mut heartbeat).await;

@@ -89,6 +89,10 @@ impl Health {
 
     fn synced(&self) {
         let mut s = self.lock();
+        if !s.synced {
+            // The first sync: the table holds every Service, as /readyz now says.
+            rkube_client::daemon::notify_ready();
+        }
         s.synced = true;
         s.pending_since = None;
     }

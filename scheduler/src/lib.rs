@@ -256,6 +256,8 @@ impl App {
             let (scheduler, leading) = (scheduler.clone(), leading.clone());
             move || scheduler.render_metrics(*leading.borrow())
         };
+        // The health port is bound (since build) and served from here on.
+        rkube_client::daemon::notify_ready();
         let served = rkube_client::daemon::serve_health(health, metrics, shutdown.clone()).await;
         stop.cancel();
         drop(always_tx);
