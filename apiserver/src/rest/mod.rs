@@ -61,7 +61,12 @@ pub fn router(registry: Arc<Registry>, proxy: Arc<NodeProxy>, metrics: Arc<Metri
 /// HTTP code.
 pub fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, e.to_status_json())
+    let mut response = json_response(code, e.to_status_json());
+    // Worth trying again soon: say when, as kube-apiserver does.
+    if matches!(e.reason, Reason::TooManyRequests | Reason::ServiceUnavailable | Reason::Timeout) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
@@ -586,11 +591,21 @@ impl Rest {
             }
             Method::PATCH => {
                 let kind = patch_kind(ct)?;
-                let body = read_body(req.into_body()).await?;
-                let mut scale = self.registry.get_scale(info, ns, name).await?;
-                crate::registry::apply_patch(kind, rkube_api::scale::SCALE_KIND, &mut scale, &body)?;
-                let body = serde_json::to_vec(&scale).map_err(|e| ApiError::internal(e.to_string()))?;
-                self.registry.update_scale(info, ns, name, &body, q.dry_run()?).await?
+                let patch = read_body(req.into_body()).await?;
+                // A patch is applied to the current object: a race with another
+                // writer is retried, unless the patch itself names a resourceVersion.
+                let mut attempts = 0;
+                loop {
+                    let mut scale = self.registry.get_scale(info, ns, name).await?;
+                    let read_at = scale.pointer("/metadata/resourceVersion").cloned();
+                    crate::registry::apply_patch(kind, rkube_api::scale::SCALE_KIND, &mut scale, &patch)?;
+                    let pinned = scale.pointer("/metadata/resourceVersion").cloned() != read_at;
+                    let body = serde_json::to_vec(&scale).map_err(|e| ApiError::internal(e.to_string()))?;
+                    match self.registry.update_scale(info, ns, name, &body, q.dry_run()?).await {
+                        Err(e) if e.reason == Reason::Conflict && !pinned && attempts < 5 => attempts += 1,
+                        r => break r?,
+                    }
+                }
             }
             _ => return Err(method_not_allowed(method)),
         };
@@ -775,6 +790,15 @@ mod tests {
         assert_eq!((t.info.kind, t.name.as_str(), t.sub.as_str()), ("Namespace", "x", "status"));
         let t = object("/api/v1/nodes/n1");
         assert_eq!((t.info.kind, t.name.as_str()), ("Node", "n1"));
+    }
+
+    #[test]
+    fn errors_worth_retrying_say_when() {
+        let busy = error_response(&ApiError::new(Reason::ServiceUnavailable, "etcd is unavailable"));
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let missing = error_response(&not_found());
+        assert!(missing.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]
