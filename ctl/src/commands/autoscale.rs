@@ -10,7 +10,7 @@
 //! With `--dry-run=client` it only prints the HPA (`-o yaml|json|name`).
 
 use super::targets::{self, Query};
-use super::{json_of, print};
+use super::{create_derived, print};
 use crate::cli::AutoscaleArgs;
 use crate::printers::object::{self, Format};
 use crate::report::{Reported, usage};
@@ -53,25 +53,11 @@ pub async fn run(s: &Session, a: &AutoscaleArgs) -> anyhow::Result<()> {
             )));
         }
         let hpa = hpa_for(info, obj, a);
-        let text = if dry_run {
-            let mut hpa = hpa;
-            if s.namespace_explicit {
-                hpa["metadata"]["namespace"] = s.namespace.clone().into();
-            }
-            autoscaled(format, hpa_info, &hpa, true)?
-        } else {
-            let ns = object::namespace_of(obj);
-            let ns = if ns.is_empty() { s.namespace.clone() } else { ns.to_string() };
-            match s.client.create(hpa_info, &ns, serde_json::to_vec(&hpa)?).await {
-                Ok(created) => autoscaled(format, hpa_info, &json_of!(created)?, false)?,
-                Err(e) => {
-                    eprintln!("{}", crate::report::api_error(&e));
-                    failed = true;
-                    continue;
-                }
-            }
+        let Some(made) = create_derived(s, hpa_info, obj, hpa, dry_run).await? else {
+            failed = true;
+            continue;
         };
-        print(&text)?;
+        print(&autoscaled(format, hpa_info, &made, dry_run)?)?;
     }
     if failed { Err(Reported.into()) } else { Ok(()) }
 }

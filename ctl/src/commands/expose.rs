@@ -16,7 +16,7 @@
 //! With `--dry-run=client` it only prints the Service (`-o yaml|json|name`).
 
 use super::targets::{self, Query};
-use super::{json_of, print};
+use super::{create_derived, print};
 use crate::cli::ExposeArgs;
 use crate::printers::object::{self, Format};
 use crate::report::{Reported, usage};
@@ -55,25 +55,11 @@ pub async fn run(s: &Session, a: &ExposeArgs) -> anyhow::Result<()> {
     let svc_info = lookup("services").expect("services are in the table");
     for (info, obj) in &found.objects {
         let service = service_for(info, obj, a)?;
-        let text = if dry_run {
-            let mut service = service;
-            if s.namespace_explicit {
-                service["metadata"]["namespace"] = s.namespace.clone().into();
-            }
-            exposed(format, svc_info, &service, true)?
-        } else {
-            let ns = object::namespace_of(obj);
-            let ns = if ns.is_empty() { s.namespace.clone() } else { ns.to_string() };
-            match s.client.create(svc_info, &ns, serde_json::to_vec(&service)?).await {
-                Ok(created) => exposed(format, svc_info, &json_of!(created)?, false)?,
-                Err(e) => {
-                    eprintln!("{}", crate::report::api_error(&e));
-                    failed = true;
-                    continue;
-                }
-            }
+        let Some(made) = create_derived(s, svc_info, obj, service, dry_run).await? else {
+            failed = true;
+            continue;
         };
-        print(&text)?;
+        print(&exposed(format, svc_info, &made, dry_run)?)?;
     }
     if failed { Err(Reported.into()) } else { Ok(()) }
 }

@@ -92,6 +92,34 @@ macro_rules! json_of {
 }
 pub(crate) use json_of;
 
+/// Creates `made`, an object derived from `target` (`expose`'s Service,
+/// `autoscale`'s HPA), in the target's namespace; with `dry_run` only fills
+/// in the namespace the user named. Returns the object to print, or `None`
+/// once an API error has been reported.
+pub async fn create_derived(
+    s: &Session,
+    info: &'static ResourceInfo,
+    target: &Value,
+    mut made: Value,
+    dry_run: bool,
+) -> anyhow::Result<Option<Value>> {
+    if dry_run {
+        if s.namespace_explicit {
+            made["metadata"]["namespace"] = s.namespace.clone().into();
+        }
+        return Ok(Some(made));
+    }
+    let ns = crate::printers::object::namespace_of(target);
+    let ns = if ns.is_empty() { s.namespace.clone() } else { ns.to_string() };
+    match s.client.create(info, &ns, serde_json::to_vec(&made)?).await {
+        Ok(created) => Ok(Some(json_of!(created)?)),
+        Err(e) => {
+            eprintln!("{}", crate::report::api_error(&e));
+            Ok(None)
+        }
+    }
+}
+
 /// Lists objects; `selector`/`fields` as the user gave them.
 pub async fn list(
     s: &Session,
