@@ -431,12 +431,19 @@ async fn resources_host_ports_privilege_and_host_network_reach_docker() -> anyho
     let (code, _) = rkube_testkit::http_get(&format!("http://127.0.0.1:{host_port}/")).await?;
     assert_eq!(code, 200, "the host port reaches the pod");
 
-    rkube_testkit::wait_for(START, || async {
-        h.container_ids(&uid(&privileged), "app").await.is_ok_and(|ids| !ids.is_empty())
-    })
-    .await?;
-    let privileged_ids = h.container_ids(&uid(&privileged), "app").await?;
-    let privileged_app = inspect(privileged_ids[0].clone()).await?;
+    // A privileged container that cannot start here is removed and retried:
+    // it may go between listing and inspecting, so look again until one holds still.
+    let deadline = std::time::Instant::now() + START;
+    let privileged_app = loop {
+        let ids = h.container_ids(&uid(&privileged), "app").await.unwrap_or_default();
+        if let Some(id) = ids.first()
+            && let Ok(c) = inspect(id.clone()).await
+        {
+            break c;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no privileged app container within {START:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(privileged_app.host_config.and_then(|c| c.privileged), Some(true));
 
     let host_sandbox = inspect(h.container_id(&uid(&host), "POD").await?).await?;
