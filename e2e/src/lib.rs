@@ -102,6 +102,7 @@ impl Cluster {
         ensure_docker_and_images(options.dns).await?;
         let mut slot = Slot::acquire()?;
         slot.create_bridge()?;
+        remove_slot_leftovers(&slot.cluster_cidr()).await.context("removing a previous holder's pod networks")?;
         let etcd = Etcd::start().await?;
         let tag = format!("{:06x}", fastrand::u32(..0xff_ffff));
         let dir = std::env::temp_dir().join(format!("rkube-e2e-{tag}"));
@@ -521,6 +522,7 @@ impl Cluster {
                 for node in &nodes {
                     let _ = remove_node_leftovers(node, &cidr).await;
                 }
+                let _ = remove_slot_leftovers(&cidr).await;
             });
         });
         let _ = cleanup.join();
@@ -554,6 +556,25 @@ async fn all_ready(client: &Client, nodes: &[String]) -> bool {
         })
         .collect();
     nodes.iter().all(|n| ready.get(n).copied().unwrap_or(false))
+}
+
+/// Removes every e2e node's pod network inside `cluster_cidr` (with its
+/// containers and rules): what a slot's previous holder left if it was
+/// killed, and nodes a test added beyond the cluster's own.
+async fn remove_slot_leftovers(cluster_cidr: &str) -> anyhow::Result<()> {
+    let cidr: rkube_api::cidr::Cidr = cluster_cidr.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
+    let networks = docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await?;
+    for n in networks {
+        let Some(node) = n.name.as_deref().and_then(|name| name.strip_prefix("rkube-")) else { continue };
+        let inside = n.ipam.and_then(|i| i.config).unwrap_or_default().iter().any(|c| {
+            c.subnet.as_deref().and_then(|s| s.parse::<rkube_api::cidr::Cidr>().ok()).is_some_and(|s| s.overlaps(&cidr))
+        });
+        if node.starts_with("e2e-") && inside {
+            remove_node_leftovers(node, cluster_cidr).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a node's containers, pod network and rules.
