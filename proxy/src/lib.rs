@@ -7,13 +7,17 @@
 //! to ready endpoints, Services without endpoints reject, ClientIP affinity,
 //! masquerading for hairpin and off-cluster traffic. Start with
 //! [`proxier`] (the sync loop), then [`ruleset`] (the rules themselves,
-//! documented with an example in `docs/services.md`) and [`nft`] (how they
-//! reach the kernel). [`App`] is the daemon: [`App::build`] binds the health
+//! documented with an example in `docs/services.md`), [`rule`] (each rule
+//! typed, printed as nft syntax and encoded as nf_tables expressions) and
+//! [`netlink`] (how they reach the kernel); [`nft`] runs the nft command to
+//! look at the table. [`App`] is the daemon: [`App::build`] binds the health
 //! port, [`App::run`] syncs and serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod model;
+pub mod netlink;
 pub mod nft;
 pub mod proxier;
+pub mod rule;
 pub mod ruleset;
 
 use anyhow::Context as _;
@@ -116,7 +120,7 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let table = self.args.table.clone();
         if self.args.cleanup {
-            nft::delete_table(&table).await.with_context(|| format!("deleting table ip {table}"))?;
+            ruleset::delete_table(&table).await.with_context(|| format!("deleting table ip {table}"))?;
             tracing::info!(table = %table, "deleted the nftables table");
             return Ok(());
         }

@@ -1,6 +1,8 @@
-//! Runs `nft`: one script is one transaction (`nft -f -` applies all of
-//! it or nothing), streamed to nft's stdin so a large ruleset is never held
-//! whole in memory.
+//! Runs `nft`, the nftables command: to look at a table (`nft -j list`)
+//! and to apply a script by hand (`nft -f -`, one transaction). The proxy
+//! itself programs its table over netlink ([`crate::netlink`]); this is for
+//! inspection and for the tests, which check what the proxy sent against
+//! what nft reads back.
 
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -6,7 +6,7 @@
 //! while the kernel keeps the last good rules.
 
 use crate::model::{EndpointSliceView, SERVICE_NAME_LABEL, ServicePort, ServiceView, service_ports};
-use crate::nft;
+use crate::netlink::{self, Batch};
 use crate::ruleset::{RuleConfig, Script, render, write_diff, write_skeleton};
 use rkube_client::backoff::Backoff;
 use rkube_client::metrics::{Counter, Family, Gauge, Histogram, Labels, Registry, exponential_buckets};
@@ -17,9 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
-
-/// Script bytes buffered before they are streamed to nft in a full sync.
-const STREAM_CHUNK: usize = 256 * 1024;
 
 /// The proxy's metrics.
 #[derive(Debug, Clone)]
@@ -53,7 +50,7 @@ impl ProxyMetrics {
             endpoints: registry.gauge("rkube_proxy_endpoints", "Endpoints programmed, over all Service ports"),
             chains: registry.gauge("rkube_proxy_nft_chains", "nftables chains programmed for Services"),
             rules: registry.gauge("rkube_proxy_nft_rules", "nftables rules programmed for Services"),
-            errors: registry.counter("rkube_proxy_sync_errors_total", "Syncs whose nft transaction failed"),
+            errors: registry.counter("rkube_proxy_sync_errors_total", "Syncs whose nftables transaction failed"),
         }
     }
 }
@@ -233,7 +230,7 @@ impl Proxier {
     }
 
     /// One sync of what `pending` names.
-    async fn sync(&mut self, pending: &mut Pending) -> nft::Result<()> {
+    async fn sync(&mut self, pending: &mut Pending) -> netlink::Result<()> {
         let start = Instant::now();
         let kind = if pending.full { self.sync_full().await? } else { self.sync_partial(&pending.dirty).await? };
         let Some(kind) = kind else { return Ok(()) };
@@ -286,10 +283,12 @@ impl Proxier {
     }
 
     /// Recreates the whole table from the caches in one transaction.
-    async fn sync_full(&mut self) -> nft::Result<Option<&'static str>> {
-        let mut tx = nft::Transaction::start()?;
+    async fn sync_full(&mut self) -> netlink::Result<Option<&'static str>> {
+        let mut batch = Batch::new();
         let mut script = Script::new(&self.cfg.table);
         write_skeleton(&self.cfg, &mut script);
+        script.encode_labelled(&mut batch);
+        script.ops.clear();
         let mut programmed = HashMap::new();
         for svc in self.services.store().list() {
             let key = ObjectKey::of(svc.as_ref());
@@ -298,15 +297,13 @@ impl Proxier {
                 continue;
             }
             let r = render(&self.cfg, &ports);
+            batch.label(format!("Service {key}"));
             script.add_rendered(&r);
+            script.drain_into(&mut batch);
             programmed.insert(key, Programmed { chains: r.chains.len(), rules: r.rule_count(), ports });
-            if script.text.len() > STREAM_CHUNK {
-                tx.write(&script.text).await;
-                script.text.clear();
-            }
         }
-        tx.write(&script.text).await;
-        tx.commit().await?;
+        debug!(table = %self.cfg.table, messages = batch.len(), bytes = batch.bytes(), "sending the full ruleset");
+        apply(batch).await?;
         programmed.shrink_to_fit();
         self.programmed = programmed;
         Ok(Some("full"))
@@ -314,7 +311,7 @@ impl Proxier {
 
     /// Rewrites the parts of the Services in `dirty` that changed, in one
     /// transaction; None when nothing did.
-    async fn sync_partial(&mut self, dirty: &HashSet<ObjectKey>) -> nft::Result<Option<&'static str>> {
+    async fn sync_partial(&mut self, dirty: &HashSet<ObjectKey>) -> netlink::Result<Option<&'static str>> {
         let mut script = Script::new(&self.cfg.table);
         let mut updates = Vec::new();
         for key in dirty {
@@ -334,7 +331,9 @@ impl Proxier {
         if updates.is_empty() {
             return Ok(None);
         }
-        nft::apply(&script.text).await?;
+        let mut batch = Batch::new();
+        script.encode_labelled(&mut batch);
+        apply(batch).await?;
         for (key, p) in updates {
             if p.ports.is_empty() {
                 self.programmed.remove(&key);
@@ -344,6 +343,14 @@ impl Proxier {
         }
         Ok(Some("partial"))
     }
+}
+
+/// Sends `batch` to the kernel as one transaction (off the async threads:
+/// a full sync keeps the kernel busy for a while inside one send).
+pub async fn apply(batch: Batch) -> netlink::Result<()> {
+    tokio::task::spawn_blocking(move || netlink::Socket::open()?.apply(batch))
+        .await
+        .map_err(|e| netlink::Error::Io(std::io::Error::other(e)))?
 }
 
 /// Takes every event already queued.

@@ -1,6 +1,7 @@
 //! The nftables ruleset: the fixed skeleton of the proxy's table and the
-//! chains, sets and map elements of each Service, as nft script text (what
-//! `nft -f` reads, as kube-proxy's knftables writes it).
+//! chains, sets and map elements of each Service, as typed changes
+//! ([`crate::rule::Op`]) that print as an nft script (as kube-proxy's
+//! knftables writes it) and reach the kernel over netlink.
 //!
 //! The layout is kube-proxy's nftables mode's (`pkg/proxy/nftables`):
 //! verdict maps `service-ips` (`ipv4_addr . inet_proto . inet_service`) and
@@ -15,9 +16,10 @@
 //! part into its new one, touching nothing else.
 
 use crate::model::{Endpoint, ServicePort};
+use crate::netlink::Batch;
+use crate::rule::{Action, Addr, Hook, Key, Line, MapKey, Match, Op, Rule, SetKind};
 use rkube_api::cidr::Ipv4Cidr;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 /// The packet mark that asks the `masquerading` chain to SNAT (kube-proxy's).
@@ -41,14 +43,14 @@ impl RuleConfig {
         self.nodeport_addresses.is_empty() || self.nodeport_addresses.iter().any(|c| c.contains(Ipv4Addr::LOCALHOST))
     }
 
-    /// The match that selects NodePort traffic: to a local address (among
+    /// The matches that select NodePort traffic: to a local address (among
     /// `--nodeport-addresses` when given).
-    fn nodeport_match(&self) -> &'static str {
-        if self.nodeport_addresses.is_empty() {
-            "fib daddr type local"
-        } else {
-            "fib daddr type local ip daddr @nodeport-addresses"
+    fn nodeport_match(&self) -> Vec<Match> {
+        let mut m = vec![Match::Local(Addr::Destination)];
+        if !self.nodeport_addresses.is_empty() {
+            m.push(Match::InSet(Addr::Destination, "nodeport-addresses".into(), false));
         }
+        m
     }
 }
 
@@ -77,26 +79,26 @@ impl Map {
     }
 }
 
-/// One map element: `key comment "…" : value`.
+/// One map element: `key comment "…" : goto chain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     /// The map.
     pub map: Map,
     /// The key, e.g. `10.96.0.10 . tcp . 80`.
-    pub key: String,
+    pub key: Key,
     /// The Service port it is for, as a comment.
     pub comment: String,
-    /// The verdict, e.g. `goto service-…`.
-    pub value: String,
+    /// The chain it goes to.
+    pub chain: String,
 }
 
 /// One Service's part of the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     /// Chains by name, with their rules.
-    pub chains: BTreeMap<String, Vec<String>>,
-    /// Sets by name, with their definition (`{ type …; }`).
-    pub sets: BTreeMap<String, String>,
+    pub chains: BTreeMap<String, Vec<Rule>>,
+    /// Affinity sets by name, with their timeout in seconds.
+    pub sets: BTreeMap<String, u32>,
     /// Map elements.
     pub elements: Vec<Element>,
 }
@@ -139,14 +141,20 @@ fn endpoint_name(prefix: &str, base: &str, ep: &Endpoint) -> String {
     format!("{prefix}-{}-{full}", hash8(&full))
 }
 
+const MARK_CHAIN: &str = "mark-for-masquerade";
+const CLUSTER_CIDRS: &str = "cluster-cidrs";
+
+fn mark() -> Action {
+    Action::Jump(MARK_CHAIN.into())
+}
+
 /// Adds the rules that pick one of `eps` (affinity first, then at random).
-fn pick_endpoint(rules: &mut Vec<String>, sp: &ServicePort, base: &str, eps: &[Endpoint]) {
+fn pick_endpoint(rules: &mut Vec<Rule>, sp: &ServicePort, base: &str, eps: &[Endpoint]) {
     if sp.affinity_timeout.is_some() {
         for ep in eps {
-            rules.push(format!(
-                "ip saddr @{} goto {}",
-                endpoint_name("affinity", base, ep),
-                endpoint_name("endpoint", base, ep)
+            rules.push(Rule::when(
+                [Match::InSet(Addr::Source, endpoint_name("affinity", base, ep), false)],
+                Action::Goto(endpoint_name("endpoint", base, ep)),
             ));
         }
     }
@@ -157,11 +165,11 @@ fn pick_endpoint(rules: &mut Vec<String>, sp: &ServicePort, base: &str, eps: &[E
     // took 37 s of system time in one transaction, against 1.6 s for this).
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
-        let chain = endpoint_name("endpoint", base, ep);
+        let chain = Action::Goto(endpoint_name("endpoint", base, ep));
         if i + 1 < n {
-            rules.push(format!("numgen random mod {} 0 goto {chain}", n - i));
+            rules.push(Rule::when([Match::OneIn(u32::try_from(n - i).unwrap_or(u32::MAX))], chain));
         } else {
-            rules.push(format!("goto {chain}"));
+            rules.push(Rule::always(chain));
         }
     }
 }
@@ -177,40 +185,43 @@ pub fn render(cfg: &RuleConfig, ports: &[ServicePort]) -> Rendered {
 
 fn render_port(cfg: &RuleConfig, sp: &ServicePort, r: &mut Rendered) {
     let base = base_name(sp);
-    let proto = sp.protocol.nft();
+    let proto = sp.protocol;
     let comment = sp.display_name();
-    let ip_key = format!("{} . {proto} . {}", sp.cluster_ip, sp.port);
-    let np_key = sp.node_port.map(|np| format!("{proto} . {np}"));
-    let element =
-        |map, key: &str, value: String| Element { map, key: key.to_string(), comment: comment.clone(), value };
+    let ip_key = Key { ip: Some(sp.cluster_ip), proto, port: sp.port };
+    let np_key = sp.node_port.map(|port| Key { ip: None, proto, port });
+    let element = |map, key: Key, chain: String| Element { map, key, comment: comment.clone(), chain };
     if sp.endpoints.is_empty() {
-        r.elements.push(element(Map::NoEndpointServices, &ip_key, "goto reject-chain".into()));
-        if let Some(k) = &np_key {
-            r.elements.push(element(Map::NoEndpointNodeports, k, "goto reject-chain".into()));
+        r.elements.push(element(Map::NoEndpointServices, ip_key, "reject-chain".into()));
+        if let Some(k) = np_key {
+            r.elements.push(element(Map::NoEndpointNodeports, k, "reject-chain".into()));
         }
         return;
     }
     let service_chain = port_chain("service", &base);
     let mut rules = Vec::new();
     if !cfg.cluster_cidrs.is_empty() {
-        rules.push(format!(
-            "ip daddr {} {proto} dport {} ip saddr != @cluster-cidrs jump mark-for-masquerade",
-            sp.cluster_ip, sp.port
+        rules.push(Rule::when(
+            [
+                Match::Ip(Addr::Destination, sp.cluster_ip),
+                Match::Dport(proto, sp.port),
+                Match::InSet(Addr::Source, CLUSTER_CIDRS.into(), true),
+            ],
+            mark(),
         ));
     }
     pick_endpoint(&mut rules, sp, &base, &sp.endpoints);
     r.chains.insert(service_chain.clone(), rules);
     for ep in &sp.endpoints {
-        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
+        let mut rules = vec![Rule::when([Match::Ip(Addr::Source, ep.ip)], mark())];
         if let Some(timeout) = sp.affinity_timeout {
             let set = endpoint_name("affinity", &base, ep);
-            rules.push(format!("update @{set} {{ ip saddr }}"));
-            r.sets.insert(set, format!("{{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"));
+            rules.push(Rule::always(Action::UpdateSource(set.clone())));
+            r.sets.insert(set, timeout);
         }
-        rules.push(format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port));
+        rules.push(Rule::when([Match::L4Proto(proto)], Action::Dnat(ep.ip, ep.port)));
         r.chains.insert(endpoint_name("endpoint", &base, ep), rules);
     }
-    r.elements.push(element(Map::ServiceIps, &ip_key, format!("goto {service_chain}")));
+    r.elements.push(element(Map::ServiceIps, ip_key, service_chain.clone()));
     let Some(np_key) = np_key else { return };
     let external_chain = port_chain("external", &base);
     let mut rules = Vec::new();
@@ -218,73 +229,88 @@ fn render_port(cfg: &RuleConfig, sp: &ServicePort, r: &mut Rendered) {
         // Pods and the node itself reach every endpoint; others only local
         // ones, keeping their source address.
         if !cfg.cluster_cidrs.is_empty() {
-            rules.push(format!("ip saddr @cluster-cidrs goto {service_chain}"));
+            rules.push(Rule::when(
+                [Match::InSet(Addr::Source, CLUSTER_CIDRS.into(), false)],
+                Action::Goto(service_chain.clone()),
+            ));
         }
-        rules.push("fib saddr type local jump mark-for-masquerade".into());
-        rules.push(format!("fib saddr type local goto {service_chain}"));
+        rules.push(Rule::when([Match::Local(Addr::Source)], mark()));
+        rules.push(Rule::when([Match::Local(Addr::Source)], Action::Goto(service_chain.clone())));
         let local = sp.local_endpoints();
         if local.is_empty() {
-            rules.push("drop".into());
+            rules.push(Rule::always(Action::Drop));
         } else {
             let local_chain = port_chain("local", &base);
-            rules.push(format!("goto {local_chain}"));
+            rules.push(Rule::always(Action::Goto(local_chain.clone())));
             let mut local_rules = Vec::new();
             pick_endpoint(&mut local_rules, sp, &base, &local);
             r.chains.insert(local_chain, local_rules);
         }
     } else {
-        rules.push("jump mark-for-masquerade".into());
-        rules.push(format!("goto {service_chain}"));
+        rules.push(Rule::always(mark()));
+        rules.push(Rule::always(Action::Goto(service_chain)));
     }
     r.chains.insert(external_chain.clone(), rules);
-    r.elements.push(element(Map::ServiceNodeports, &np_key, format!("goto {external_chain}")));
+    r.elements.push(element(Map::ServiceNodeports, np_key, external_chain));
 }
 
-/// An nft script being written for one table.
+/// The changes of one transaction to one table.
 #[derive(Debug)]
 pub struct Script<'a> {
     table: &'a str,
-    /// The text so far.
-    pub text: String,
+    /// The changes so far.
+    pub ops: Vec<Op>,
 }
 
 impl<'a> Script<'a> {
     /// An empty script for `table`.
     pub fn new(table: &'a str) -> Self {
-        Script { table, text: String::new() }
+        Script { table, ops: Vec::new() }
     }
 
-    fn line(&mut self, args: std::fmt::Arguments<'_>) {
-        self.text.write_fmt(args).expect("writing to a String cannot fail");
-        self.text.push('\n');
+    /// The script as nft reads it (`nft -f`), a line per change.
+    pub fn text(&self) -> String {
+        self.ops.iter().map(|op| format!("{}\n", Line(self.table, op))).collect()
     }
 
-    fn add_chain(&mut self, chain: &str) {
-        let t = self.table;
-        self.line(format_args!("add chain ip {t} {chain}"));
-    }
-
-    fn add_rules(&mut self, chain: &str, rules: &[String]) {
-        let t = self.table;
-        for rule in rules {
-            self.line(format_args!("add rule ip {t} {chain} {rule}"));
+    /// Writes the changes to `batch` as nf_tables messages and forgets them.
+    pub fn drain_into(&mut self, batch: &mut Batch) {
+        for op in self.ops.drain(..) {
+            op.encode(self.table, batch);
         }
     }
 
-    fn add_set(&mut self, name: &str, def: &str) {
-        let t = self.table;
-        self.line(format_args!("add set ip {t} {name} {def}"));
+    /// Writes the changes to `batch`, each labelled with its nft line (for
+    /// a small script: an error then quotes the very line).
+    pub fn encode_labelled(&self, batch: &mut Batch) {
+        for op in &self.ops {
+            batch.label(Line(self.table, op).to_string());
+            op.encode(self.table, batch);
+        }
+    }
+
+    fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    fn add_chain(&mut self, chain: &str) {
+        self.push(Op::AddChain(chain.to_string(), None));
+    }
+
+    fn add_rules(&mut self, chain: &str, rules: &[Rule]) {
+        for rule in rules {
+            self.push(Op::AddRule(chain.to_string(), rule.clone()));
+        }
     }
 
     fn add_element(&mut self, e: &Element) {
-        let (t, map) = (self.table, e.map.name());
-        self.line(format_args!("add element ip {t} {map} {{ {} comment \"{}\" : {} }}", e.key, e.comment, e.value));
+        self.push(Op::AddElement(e.map.name().into(), e.key, e.comment.clone(), e.chain.clone()));
     }
 
     /// Adds every chain, set and element of `r` to a table that has none of them.
     pub fn add_rendered(&mut self, r: &Rendered) {
-        for (name, def) in &r.sets {
-            self.add_set(name, def);
+        for (name, timeout) in &r.sets {
+            self.push(Op::AddSet(name.clone(), SetKind::Timeout(*timeout), None));
         }
         for name in r.chains.keys() {
             self.add_chain(name);
@@ -302,83 +328,94 @@ impl<'a> Script<'a> {
 /// its fixed chains, maps and sets, all in the same transaction as the
 /// Services' parts (added next with [`Script::add_rendered`]).
 pub fn write_skeleton(cfg: &RuleConfig, s: &mut Script<'_>) {
-    let t = &cfg.table;
-    s.line(format_args!("add table ip {t}"));
-    s.line(format_args!("delete table ip {t}"));
-    s.line(format_args!("add table ip {t} {{ comment \"rules for rkube-proxy\"; }}"));
-    let ipp = "ipv4_addr . inet_proto . inet_service";
-    for (map, ty, comment) in [
-        ("service-ips", ipp, "ClusterIP traffic"),
-        ("service-nodeports", "inet_proto . inet_service", "NodePort traffic"),
-        ("no-endpoint-services", ipp, "rejects traffic to Service ports without endpoints"),
-        ("no-endpoint-nodeports", "inet_proto . inet_service", "rejects traffic to NodePorts without endpoints"),
+    s.push(Op::AddTable(None));
+    s.push(Op::DeleteTable);
+    s.push(Op::AddTable(Some("rules for rkube-proxy".into())));
+    for (map, key, comment) in [
+        ("service-ips", MapKey::AddrProtoPort, "ClusterIP traffic"),
+        ("service-nodeports", MapKey::ProtoPort, "NodePort traffic"),
+        ("no-endpoint-services", MapKey::AddrProtoPort, "rejects traffic to Service ports without endpoints"),
+        ("no-endpoint-nodeports", MapKey::ProtoPort, "rejects traffic to NodePorts without endpoints"),
     ] {
-        s.line(format_args!("add map ip {t} {map} {{ type {ty} : verdict; comment \"{comment}\"; }}"));
+        s.push(Op::AddSet(map.into(), SetKind::Map(key), Some(comment.into())));
     }
     // Named sets, not `{ … }` in every Service's rules: each anonymous set
     // costs the kernel more the more sets the table has.
-    if !cfg.cluster_cidrs.is_empty() {
-        let list: Vec<String> = cfg.cluster_cidrs.iter().map(ToString::to_string).collect();
-        s.line(format_args!("add set ip {t} cluster-cidrs {{ type ipv4_addr; flags interval; }}"));
-        s.line(format_args!("add element ip {t} cluster-cidrs {{ {} }}", list.join(", ")));
+    for (set, nets) in [(CLUSTER_CIDRS, &cfg.cluster_cidrs), ("nodeport-addresses", &cfg.nodeport_addresses)] {
+        if !nets.is_empty() {
+            s.push(Op::AddSet(set.into(), SetKind::Ranges, None));
+            s.push(Op::AddRanges(set.into(), nets.clone()));
+        }
     }
-    if !cfg.nodeport_addresses.is_empty() {
-        let list: Vec<String> = cfg.nodeport_addresses.iter().map(ToString::to_string).collect();
-        s.line(format_args!("add set ip {t} nodeport-addresses {{ type ipv4_addr; flags interval; }}"));
-        s.line(format_args!("add element ip {t} nodeport-addresses {{ {} }}", list.join(", ")));
-    }
-    for (chain, hook) in [
-        ("filter-input", "type filter hook input priority -110"),
-        ("filter-forward", "type filter hook forward priority -110"),
-        ("filter-output", "type filter hook output priority -110"),
-        ("nat-prerouting", "type nat hook prerouting priority dstnat"),
-        ("nat-output", "type nat hook output priority -100"),
-        ("nat-postrouting", "type nat hook postrouting priority srcnat"),
+    for (chain, kind, hook, priority) in [
+        ("filter-input", "filter", "input", -110),
+        ("filter-forward", "filter", "forward", -110),
+        ("filter-output", "filter", "output", -110),
+        ("nat-prerouting", "nat", "prerouting", -100),
+        ("nat-output", "nat", "output", -100),
+        ("nat-postrouting", "nat", "postrouting", 100),
     ] {
-        s.line(format_args!("add chain ip {t} {chain} {{ {hook}; policy accept; }}"));
+        s.push(Op::AddChain(chain.into(), Some(Hook { kind, hook, priority })));
     }
-    for chain in [
-        "services",
-        "masquerading",
-        "mark-for-masquerade",
-        "reject-chain",
-        "service-endpoints-check",
-        "nodeport-endpoints-check",
-    ] {
+    for chain in
+        ["services", "masquerading", MARK_CHAIN, "reject-chain", "service-endpoints-check", "nodeport-endpoints-check"]
+    {
         s.add_chain(chain);
     }
+    let jump = |c: &str| Action::Jump(c.into());
+    let vmap = |daddr, map: &str| Action::Vmap { daddr, map: map.into() };
     let nodeport = cfg.nodeport_match();
-    let mut fixed: Vec<(&str, String)> = vec![
-        ("filter-input", "ct state new jump nodeport-endpoints-check".into()),
-        ("filter-input", "ct state new jump service-endpoints-check".into()),
-        ("filter-forward", "ct state new jump service-endpoints-check".into()),
-        ("filter-output", "ct state new jump service-endpoints-check".into()),
-        ("filter-output", "ct state new jump nodeport-endpoints-check".into()),
-        ("nat-prerouting", "jump services".into()),
-        ("nat-output", "jump services".into()),
-        ("nat-postrouting", "jump masquerading".into()),
-        ("masquerading", format!("meta mark & {MASQUERADE_MARK:#x} == 0 return")),
-        ("masquerading", format!("meta mark set meta mark ^ {MASQUERADE_MARK:#x}")),
-        ("masquerading", "masquerade fully-random".into()),
-        ("mark-for-masquerade", format!("meta mark set meta mark | {MASQUERADE_MARK:#x}")),
-        ("reject-chain", "meta l4proto tcp reject with tcp reset".into()),
-        ("reject-chain", "reject".into()),
-        ("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into()),
-        ("nodeport-endpoints-check", format!("{nodeport} meta l4proto . th dport vmap @no-endpoint-nodeports")),
-        ("services", "ip daddr . meta l4proto . th dport vmap @service-ips".into()),
-        ("services", format!("{nodeport} meta l4proto . th dport vmap @service-nodeports")),
+    let mut fixed: Vec<(&str, Rule)> = vec![
+        ("filter-input", Rule::when([Match::CtNew], jump("nodeport-endpoints-check"))),
+        ("filter-input", Rule::when([Match::CtNew], jump("service-endpoints-check"))),
+        ("filter-forward", Rule::when([Match::CtNew], jump("service-endpoints-check"))),
+        ("filter-output", Rule::when([Match::CtNew], jump("service-endpoints-check"))),
+        ("filter-output", Rule::when([Match::CtNew], jump("nodeport-endpoints-check"))),
+        ("nat-prerouting", Rule::always(jump("services"))),
+        ("nat-output", Rule::always(jump("services"))),
+        ("nat-postrouting", Rule::always(jump("masquerading"))),
+        ("masquerading", Rule::when([Match::MarkClear(MASQUERADE_MARK)], Action::Return)),
+        ("masquerading", Rule::always(Action::MarkXor(MASQUERADE_MARK))),
+        ("masquerading", Rule::always(Action::Masquerade)),
+        (MARK_CHAIN, Rule::always(Action::MarkOr(MASQUERADE_MARK))),
+        ("reject-chain", Rule::when([Match::L4Proto(crate::model::Protocol::Tcp)], Action::TcpReset)),
+        ("reject-chain", Rule::always(Action::Reject)),
+        ("service-endpoints-check", Rule::always(vmap(true, "no-endpoint-services"))),
+        ("nodeport-endpoints-check", Rule::when(nodeport.clone(), vmap(false, "no-endpoint-nodeports"))),
+        ("services", Rule::always(vmap(true, "service-ips"))),
+        ("services", Rule::when(nodeport, vmap(false, "service-nodeports"))),
     ];
     if cfg.localhost_nodeports() {
         // route_localnet lets 127.0.0.1 be DNATed out; like kube-proxy's
         // iptables mode, drop what reaches 127/8 from elsewhere un-DNATed.
+        let loopback: Ipv4Cidr = "127.0.0.0/8".parse().expect("a valid CIDR");
         fixed.push((
             "filter-input",
-            "ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state new ct status ! dnat drop".into(),
+            Rule::when(
+                [
+                    Match::Net(Addr::Source, loopback, true),
+                    Match::Net(Addr::Destination, loopback, false),
+                    Match::CtNew,
+                    Match::CtNotDnat,
+                ],
+                Action::Drop,
+            ),
         ));
     }
     for (chain, rule) in fixed {
-        s.add_rules(chain, &[rule]);
+        s.push(Op::AddRule(chain.into(), rule));
     }
+}
+
+/// Deletes `ip <table>` if it exists (`add` first makes the delete succeed
+/// either way, in one transaction).
+pub async fn delete_table(table: &str) -> crate::netlink::Result<()> {
+    let mut s = Script::new(table);
+    s.push(Op::AddTable(None));
+    s.push(Op::DeleteTable);
+    let mut batch = Batch::new();
+    s.encode_labelled(&mut batch);
+    crate::proxier::apply(batch).await
 }
 
 /// Writes the whole table: the skeleton, then every Service's part.
@@ -394,49 +431,46 @@ pub fn write_full<'r>(cfg: &RuleConfig, services: impl IntoIterator<Item = &'r R
 /// nothing) when it cannot be done in place: an affinity set's definition
 /// changed (its timeout), which takes a full sync.
 pub fn write_diff(old: &Rendered, new: &Rendered, s: &mut Script<'_>) -> bool {
-    if old.sets.iter().any(|(name, def)| new.sets.get(name).is_some_and(|d| d != def)) {
+    if old.sets.iter().any(|(name, t)| new.sets.get(name).is_some_and(|n| n != t)) {
         return false;
     }
-    let t = s.table;
-    for (name, def) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
-        s.add_set(name, def);
+    for (name, timeout) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
+        s.push(Op::AddSet(name.clone(), SetKind::Timeout(*timeout), None));
     }
     for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
         s.add_chain(name);
     }
-    let new_elements: HashMap<(Map, &str), &Element> =
-        new.elements.iter().map(|e| ((e.map, e.key.as_str()), e)).collect();
-    let old_elements: HashMap<(Map, &str), &Element> =
-        old.elements.iter().map(|e| ((e.map, e.key.as_str()), e)).collect();
+    let new_elements: HashMap<(Map, Key), &Element> = new.elements.iter().map(|e| ((e.map, e.key), e)).collect();
+    let old_elements: HashMap<(Map, Key), &Element> = old.elements.iter().map(|e| ((e.map, e.key), e)).collect();
     for e in &old.elements {
-        if new_elements.get(&(e.map, e.key.as_str())) != Some(&e) {
-            s.line(format_args!("delete element ip {t} {} {{ {} }}", e.map.name(), e.key));
+        if new_elements.get(&(e.map, e.key)) != Some(&e) {
+            s.push(Op::DeleteElement(e.map.name().into(), e.key));
         }
     }
     for (name, rules) in &new.chains {
         match old.chains.get(name) {
             Some(old_rules) if old_rules == rules => {}
             Some(_) => {
-                s.line(format_args!("flush chain ip {t} {name}"));
+                s.push(Op::FlushChain(name.clone()));
                 s.add_rules(name, rules);
             }
             None => s.add_rules(name, rules),
         }
     }
     for e in &new.elements {
-        if old_elements.get(&(e.map, e.key.as_str())) != Some(&e) {
+        if old_elements.get(&(e.map, e.key)) != Some(&e) {
             s.add_element(e);
         }
     }
     let stale: Vec<&String> = old.chains.keys().filter(|name| !new.chains.contains_key(*name)).collect();
     for name in &stale {
-        s.line(format_args!("flush chain ip {t} {name}"));
+        s.push(Op::FlushChain((*name).clone()));
     }
     for name in &stale {
-        s.line(format_args!("delete chain ip {t} {name}"));
+        s.push(Op::DeleteChain((*name).clone()));
     }
     for name in old.sets.keys().filter(|name| !new.sets.contains_key(*name)) {
-        s.line(format_args!("delete set ip {t} {name}"));
+        s.push(Op::DeleteSet(name.clone()));
     }
     true
 }
@@ -476,7 +510,7 @@ mod tests {
     fn script(f: impl FnOnce(&mut Script<'_>)) -> String {
         let mut s = Script::new("rkp");
         f(&mut s);
-        s.text
+        s.text()
     }
 
     #[test]
@@ -517,9 +551,9 @@ mod tests {
             r.elements,
             [Element {
                 map: Map::ServiceIps,
-                key: "10.96.0.10 . tcp . 80".into(),
+                key: Key { ip: Some(Ipv4Addr::new(10, 96, 0, 10)), proto: Protocol::Tcp, port: 80 },
                 comment: "default/web:http".into(),
-                value: format!("goto {svc}"),
+                chain: svc.clone(),
             }]
         );
         assert!(r.sets.is_empty());
@@ -546,10 +580,16 @@ mod tests {
         let e1 = endpoint_name("endpoint", base, &ep(1, false));
         let svc = &r.chains[&port_chain("service", base)];
         assert_eq!(svc[1], format!("ip saddr @{set1} goto {e1}"));
-        assert!(svc[3].starts_with("numgen random mod 2 0 goto"));
-        assert!(svc[4].starts_with("goto endpoint-"));
+        assert!(svc[3].to_string().starts_with("numgen random mod 2 0 goto"));
+        assert!(svc[4].to_string().starts_with("goto endpoint-"));
         assert_eq!(r.chains[&e1][1], format!("update @{set1} {{ ip saddr }}"));
-        assert_eq!(r.sets[&set1], "{ type ipv4_addr; flags dynamic,timeout; timeout 60s; }");
+        assert_eq!(r.sets[&set1], 60);
+        let text = script(|s| s.add_rendered(&r));
+        assert!(
+            text.contains(&format!(
+                "add set ip rkp {set1} {{ type ipv4_addr; flags dynamic,timeout; timeout 60s; }}\n"
+            ))
+        );
         assert_eq!(r.sets.len(), 2);
     }
 
@@ -559,13 +599,13 @@ mod tests {
         sp.node_port = Some(30080);
         let r = render(&cfg(), &[sp]);
         assert!(r.chains.is_empty());
-        let got: Vec<(Map, &str, &str)> =
-            r.elements.iter().map(|e| (e.map, e.key.as_str(), e.value.as_str())).collect();
+        let got: Vec<(Map, String, &str)> =
+            r.elements.iter().map(|e| (e.map, e.key.to_string(), e.chain.as_str())).collect();
         assert_eq!(
             got,
             [
-                (Map::NoEndpointServices, "10.96.0.10 . tcp . 80", "goto reject-chain"),
-                (Map::NoEndpointNodeports, "tcp . 30080", "goto reject-chain")
+                (Map::NoEndpointServices, "10.96.0.10 . tcp . 80".into(), "reject-chain"),
+                (Map::NoEndpointNodeports, "tcp . 30080".into(), "reject-chain")
             ]
         );
     }
@@ -580,9 +620,9 @@ mod tests {
         assert_eq!(r.chains[&ext], ["jump mark-for-masquerade".to_string(), format!("goto {svc}")]);
         assert!(r.elements.contains(&Element {
             map: Map::ServiceNodeports,
-            key: "tcp . 30080".into(),
+            key: Key { ip: None, proto: Protocol::Tcp, port: 30080 },
             comment: "default/web:http".into(),
-            value: format!("goto {ext}"),
+            chain: ext.clone(),
         }));
     }
 
@@ -607,7 +647,7 @@ mod tests {
         assert_eq!(r.chains[&local], [format!("goto {e2}")]);
         sp.endpoints = vec![ep(1, false)];
         let r = render(&cfg(), &[sp]);
-        assert_eq!(r.chains[&ext].last().map(String::as_str), Some("drop"));
+        assert_eq!(r.chains[&ext].last().map(ToString::to_string).as_deref(), Some("drop"));
     }
 
     #[test]
