@@ -53,9 +53,11 @@ impl fmt::Display for ObjectKey {
 
 /// The objects and the label index, always changed together.
 struct State<K> {
-    objects: BTreeMap<ObjectKey, Arc<K>>,
+    /// Keyed by one shared `Arc<ObjectKey>` per object, which the label
+    /// index points at too (no copy of the key per label).
+    objects: BTreeMap<Arc<ObjectKey>, Arc<K>>,
     /// (label key, label value) -> the objects carrying that label.
-    labels: HashMap<(String, String), HashSet<ObjectKey>>,
+    labels: HashMap<(String, String), HashSet<Arc<ObjectKey>>>,
 }
 
 impl<K> Default for State<K> {
@@ -69,7 +71,7 @@ fn labels_of<K: Metadata<Ty = ObjectMeta>>(obj: &K) -> impl Iterator<Item = (&St
 }
 
 impl<K: Metadata<Ty = ObjectMeta>> State<K> {
-    fn index(&mut self, key: &ObjectKey, obj: &K) {
+    fn index(&mut self, key: &Arc<ObjectKey>, obj: &K) {
         for (k, v) in labels_of(obj) {
             self.labels.entry((k.clone(), v.clone())).or_default().insert(key.clone());
         }
@@ -89,6 +91,10 @@ impl<K: Metadata<Ty = ObjectMeta>> State<K> {
 
     fn insert(&mut self, obj: Arc<K>) -> Option<Arc<K>> {
         let key = ObjectKey::of(obj.as_ref());
+        let key = match self.objects.get_key_value(&key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(key),
+        };
         let old = self.objects.insert(key.clone(), obj.clone());
         if let Some(old) = &old {
             self.unindex(&key, old);
@@ -167,7 +173,7 @@ impl<K: Metadata<Ty = ObjectMeta>> Store<K> {
 
     /// Every cached object's key, in order.
     pub fn keys(&self) -> Vec<ObjectKey> {
-        self.shared.read().objects.keys().cloned().collect()
+        self.shared.read().objects.keys().map(|k| ObjectKey::clone(k)).collect()
     }
 
     /// The cached objects in namespace `namespace`, ordered by name.
@@ -182,7 +188,7 @@ impl<K: Metadata<Ty = ObjectMeta>> Store<K> {
     pub fn by_label(&self, key: &str, value: &str) -> Vec<Arc<K>> {
         let state = self.shared.read();
         let Some(keys) = state.labels.get(&(key.to_string(), value.to_string())) else { return Vec::new() };
-        let mut keys: Vec<&ObjectKey> = keys.iter().collect();
+        let mut keys: Vec<&ObjectKey> = keys.iter().map(|k| &**k).collect();
         keys.sort();
         keys.into_iter().filter_map(|k| state.objects.get(k).cloned()).collect()
     }
@@ -212,9 +218,13 @@ impl<K: Metadata<Ty = ObjectMeta>> Store<K> {
             None => {
                 let objects: Box<dyn Iterator<Item = (&ObjectKey, &Arc<K>)>> = match namespace {
                     Some(ns) => Box::new(
-                        state.objects.range(ObjectKey::new(ns, "")..).take_while(move |(k, _)| k.namespace == ns),
+                        state
+                            .objects
+                            .range(ObjectKey::new(ns, "")..)
+                            .take_while(move |(k, _)| k.namespace == ns)
+                            .map(|(k, o)| (&**k, o)),
                     ),
-                    None => Box::new(state.objects.iter()),
+                    None => Box::new(state.objects.iter().map(|(k, o)| (&**k, o))),
                 };
                 objects.filter(|(_, o)| matches(o)).map(|(_, o)| o.clone()).collect()
             }
@@ -247,7 +257,7 @@ impl<K: Metadata<Ty = ObjectMeta>> Store<K> {
 /// The keys a selector can only select among, from the label index: the
 /// smallest set over its `key=value` / `key in (..)` requirements. None when
 /// no requirement narrows the search (the caller scans every object).
-fn candidates<K>(state: &State<K>, selector: &Selector) -> Option<Vec<ObjectKey>> {
+fn candidates<K>(state: &State<K>, selector: &Selector) -> Option<Vec<Arc<ObjectKey>>> {
     selector
         .requirements
         .iter()
@@ -258,7 +268,7 @@ fn candidates<K>(state: &State<K>, selector: &Selector) -> Option<Vec<ObjectKey>
                 .filter_map(|v| state.labels.get(&(r.key.clone(), v.clone())))
                 .flatten()
                 .cloned()
-                .collect::<HashSet<ObjectKey>>()
+                .collect::<HashSet<Arc<ObjectKey>>>()
         })
         .min_by_key(HashSet::len)
         .map(|keys| keys.into_iter().collect())
@@ -327,7 +337,7 @@ impl<K: Metadata<Ty = ObjectMeta>> Writer<K> {
             .objects
             .iter()
             .filter(|(key, new)| {
-                old.objects.get(key).is_none_or(|was| {
+                old.objects.get(*key).is_none_or(|was| {
                     let rv = |o: &K| o.metadata().resource_version.clone();
                     rv(was).is_none() || rv(was) != rv(new)
                 })

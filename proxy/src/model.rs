@@ -12,19 +12,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use tracing::warn;
 
 /// The label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Keeps of an object's metadata what the proxy uses: name, namespace, uid,
-/// resourceVersion and labels (annotations and managed fields go).
+/// Keeps of an object's metadata what the proxy uses: name, namespace,
+/// resourceVersion and labels (uid, annotations and managed fields go).
 fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     let m = ObjectMeta::deserialize(d)?;
     Ok(ObjectMeta {
         name: m.name,
         namespace: m.namespace,
-        uid: m.uid,
         resource_version: m.resource_version,
         labels: m.labels,
         ..Default::default()
@@ -49,8 +49,8 @@ rkube_api::view_of!(ServiceView, Service);
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpecView {
     /// ClusterIP, NodePort, LoadBalancer or ExternalName (absent: ClusterIP).
-    #[serde(rename = "type", default)]
-    pub type_: Option<String>,
+    #[serde(rename = "type", default, with = "interned")]
+    pub type_: Option<Arc<str>>,
     /// The ClusterIP, or "None" for a headless Service.
     #[serde(rename = "clusterIP", default)]
     pub cluster_ip: Option<String>,
@@ -58,14 +58,14 @@ pub struct ServiceSpecView {
     #[serde(default)]
     pub ports: Option<Vec<ServicePortView>>,
     /// None or ClientIP.
-    #[serde(default)]
-    pub session_affinity: Option<String>,
+    #[serde(default, with = "interned")]
+    pub session_affinity: Option<Arc<str>>,
     /// The ClientIP affinity's timeout.
     #[serde(default)]
     pub session_affinity_config: Option<SessionAffinityConfigView>,
     /// Cluster or Local.
-    #[serde(default)]
-    pub external_traffic_policy: Option<String>,
+    #[serde(default, with = "interned")]
+    pub external_traffic_policy: Option<Arc<str>>,
 }
 
 /// One port of a [`ServiceSpecView`].
@@ -76,8 +76,8 @@ pub struct ServicePortView {
     #[serde(default)]
     pub name: Option<String>,
     /// TCP (default), UDP or SCTP.
-    #[serde(default)]
-    pub protocol: Option<String>,
+    #[serde(default, with = "interned")]
+    pub protocol: Option<Arc<str>>,
     /// The port on the ClusterIP.
     #[serde(default)]
     pub port: i32,
@@ -133,15 +133,83 @@ impl AsRef<EndpointSliceView> for EndpointSliceView {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
-    /// Its addresses; the first is used.
-    #[serde(default)]
-    pub addresses: Vec<String>,
+    /// The first of its `addresses`, the one used: kept parsed, as a few
+    /// thousand slices hold tens of thousands of them.
+    #[serde(default, rename = "addresses", with = "first_address")]
+    pub address: Address,
     /// Ready, serving, terminating.
     #[serde(default)]
     pub conditions: Option<EndpointConditionsView>,
-    /// The node it runs on.
-    #[serde(default)]
-    pub node_name: Option<String>,
+    /// The node it runs on (one shared string per node name).
+    #[serde(default, with = "interned")]
+    pub node_name: Option<Arc<str>>,
+}
+
+/// An endpoint's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Address {
+    /// None given.
+    #[default]
+    Missing,
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// Anything else (IPv6, malformed): not programmed.
+    Other(Box<str>),
+}
+
+/// `addresses` as its first element.
+mod first_address {
+    use super::Address;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Address::Missing => s.collect_seq(std::iter::empty::<String>()),
+            Address::V4(ip) => s.collect_seq([ip.to_string()]),
+            Address::Other(text) => s.collect_seq([text]),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+        let list = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
+        Ok(match list.into_iter().next() {
+            None => Address::Missing,
+            Some(text) => match text.parse() {
+                Ok(ip) => Address::V4(ip),
+                Err(_) => Address::Other(text.into()),
+            },
+        })
+    }
+}
+
+/// Strings that take few values (node names, protocols, Service types and
+/// policies, which the apiserver validates), shared: every object holding
+/// one points at one string.
+mod interned {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    static NAMES: Mutex<Option<HashSet<Arc<str>>>> = Mutex::new(None);
+
+    pub fn serialize<S: Serializer>(name: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+        match name {
+            Some(n) => s.serialize_some(&**n),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+        let Some(name) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        let names = names.get_or_insert_with(HashSet::new);
+        if let Some(known) = names.get(name.as_str()) {
+            return Ok(Some(known.clone()));
+        }
+        let name: Arc<str> = name.into();
+        names.insert(name.clone());
+        Ok(Some(name))
+    }
 }
 
 /// `conditions` of an [`EndpointView`]; absent means ready and serving.
@@ -168,8 +236,8 @@ pub struct EndpointPortView {
     #[serde(default)]
     pub port: Option<i32>,
     /// TCP (default), UDP or SCTP.
-    #[serde(default)]
-    pub protocol: Option<String>,
+    #[serde(default, with = "interned")]
+    pub protocol: Option<Arc<str>>,
 }
 
 /// A transport protocol a Service port may use.
@@ -341,10 +409,13 @@ fn endpoints_for(
             continue;
         };
         for ep in &slice.endpoints {
-            let Some(addr) = ep.addresses.first() else { continue };
-            let Ok(ip) = addr.parse::<Ipv4Addr>() else {
-                warn!(slice = %slice.metadata.name.as_deref().unwrap_or_default(), address = %addr, "skipping a malformed endpoint address");
-                continue;
+            let ip = match &ep.address {
+                Address::V4(ip) => *ip,
+                Address::Missing => continue,
+                Address::Other(addr) => {
+                    warn!(slice = %slice.metadata.name.as_deref().unwrap_or_default(), address = %addr, "skipping a malformed endpoint address");
+                    continue;
+                }
             };
             let c = ep.conditions.clone().unwrap_or_default();
             let terminating = c.terminating == Some(true);
@@ -386,6 +457,22 @@ mod tests {
         assert_eq!(s.metadata.annotations, None);
         assert_eq!(s.metadata.managed_fields, None);
         assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("10.0.0.1"));
+        let eps = json!([
+            {"addresses": ["10.1.0.2", "10.1.0.9"], "nodeName": "n1"},
+            {"addresses": ["fd00::1"], "nodeName": "n1"},
+            {"addresses": []},
+        ]);
+        let sl = slice(eps, json!([]));
+        let e = &sl.endpoints;
+        assert_eq!(e[0].address, Address::V4(Ipv4Addr::new(10, 1, 0, 2)), "the first address, parsed");
+        assert_eq!(e[1].address, Address::Other("fd00::1".into()));
+        assert_eq!(e[2].address, Address::Missing);
+        let (a, b) = (e[0].node_name.as_ref().unwrap(), e[1].node_name.as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b), "one string per node name");
+        let back = serde_json::to_value(&sl.endpoints).unwrap();
+        assert_eq!(back[0]["addresses"], json!(["10.1.0.2"]));
+        assert_eq!(back[1]["addresses"], json!(["fd00::1"]));
+        assert_eq!(back[0]["nodeName"], "n1");
     }
 
     #[test]
