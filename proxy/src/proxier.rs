@@ -7,6 +7,7 @@
 
 use crate::model::{EndpointSliceView, SERVICE_NAME_LABEL, ServicePort, ServiceView, service_ports};
 use crate::netlink::{self, Batch};
+use crate::rule::Line;
 use crate::ruleset::{RuleConfig, Script, render, write_diff, write_skeleton};
 use rkube_client::backoff::Backoff;
 use rkube_client::metrics::{Counter, Family, Gauge, Histogram, Labels, Registry, exponential_buckets};
@@ -290,6 +291,8 @@ impl Proxier {
         script.encode_labelled(&mut batch);
         script.ops.clear();
         let mut programmed = HashMap::new();
+        // Where each Service's messages start, to quote a refused one.
+        let mut starts: Vec<(usize, ObjectKey)> = Vec::new();
         for svc in self.services.store().list() {
             let key = ObjectKey::of(svc.as_ref());
             let ports = self.ports_of(&key, Some(&svc));
@@ -298,12 +301,26 @@ impl Proxier {
             }
             let r = render(&self.cfg, &ports);
             batch.label(format!("Service {key}"));
+            starts.push((batch.len(), key.clone()));
             script.add_rendered(&r);
             script.drain_into(&mut batch);
             programmed.insert(key, Programmed { chains: r.chains.len(), rules: r.rule_count(), ports });
         }
         debug!(table = %self.cfg.table, messages = batch.len(), bytes = batch.bytes(), "sending the full ruleset");
-        apply(batch).await?;
+        if let Err(mut e) = apply(batch).await {
+            // Name the refused message's line: render its Service again.
+            if let netlink::Error::Refused { index, label, .. } = &mut e
+                && let Some((start, key)) = starts.iter().rev().find(|(start, _)| start <= index)
+                && let Some(p) = programmed.get(key)
+            {
+                let mut again = Script::new(&self.cfg.table);
+                again.add_rendered(&render(&self.cfg, &p.ports));
+                if let Some(op) = again.ops.get(*index - start) {
+                    *label = format!(": {} (Service {key})", Line(&self.cfg.table, op));
+                }
+            }
+            return Err(e);
+        }
         programmed.shrink_to_fit();
         self.programmed = programmed;
         Ok(Some("full"))

@@ -532,3 +532,32 @@ fn table_keys_are_read_from_nft_json() {
     assert_eq!(key_text(&e[0]), "10.0.0.1 . tcp . 80");
     assert_eq!(verdict_text(&e[1]), "goto c");
 }
+
+#[tokio::test]
+async fn a_refused_change_names_its_line_and_changes_nothing() -> anyhow::Result<()> {
+    use rkube_proxy::netlink::Batch;
+    use rkube_proxy::rule::{Action, Op, Rule};
+    let t = unique("rkp-refused");
+    let _guard = TableGuard(t.clone());
+    let mut script = rkube_proxy::ruleset::Script::new(&t);
+    script.ops.push(Op::AddTable(None));
+    script.ops.push(Op::AddChain("kept".into(), None));
+    let mut batch = Batch::new();
+    script.encode_labelled(&mut batch);
+    rkube_proxy::proxier::apply(batch).await?;
+
+    // A rule jumping to a chain that does not exist: the kernel refuses it,
+    // and the whole batch (the new chain before it too) is rolled back.
+    let mut script = rkube_proxy::ruleset::Script::new(&t);
+    script.ops.push(Op::AddChain("new".into(), None));
+    script.ops.push(Op::AddRule("kept".into(), Rule::always(Action::Jump("missing".into()))));
+    let mut batch = Batch::new();
+    script.encode_labelled(&mut batch);
+    let err = rkube_proxy::proxier::apply(batch).await.expect_err("the kernel refuses a jump to a missing chain");
+    let text = err.to_string();
+    assert!(text.contains(&format!("add rule ip {t} kept jump missing")), "{text}");
+    assert!(text.contains("message 1 of the batch"), "{text}");
+    let tbl = table(&t).await?.context("the table is still there")?;
+    assert!(tbl.chains.contains_key("kept") && !tbl.chains.contains_key("new"), "nothing applied: {:?}", tbl.chains);
+    Ok(())
+}
