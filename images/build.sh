@@ -3,10 +3,16 @@
 #   rkube/pause:3.9     the pod infrastructure container (a static C binary)
 #   rkube/toolbox:1.0   busybox-static: sh, httpd, wget, nc, sleep, tail, ...
 #   rkube/dns:<version> rkube-dns, the cluster DNS add-on (a static Rust binary)
-# Usage: images/build.sh [pause] [toolbox] [dns]
+#   compose: the images docker-compose.yml runs, each one daemon:
+#     rkube/apiserver, rkube/controller-manager, rkube/scheduler, rkube/proxy
+#       (static Rust binaries), rkube/kubelet (static rkubelet plus the host
+#       tools it runs: iptables, ip, mount, umount, with their libraries),
+#     rkube/etcd (Debian's etcd with the libraries it links), all :<version>
+# Usage: images/build.sh [pause] [toolbox] [dns] [compose]
 #   Without arguments: pause and toolbox, and dns only if that image is
-#   missing (its cargo build takes minutes). Naming dns rebuilds it (cargo
-#   and Docker skip what did not change).
+#   missing (its cargo build takes minutes). Naming dns or compose rebuilds
+#   it (cargo and Docker skip what did not change). Name dns and compose in
+#   one call to compile their binaries in one cargo run.
 # Idempotent: an image that exists is rebuilt only if its inputs changed
 # (Docker's cache decides).
 set -euo pipefail
@@ -33,8 +39,8 @@ fi
 wanted() { [[ " ${want[*]} " == *" $1 "* ]]; }
 for image in "${want[@]}"; do
     case "$image" in
-        pause | toolbox | dns) ;;
-        *) echo "error: unknown image \"$image\" (pause, toolbox, dns)" >&2; exit 1 ;;
+        pause | toolbox | dns | compose) ;;
+        *) echo "error: unknown image \"$image\" (pause, toolbox, dns, compose)" >&2; exit 1 ;;
     esac
 done
 
@@ -66,17 +72,91 @@ if wanted toolbox; then
     echo "built rkube/toolbox:1.0 (also tagged latest)"
 fi
 
-# dns: a static binary (glibc's crt-static), debug profile stripped: it builds
-# in about 2.5 minutes on two cores where a release build of its dependencies
-# takes far longer, and answers cached names at tens of thousands of queries
-# per second all the same (bench/README.md).
-if wanted dns; then
-    target_dir=${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}
+# Static Rust binaries (glibc's crt-static), debug profile stripped: rkube-dns
+# builds in about 2.5 minutes on two cores where a release build of its
+# dependencies takes far longer, and answers cached names at tens of
+# thousands of queries per second all the same (bench/README.md). Every
+# static image's binaries are compiled in one cargo run, in one target dir,
+# so they share their compiled dependencies.
+target_dir=${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}
+static_dir=$target_dir/x86_64-unknown-linux-gnu/debug
+static_bins=()
+wanted dns && static_bins+=(rkube-dns:rkube-dns)
+wanted compose && static_bins+=(rkube-apiserver:rkube-apiserver rkube-controller-manager:rkube-controller-manager
+    rkube-scheduler:rkube-scheduler rkube-kubelet:rkubelet rkube-proxy:rkube-proxy)
+if [ ${#static_bins[@]} -gt 0 ]; then
+    cargo_args=()
+    for pb in "${static_bins[@]}"; do cargo_args+=(-p "${pb%%:*}" --bin "${pb#*:}"); done
     (cd .. && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_STRIP=true \
-        cargo build -q -p rkube-dns --bin rkube-dns --target x86_64-unknown-linux-gnu)
-    mkdir -p "$work/dns"
-    cp "$target_dir/x86_64-unknown-linux-gnu/debug/rkube-dns" "$work/dns/"
-    cp dns/Dockerfile "$work/dns/"
-    build -t "rkube/dns:$version" "$work/dns"
-    echo "built rkube/dns:$version"
+        cargo build -q "${cargo_args[@]}" --target x86_64-unknown-linux-gnu)
+fi
+
+# Copies dynamically linked program $1 into rootfs $2 at the same path, with
+# every library ldd says it (or the extra objects $3...) needs and the loader.
+copy_with_libs() { # program, rootfs, extra shared objects...
+    local program=$1 root=$2; shift 2
+    local lib dir
+    # A merged-/usr host (/lib -> usr/lib, ...): the same links in the image,
+    # so that every path a program or library was built to look in resolves.
+    for dir in bin sbin lib lib64; do
+        if [ -L "/$dir" ] && [ ! -e "$root/$dir" ]; then
+            mkdir -p "$root/$(readlink "/$dir")"
+            ln -s "$(readlink "/$dir")" "$root/$dir"
+        fi
+    done
+    mkdir -p "$root$(dirname "$program")"
+    cp -L "$program" "$root$program"
+    # ldd lines: "libx.so => /path (addr)", "/lib64/ld-linux... (addr)", and
+    # "/file:" headers when given several files.
+    for lib in $(ldd "$program" "$@" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(/ { print $1 }' | sort -u); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+}
+
+# Builds image $1 from images/$2/Dockerfile with the static binary $3 (and
+# whatever a rootfs/ prepared in $work/$2 already holds).
+static_image() { # tag, image dir, binary
+    local tag=$1 dir=$2 bin=$3
+    mkdir -p "$work/$dir"
+    cp "$static_dir/$bin" "$work/$dir/"
+    ! ldd "$work/$dir/$bin" 2>&1 | grep -q "=>" ||
+        { echo "error: $static_dir/$bin is not statically linked" >&2; exit 1; }
+    cp "$dir/Dockerfile" "$work/$dir/"
+    build -t "$tag" "$work/$dir"
+    echo "built $tag"
+}
+
+# dns
+if wanted dns; then
+    static_image "rkube/dns:$version" dns rkube-dns
+fi
+
+# compose
+if wanted compose; then
+    static_image "rkube/apiserver:$version" apiserver rkube-apiserver
+    static_image "rkube/controller-manager:$version" controller-manager rkube-controller-manager
+    static_image "rkube/scheduler:$version" scheduler rkube-scheduler
+    static_image "rkube/proxy:$version" proxy rkube-proxy
+    # rkubelet runs iptables (the host's backend: nft or legacy), ip, mount
+    # and umount. Debian builds them dynamically linked, so they come with
+    # their libraries, and iptables with its extensions (dlopen()ed).
+    root=$work/kubelet/rootfs
+    iptables_bin=$(readlink -f "$(command -v iptables)") ||
+        { echo "error: iptables missing (apt-get install iptables)" >&2; exit 1; }
+    xtables=$(readlink -f "$(dirname "$(ldd "$iptables_bin" | grep -o '/[^ ]*libxtables[^ ]*')")/xtables")
+    copy_with_libs "$iptables_bin" "$root" "$xtables"/*.so
+    for tool in ip mount umount; do
+        copy_with_libs "$(readlink -f "$(command -v $tool)")" "$root"
+    done
+    cp -a "$xtables/." "$root$xtables/"
+    ln -sf "$iptables_bin" "$root/usr/sbin/iptables"
+    static_image "rkube/kubelet:$version" kubelet rkubelet
+    # etcd: Debian's Go binary is linked to glibc (ldd: libc.so.6 and the
+    # loader), so the image holds those two with it.
+    command -v etcd >/dev/null || { echo "error: etcd missing (apt-get install etcd-server)" >&2; exit 1; }
+    copy_with_libs "$(readlink -f "$(command -v etcd)")" "$work/etcd/rootfs"
+    cp etcd/Dockerfile "$work/etcd/"
+    build -t "rkube/etcd:$version" "$work/etcd"
+    echo "built rkube/etcd:$version (Debian's $(etcd --version | head -n1))"
 fi
