@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what rkube needs on Debian 12, idempotently: etcd, protoc, Docker,
-# nftables, busybox-static, and cargo-nextest. Safe to run again: it only
-# installs what is missing.
+# docker-compose, nftables, busybox-static, and cargo-nextest. Safe to run
+# again: it only installs what is missing.
 set -euo pipefail
 
 need_apt=()
@@ -19,6 +19,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The Python-client e2e test makes a virtualenv and installs `kubernetes` from PyPI.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# docker-compose.yml's e2e test (e2e/tests/compose.rs) runs Debian's docker-compose
+# (1.29); `docker compose` (v2) reads the same file.
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || need_apt+=(docker-compose)
 # e2e/tests/systemd.rs checks deploy/systemd/*.service with systemd-analyze verify.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 

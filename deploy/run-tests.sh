@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/start-docker.sh
-# The DNS add-on's image (a static build): once, before the e2e tests use it.
-images/build.sh dns
+# The DNS add-on's image and docker-compose.yml's images (static builds of
+# the daemons, debug profile, one cargo run sharing its dependencies): once,
+# before the e2e tests use them.
+images/build.sh dns compose
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -1,0 +1,314 @@
+//! docker-compose.yml end to end: `docker-compose up -d` starts etcd, the
+//! control plane and two nodes (rkubelet + rkube-proxy each) from the images
+//! `images/build.sh compose` builds FROM scratch; both nodes go Ready, the
+//! walkthrough's two-container pod and a pod with a secret volume (a tmpfs
+//! the containerised kubelet mounts, seen by the host's dockerd) run, logs
+//! and exec are relayed by the apiserver to the kubelets; then
+//! `docker-compose down` and `images/compose-host.sh cleanup` leave no pod
+//! container, pod network, iptables rule, nftables table or mount of the
+//! compose nodes.
+//!
+//! No daemon runs privileged: the kubelets get NET_ADMIN and SYS_ADMIN, the
+//! proxies NET_ADMIN, all in the host's network namespace. The one thing a
+//! container cannot do here is write `/proc/sys` (Docker mounts it
+//! read-only): `compose-host.sh prepare` sets the proxy's
+//! `route_localnet` on the host.
+//!
+//! The compose cluster's addresses are fixed and apart from every other
+//! test's (apiserver 127.0.0.1:18080, etcd 12379-12381, daemons' ports
+//! 122xx, pods 10.247.0.0/16, Services 10.246.0.0/16, node ports
+//! 31800-31899, nodes compose-1/2, tables rkube-compose-1/2), so it runs
+//! beside them; only one compose cluster runs on a host at a time.
+
+use anyhow::{Context as _, bail};
+use rkube_testkit::wait_for;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "http://127.0.0.1:18080";
+const NODES: [&str; 2] = ["compose-1", "compose-2"];
+const PROJECT_PREFIX: &str = "rkube-e2e-compose-";
+const ROOT_DIR: &str = "/var/lib/rkube-compose";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn ok(what: &str, out: Output) -> anyhow::Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
+    ok(&format!("{program} {args:?}"), out)
+}
+
+fn host_script(action: &str) -> anyhow::Result<String> {
+    let script = repo().join("images/compose-host.sh");
+    ok(&format!("images/compose-host.sh {action}"), Command::new("bash").arg(&script).arg(action).output()?)
+}
+
+/// A compose project of docker-compose.yml, taken down and cleaned up on drop.
+struct Compose {
+    project: String,
+}
+
+impl Compose {
+    /// `docker-compose` (1.29, Debian's), else `docker compose` (v2).
+    fn command(&self) -> Command {
+        let v1 = Command::new("docker-compose").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let mut cmd = if v1.is_ok_and(|s| s.success()) {
+            Command::new("docker-compose")
+        } else {
+            let mut c = Command::new("docker");
+            c.arg("compose");
+            c
+        };
+        cmd.current_dir(repo()).env("RKUBE_VERSION", env!("CARGO_PKG_VERSION")).args([
+            "-f",
+            "docker-compose.yml",
+            "-p",
+            &self.project,
+        ]);
+        cmd
+    }
+
+    fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.command().args(args).output().context("running docker-compose")?;
+        ok(&format!("docker-compose {args:?}"), out)
+    }
+
+    /// The end of every service's log (for failure messages).
+    fn logs(&self) -> String {
+        self.command()
+            .args(["logs", "--no-color", "--tail", "15"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let bin = rkube_e2e::bin_dir().join("rkubectl");
+        let out = Command::new(&bin).arg("--server").arg(SERVER).args(args).output()?;
+        ok(&format!("rkubectl {args:?}"), out).map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
+    }
+
+    fn down(&self) -> anyhow::Result<()> {
+        self.compose(&["down", "--timeout", "15"])?;
+        host_script("cleanup")?;
+        Ok(())
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self.command().args(["down", "--timeout", "15"]).output();
+        let _ = host_script("cleanup");
+    }
+}
+
+/// Containers of compose projects that earlier runs of this test left (a
+/// killed test runs no Drop): they hold the cluster's ports.
+fn remove_stale_projects() -> anyhow::Result<()> {
+    let listing = run("docker", &["ps", "-a", "--format", "{{.ID}} {{.Label \"com.docker.compose.project\"}}"])?;
+    let stale: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, project)| project.starts_with(PROJECT_PREFIX))
+        .map(|(id, _)| id)
+        .collect();
+    if !stale.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(&stale);
+        run("docker", &args)?;
+    }
+    Ok(())
+}
+
+fn ready_nodes(nodes: &Value) -> Vec<String> {
+    nodes["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|n| {
+                    n["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+                .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p["status"]["containerStatuses"].as_array().is_some_and(|cs| cs.iter().all(|c| c["ready"] == true))
+}
+
+impl Compose {
+    async fn wait_pod(&self, name: &str) -> anyhow::Result<Value> {
+        let found = wait_for(Duration::from_secs(90), || async {
+            self.rkubectl(&["get", "pod", name, "-o", "json"])
+                .ok()
+                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                .is_some_and(|p| running(&p))
+        })
+        .await;
+        let pod: Value = serde_json::from_str(&self.rkubectl(&["get", "pod", name, "-o", "json"])?)?;
+        if found.is_err() {
+            bail!("pod {name} is not Running: {}\n{}", pod["status"], self.logs());
+        }
+        Ok(pod)
+    }
+}
+
+/// What the compose nodes left on the host: containers, Docker networks,
+/// iptables rules, nftables tables, mounts.
+fn leftovers() -> anyhow::Result<Vec<String>> {
+    let mut left = Vec::new();
+    for node in NODES {
+        let ids = run("docker", &["ps", "-aq", "--filter", &format!("label=io.rkube.node={node}")])?;
+        if !ids.trim().is_empty() {
+            left.push(format!("containers of {node}: {}", ids.split_whitespace().collect::<Vec<_>>().join(" ")));
+        }
+        let network = format!("rkube-{node}");
+        if Command::new("docker").args(["network", "inspect", &network]).output()?.status.success() {
+            left.push(format!("Docker network {network}"));
+        }
+        for table in ["filter", "nat"] {
+            let rules = run("iptables-save", &["-t", table])?;
+            let comment = format!("rkube pod network of node {node}\"");
+            left.extend(rules.lines().filter(|l| l.contains(&comment)).map(|l| format!("iptables rule {l}")));
+        }
+    }
+    let tables = run("nft", &["list", "tables"])?;
+    for node in NODES {
+        let table = format!("table ip rkube-{node}");
+        if tables.lines().any(|l| l.trim() == table) {
+            left.push(table);
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    left.extend(
+        mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(ROOT_DIR))
+            .map(|m| format!("mount {m}")),
+    );
+    Ok(left)
+}
+
+#[tokio::test]
+async fn compose_up_runs_a_pod_on_two_ready_nodes_and_down_leaves_nothing() -> anyhow::Result<()> {
+    let file = std::fs::read_to_string(repo().join("docker-compose.yml"))?;
+    let tag = format!("${{RKUBE_VERSION:-{}}}", env!("CARGO_PKG_VERSION"));
+    assert!(file.contains(&tag), "docker-compose.yml's default image tag is not the workspace version ({tag})");
+
+    // The images (deploy/run-tests.sh builds them before the tests).
+    let kubelet_image = format!("rkube/kubelet:{}", env!("CARGO_PKG_VERSION"));
+    let built = Command::new("docker").args(["image", "inspect", &kubelet_image]).output()?.status.success();
+    let mut images = vec!["pause", "toolbox"];
+    if !built {
+        images.push("compose");
+    }
+    let mut args = vec![repo().join("images/build.sh").display().to_string()];
+    args.extend(images.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("bash", &args)?;
+
+    remove_stale_projects()?;
+    host_script("cleanup")?;
+    if std::net::TcpListener::bind("127.0.0.1:18080").is_err() {
+        bail!("127.0.0.1:18080 is taken: another compose cluster runs here (docker-compose down it first)");
+    }
+    let compose = Compose { project: format!("{PROJECT_PREFIX}{:06x}", fastrand::u32(..0xff_ffff)) };
+    host_script("prepare")?;
+
+    let started = Instant::now();
+    compose.compose(&["up", "-d"])?;
+    let ready = wait_for(Duration::from_secs(90), || async {
+        let nodes = compose.rkubectl(&["get", "nodes", "-o", "json"]).ok();
+        let nodes = nodes.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or_default();
+        let ready = ready_nodes(&nodes);
+        NODES.iter().all(|n| ready.iter().any(|r| r == n))
+    })
+    .await;
+    if ready.is_err() {
+        bail!("the compose nodes are not Ready after 90 s\n{}", compose.logs());
+    }
+    eprintln!("docker-compose up -d -> both nodes Ready: {:.1} s", started.elapsed().as_secs_f64());
+
+    // Up again changes nothing: the same containers keep running.
+    let before = compose.compose(&["ps", "-q"])?;
+    compose.compose(&["up", "-d"])?;
+    assert_eq!(compose.compose(&["ps", "-q"])?, before, "a second up recreated containers");
+
+    // Every daemon in the host's network namespace, none privileged.
+    for id in before.split_whitespace() {
+        let inspect: Value = serde_json::from_str(&run("docker", &["inspect", id])?)?;
+        let host = &inspect[0]["HostConfig"];
+        assert_eq!(host["NetworkMode"], "host", "{}", inspect[0]["Name"]);
+        assert_eq!(host["Privileged"], false, "{}", inspect[0]["Name"]);
+    }
+
+    // The walkthrough's pod: Running 2/2; logs and exec go through the
+    // apiserver to the kubelet's API.
+    let example = repo().join("examples/two-container-pod.yaml");
+    compose.rkubectl(&["create", "-f", &example.display().to_string()])?;
+    let pod = compose.wait_pod("redis-php").await?;
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    assert!(NODES.contains(&node.as_str()), "scheduled on {node}");
+    let ip = pod["status"]["podIP"].as_str().unwrap_or_default().to_string();
+    assert!(ip.starts_with("10.247."), "pod IP {ip} is not in the compose cluster CIDR");
+    let got = wait_for(Duration::from_secs(30), || async {
+        compose.rkubectl(&["logs", "redis-php", "-c", "client"]).is_ok_and(|l| l.contains("hello from the server"))
+    })
+    .await;
+    assert!(got.is_ok(), "the client never fetched the server's page\n{}", compose.logs());
+    assert_eq!(compose.rkubectl(&["exec", "redis-php", "-c", "server", "--", "hostname"])?.trim(), "redis-php");
+
+    // A secret volume: a tmpfs the kubelet mounts in its container, which
+    // the host's dockerd must see (rshared root dir, SYS_ADMIN).
+    compose.rkubectl(&["create", "secret", "generic", "greeting", "--from-literal=word=hello-compose"])?;
+    let secret_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: secret-reader}\nspec:\n  containers:\n  - {name: c, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sleep, '3600'], volumeMounts: [{name: s, mountPath: /s}]}\n  volumes:\n  - {name: s, secret: {secretName: greeting}}\n";
+    let path = std::env::temp_dir().join(format!("{}-secret-pod.yaml", compose.project));
+    std::fs::write(&path, secret_pod)?;
+    let created = compose.rkubectl(&["create", "-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    created?;
+    compose.wait_pod("secret-reader").await?;
+    assert_eq!(compose.rkubectl(&["exec", "secret-reader", "--", "cat", "/s/word"])?, "hello-compose");
+
+    // Down leaves the nodes' pods by design (kubelets do not stop their
+    // pods); the host script removes them and everything else.
+    compose.compose(&["down", "--timeout", "15"])?;
+    let after_down = leftovers()?;
+    assert!(
+        after_down.iter().any(|l| l.starts_with("containers of")),
+        "docker-compose down alone left no pod containers; if the kubelet now stops its pods, update docs/operations.md: {after_down:#?}"
+    );
+    compose.down()?;
+    compose.down()?; // twice: idempotent
+    let left = leftovers()?;
+    assert!(left.is_empty(), "left behind after down and cleanup: {left:#?}");
+    assert!(
+        run("docker", &["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", compose.project)])?
+            .trim()
+            .is_empty(),
+        "compose containers remain"
+    );
+    Ok(())
+}
