@@ -11,8 +11,10 @@
 //! own nftables table) and the cluster DNS add-on.
 
 pub mod slot;
+pub mod testbed;
 
 pub use slot::Slot;
+pub use testbed::TestBed;
 
 use anyhow::{Context as _, bail};
 use rkube_client::Client;

@@ -4,7 +4,8 @@
 //! A cluster holds one slot for its life: a lock file under the temp dir
 //! naming the process. Slot `i` owns the pod CIDR `10.249.<16i>.0/20`, the
 //! service range `10.248.<i>.0/24`, the node ports `30000+100i` to
-//! `+99`, and the address `10.250.255.<100+i>` its apiserver advertises to
+//! `+99`, the multi-host test bed's underlay `10.247.<i>.0/24`, and the
+//! address `10.250.255.<100+i>` its apiserver advertises to
 //! pods, on a bridge of its own (`rke2e<i>`) that the slot creates and
 //! removes. A lock left by a process that died is taken over.
 
@@ -61,6 +62,11 @@ impl Slot {
             }
         }
         bail!("all {SLOTS} address slots are taken: too many clusters at once")
+    }
+
+    /// The slot's number, `0..SLOTS`.
+    pub fn index(&self) -> u8 {
+        self.index
     }
 
     /// The pod CIDR the controller-manager cuts node ranges from.

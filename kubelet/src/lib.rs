@@ -127,6 +127,10 @@ pub struct Args {
     /// The container runtime: docker, or fake for a hollow node.
     #[arg(long, env = "RKUBE_CONTAINER_RUNTIME", value_enum, default_value_t = RuntimeKind::Docker)]
     pub runtime: RuntimeKind,
+    /// The Docker engine's socket, `unix:///path` (default: `$DOCKER_HOST`,
+    /// else /var/run/docker.sock).
+    #[arg(long, env = "RKUBE_CONTAINER_RUNTIME_ENDPOINT", value_parser = parse_endpoint)]
+    pub container_runtime_endpoint: Option<String>,
     /// Where pod directories (volumes) live: `<root-dir>/pods/<uid>`.
     #[arg(long, env = "RKUBE_ROOT_DIR", default_value = "/var/lib/rkubelet")]
     pub root_dir: PathBuf,
@@ -430,6 +434,16 @@ pub async fn run_hollow_nodes(client: Client, n: usize, shutdown: CancellationTo
     HollowNodes::new(&HostInfo::detect().hostname, n).run(client, shutdown).await;
 }
 
+/// `--container-runtime-endpoint`: a `unix://` socket path.
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    match s.strip_prefix("unix://") {
+        Some(path) if path.starts_with('/') => Ok(s.to_string()),
+        _ => {
+            Err(format!("{s:?} is not a unix:///absolute/path socket (the Docker engine is reached on a unix socket)"))
+        }
+    }
+}
+
 /// Binds the kubelet API on the node's IP (`port` 0 picks a free port).
 async fn bind_api(node_ip: IpAddr, port: u16) -> Result<tokio::net::TcpListener> {
     let addr = SocketAddr::new(node_ip, port);
@@ -545,7 +559,10 @@ impl App {
             (RuntimeKind::Docker, _) => {
                 let m = families.node();
                 nodes += 1;
-                let runtime = Arc::new(DockerRuntime::new(&self.name, &self.args.pod_infra_container_image));
+                let runtime = Arc::new(
+                    DockerRuntime::new(&self.name, &self.args.pod_infra_container_image)
+                        .with_endpoint(self.args.container_runtime_endpoint.clone()),
+                );
                 self.serve_api(&tracker, runtime.clone(), &shutdown);
                 tracker.spawn(run_node(informers.clone(), self.setup(), runtime, m, shutdown.clone()));
             }
@@ -616,6 +633,13 @@ mod tests {
         let err = check_cidrs(Some("10.2.2.0/24"), "10.1.0.0/16").unwrap_err().to_string();
         assert_eq!(err, "--pod-cidr 10.2.2.0/24 is not inside --cluster-cidr 10.1.0.0/16");
         assert!(check_cidrs(Some("nonsense"), "10.1.0.0/16").is_err());
+    }
+
+    #[test]
+    fn the_runtime_endpoint_is_a_unix_socket() {
+        assert_eq!(parse_endpoint("unix:///run/d.sock").as_deref(), Ok("unix:///run/d.sock"));
+        assert!(parse_endpoint("tcp://127.0.0.1:2375").unwrap_err().contains("not a unix:///absolute/path socket"));
+        assert!(parse_endpoint("unix://relative.sock").is_err());
     }
 
     #[test]

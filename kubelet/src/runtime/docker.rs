@@ -39,6 +39,8 @@ pub const DEFAULT_PAUSE_IMAGE: &str = "rkube/pause:3.9";
 pub struct DockerRuntime {
     node: String,
     pause_image: String,
+    /// `unix:///path` of the engine; None: `$DOCKER_HOST` or the default socket.
+    endpoint: Option<String>,
     docker: OnceCell<Docker>,
     network: Mutex<Option<PodNetwork>>,
 }
@@ -92,16 +94,27 @@ impl DockerRuntime {
         DockerRuntime {
             node: node.to_string(),
             pause_image: pause_image.to_string(),
+            endpoint: None,
             docker: OnceCell::new(),
             network: Mutex::new(None),
         }
+    }
+
+    /// Talks to the engine at `endpoint` (`unix:///path`) instead of the default.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> DockerRuntime {
+        self.endpoint = endpoint;
+        self
     }
 
     /// The connection, negotiated on first use (Docker 20.10 speaks API 1.41).
     pub async fn docker(&self) -> Result<&Docker> {
         self.docker
             .get_or_try_init(|| async {
-                let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+                let docker = match &self.endpoint {
+                    Some(endpoint) => Docker::connect_with_unix(endpoint, 120, bollard::API_DEFAULT_VERSION),
+                    None => Docker::connect_with_local_defaults(),
+                }
+                .map_err(unavailable)?;
                 docker.negotiate_version().await.map_err(unavailable)
             })
             .await
