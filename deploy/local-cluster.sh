@@ -13,6 +13,12 @@
 #   deploy/local-cluster.sh down    stop everything it started
 #   deploy/local-cluster.sh status  show what runs
 #
+#   deploy/local-cluster.sh up --hosts 3
+#       the same cluster on "hosts" that are network namespaces (a master
+#       and two node hosts, each node with its own Docker engine, on an
+#       underlay bridge 10.250.0.0/24): see deploy/testbed.sh. `down` removes
+#       it too. (No DNS add-on there yet.)
+#
 # HA=1 also starts a standby controller manager and scheduler
 # (controller-manager-2, scheduler-2): Lease leader election keeps one of
 # each pair active; kill the leader and the other takes over.
@@ -109,21 +115,7 @@ up() {
     wait_http "http://127.0.0.1:10256/healthz" proxy
     images/build.sh dns
     "$BIN/rkubectl" --server "$server" apply -f deploy/addons/dns.yaml
-    cat >"$RKUBE_HOME/kubeconfig" <<CFG
-apiVersion: v1
-kind: Config
-current-context: rkube-local
-clusters:
-- name: rkube-local
-  cluster:
-    server: http://127.0.0.1:$API_PORT
-contexts:
-- name: rkube-local
-  context:
-    cluster: rkube-local
-    namespace: default
-users: []
-CFG
+    write_kubeconfig "http://127.0.0.1:$API_PORT"
     echo
     echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes,"
     [ "$HA" = 1 ] && echo "two controller managers and two schedulers (one of each leads: see the Leases in kube-system),"
@@ -133,6 +125,24 @@ CFG
     echo "  rkubectl get nodes"
     echo "  rkubectl create -f examples/two-container-pod.yaml && rkubectl get pods -o wide"
     echo "Stop it with: deploy/local-cluster.sh down"
+}
+
+write_kubeconfig() { # server
+    cat >"$RKUBE_HOME/kubeconfig" <<CFG
+apiVersion: v1
+kind: Config
+current-context: rkube-local
+clusters:
+- name: rkube-local
+  cluster:
+    server: $1
+contexts:
+- name: rkube-local
+  context:
+    cluster: rkube-local
+    namespace: default
+users: []
+CFG
 }
 
 down() {
@@ -165,7 +175,7 @@ cleanup_node() { # node name
     docker network rm "rkube-$node" >/dev/null 2>&1 || true
     for table in filter nat; do
         iptables-save -t "$table" 2>/dev/null | grep -F -- "rkube pod network of node $node\"" | sed 's/^-A /-D /' |
-            while read -r rule; do eval "iptables -w -t $table $rule" || true; done
+            while read -r rule; do eval "iptables -w -t $table $rule" || true; done || true
     done
 }
 
@@ -180,9 +190,33 @@ status() {
     done
 }
 
-case "${1:-up}" in
-    up) up ;;
-    down) down ;;
-    status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+# The multi-host form: the test bed named "local".
+hosts_up() { # hosts
+    local hosts=$1
+    [[ "$hosts" =~ ^[2-9]$ ]] || { echo "error: --hosts must be 2 to 9 (a master and nodes), not \"$hosts\"" >&2; exit 2; }
+    deploy/install-deps.sh
+    cargo build --workspace --bins
+    deploy/start-docker.sh
+    deploy/testbed.sh up --name local --nodes $((hosts - 1))
+    mkdir -p "$RKUBE_HOME"
+    write_kubeconfig "http://10.250.0.10:8080"
+    echo "Point rkubectl at it:"
+    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
+    echo "Stop it with: deploy/local-cluster.sh down"
+}
+
+cmd=${1:-up}
+HOSTS=1
+if [ "${2:-}" = --hosts ]; then HOSTS=${3:?--hosts needs a number}; fi
+case "$cmd" in
+    up) if [ "$HOSTS" = 1 ]; then up; else hosts_up "$HOSTS"; fi ;;
+    down)
+        down
+        if [ -d /var/lib/rkube-testbed/local ]; then deploy/testbed.sh down --name local; fi
+        ;;
+    status)
+        status
+        if [ -d /var/lib/rkube-testbed/local ]; then deploy/testbed.sh status --name local; fi
+        ;;
+    *) echo "usage: $0 up [--hosts N]|down|status" >&2; exit 2 ;;
 esac
