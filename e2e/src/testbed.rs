@@ -50,6 +50,23 @@ impl TestBed {
         Ok(bed)
     }
 
+    /// Runs `up` again: starts whatever of the test bed is not running.
+    pub fn up_again(&self, nodes: u8) -> anyhow::Result<()> {
+        let nodes = nodes.to_string();
+        let out = self.script(&["up", "--nodes", &nodes, "--underlay", &self.underlay])?;
+        if !out.status.success() {
+            bail!("deploy/testbed.sh up (again) failed:\n{}\n{}", text(&out), self.logs());
+        }
+        Ok(())
+    }
+
+    /// The pid of `daemon` (`dockerd`, `kubelet`, `apiserver`…) on `host`.
+    pub fn pid(&self, host: &str, daemon: &str) -> anyhow::Result<u32> {
+        let path = Path::new("/var/lib/rkube-testbed").join(&self.name).join(host).join(format!("{daemon}.pid"));
+        let pid = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        pid.trim().parse().with_context(|| format!("{} holds no pid", path.display()))
+    }
+
     fn script(&self, args: &[&str]) -> anyhow::Result<Output> {
         let (cmd, rest) = args.split_first().context("a subcommand")?;
         run(Command::new("bash").arg(script()).arg(cmd).args(["--name", &self.name]).args(rest))

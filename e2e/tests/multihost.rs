@@ -2,8 +2,8 @@
 //! hosts as network namespaces, each node with its own Docker engine, on an
 //! underlay bridge. What one host cannot show: pods on different hosts
 //! talking over the host-gw routes with no NAT, NodePorts on the nodes' own
-//! addresses reached from outside the cluster, and a node cut off the
-//! network going NotReady and coming back.
+//! addresses reached from outside the cluster, a node cut off the network
+//! going NotReady and coming back, and a host whose Docker engine dies.
 
 use anyhow::Context as _;
 use rkube_e2e::TestBed;
@@ -133,5 +133,32 @@ async fn a_node_cut_off_the_underlay_goes_not_ready_and_comes_back() -> anyhow::
     bed.down()?;
     bed.down()?;
     assert_eq!(bed.leftovers()?, Vec::<String>::new());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hosts_docker_engine_killed_turns_its_node_not_ready_until_it_returns() -> anyhow::Result<()> {
+    let bed = TestBed::up(1, "")?;
+    let condition = || -> anyhow::Result<(String, String)> {
+        let n: Value = serde_json::from_str(&bed.rkubectl(&["get", "node", "node-1", "-o", "json"])?)?;
+        let conditions = n["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let ready = conditions.iter().find(|c| c["type"] == "Ready").context("a Ready condition")?;
+        let text = |k: &str| ready[k].as_str().unwrap_or_default().to_string();
+        Ok((text("status"), text("message")))
+    };
+    assert_eq!(condition()?.0, "True");
+    let dockerd = bed.pid("node-1", "dockerd")?;
+    anyhow::ensure!(std::process::Command::new("kill").args(["-9", &dockerd.to_string()]).status()?.success());
+    let mut last = (String::new(), String::new());
+    bed.eventually("node-1 says its runtime is down", TIMEOUT, || {
+        last = condition()?;
+        Ok(last.0 == "False")
+    })
+    .await?;
+    assert!(last.1.to_lowercase().contains("docker"), "the reason names the engine: {last:?}");
+    // `up` again starts what is missing: the engine; the kubelet recovers.
+    bed.up_again(1)?;
+    bed.eventually("node-1 Ready again", TIMEOUT, || Ok(condition()?.0 == "True")).await?;
+    bed.down()?;
     Ok(())
 }
