@@ -4,7 +4,7 @@
 //! A cluster holds one slot for its life: a lock file under the temp dir
 //! naming the process. Slot `i` owns the pod CIDR `10.249.<16i>.0/20`, the
 //! service range `10.248.<i>.0/24`, the node ports `30000+100i` to
-//! `+99`, the multi-host test bed's underlay `10.247.<i>.0/24`, and the
+//! `+99`, the multi-host test bed's underlay `10.245.<i>.0/24`, and the
 //! address `10.250.255.<100+i>` its apiserver advertises to
 //! pods, on a bridge of its own (`rke2e<i>`) that the slot creates and
 //! removes. A lock left by a process that died is taken over.

@@ -1,7 +1,7 @@
 //! The multi-host test bed (`deploy/testbed.sh`) from a test: a master and
 //! node "hosts" as network namespaces, each node with its own Docker engine,
 //! joined by an underlay bridge. One per address slot, so test beds of
-//! parallel tests do not collide: slot `i` owns the underlay `10.247.<i>.0/24`
+//! parallel tests do not collide: slot `i` owns the underlay `10.245.<i>.0/24`
 //! and the names `e2e<i>`. Dropping a [`TestBed`] runs `down`.
 
 use crate::Slot;
@@ -37,7 +37,7 @@ impl TestBed {
     pub fn up(nodes: u8, controller_manager_flags: &str) -> anyhow::Result<TestBed> {
         let slot = Slot::acquire()?;
         let bed =
-            TestBed { name: format!("e2e{}", slot.index()), underlay: format!("10.247.{}", slot.index()), _slot: slot };
+            TestBed { name: format!("e2e{}", slot.index()), underlay: format!("10.245.{}", slot.index()), _slot: slot };
         // A previous holder of the slot that was killed may have left one.
         bed.script(&["down"])?;
         let out = run(Command::new("bash")
