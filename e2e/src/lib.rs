@@ -362,7 +362,7 @@ impl Cluster {
             let text = std::fs::read_to_string(&p.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(15)..];
-            out.push_str(&format!("--- {} ---\n{}\n", p.name, tail.join("\n")));
+            out.push_str(&format!("--- {} ({}) ---\n{}\n", p.name, process_state(p.child.id()), tail.join("\n")));
         }
         out
     }
@@ -541,6 +541,19 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// A process's state for failure messages: its state line and, if it is
+/// sleeping, where in the kernel (a daemon that logged nothing is told apart
+/// from one that never ran).
+fn process_state(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let state = status.lines().find_map(|l| l.strip_prefix("State:")).map(str::trim);
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    match state {
+        Some(state) => format!("pid {pid}, {state}, wchan {wchan}"),
+        None => format!("pid {pid}, exited"),
     }
 }
 

@@ -543,9 +543,15 @@ impl App {
     /// [`SHUTDOWN_GRACE`]). Running containers are left running: a new
     /// kubelet adopts them.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        match self.client.version().await {
-            Ok(v) => tracing::info!(server = %self.client.server(), version = %v["gitVersion"], "apiserver reachable"),
-            Err(e) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
+        tracing::info!(server = %self.client.server(), node = %self.name, "rkubelet starting");
+        // Bounded: an apiserver that accepts but does not answer must not
+        // keep the kubelet from starting (its informers retry on their own).
+        match tokio::time::timeout(Duration::from_secs(10), self.client.version()).await {
+            Ok(Ok(v)) => {
+                tracing::info!(server = %self.client.server(), version = %v["gitVersion"], "apiserver reachable")
+            }
+            Ok(Err(e)) => tracing::warn!(server = %self.client.server(), error = %e, "apiserver not reachable yet"),
+            Err(_) => tracing::warn!(server = %self.client.server(), "apiserver did not answer within 10 s; going on"),
         }
         let tracker = TaskTracker::new();
         // Everything stops when `shutdown` comes or the health server fails.
