@@ -594,11 +594,19 @@ async fn remove_slot_leftovers(cluster_cidr: &str) -> anyhow::Result<()> {
 
 /// Removes a node's containers, pod network and rules.
 async fn remove_node_leftovers(node: &str, cluster_cidr: &str) -> anyhow::Result<()> {
-    let ids =
-        Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=io.rkube.node={node}")]).output()?;
-    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_string).collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+    // A create the killed kubelet had in flight may land after the first
+    // listing: look again until none is left.
+    for attempt in 0..3 {
+        let ids =
+            Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=io.rkube.node={node}")]).output()?;
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_string).collect();
+        if ids.is_empty() && attempt > 0 {
+            break;
+        }
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
     let network = format!("rkube-{node}");
