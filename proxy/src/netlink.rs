@@ -112,6 +112,8 @@ pub struct Batch {
     count: u32,
     /// Where the open message starts.
     open: Option<usize>,
+    /// Where the last nf_tables message starts.
+    last: Option<usize>,
     /// Open nests' starts.
     nests: Vec<usize>,
     /// `(message index, text)`: what the writer said the next messages are.
@@ -129,7 +131,15 @@ impl Default for Batch {
 impl Batch {
     /// An empty batch (its start written).
     pub fn new() -> Batch {
-        let mut b = Batch { buf: Vec::new(), count: 0, open: None, nests: Vec::new(), labels: Vec::new(), set_id: 1 };
+        let mut b = Batch {
+            buf: Vec::new(),
+            count: 0,
+            open: None,
+            last: None,
+            nests: Vec::new(),
+            labels: Vec::new(),
+            set_id: 1,
+        };
         b.header(MSG_BATCH_BEGIN, NLM_F_REQUEST, FAMILY_UNSPEC, 0);
         b.finish_header();
         b
@@ -186,6 +196,7 @@ impl Batch {
     pub fn begin(&mut self, msg: Msg, flags: u16) {
         self.end();
         self.count += 1;
+        self.last = Some(self.buf.len());
         let seq = self.count;
         self.header((SUBSYS_NFTABLES << 8) | msg as u16, NLM_F_REQUEST | flags, FAMILY_IP, seq);
     }
@@ -258,14 +269,7 @@ impl Batch {
     /// kernel has committed or rolled back the whole batch.
     fn ack_last(&mut self) -> Option<u32> {
         self.end();
-        let mut at = NLMSG_HDRLEN + 4; // after the batch start
-        let mut last = None;
-        while at < self.buf.len() {
-            last = Some(at);
-            let len = u32::from_ne_bytes(self.buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            at += len.max(NLMSG_HDRLEN);
-        }
-        let at = last?;
+        let at = self.last?;
         let flags = u16::from_ne_bytes(self.buf[at + 6..at + 8].try_into().expect("2 bytes")) | NLM_F_ACK;
         self.buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
         Some(self.count)
