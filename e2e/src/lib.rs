@@ -374,15 +374,7 @@ impl Cluster {
 
     /// Runs rkubectl and returns its stdout, failing with its stderr if it fails.
     pub fn rkubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.rkubectl(args)?;
-        if !out.status.success() {
-            bail!(
-                "rkubectl {args:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(&format!("rkubectl {args:?}"), self.rkubectl(args)?)
     }
 
     /// The real kubectl (`$KUBECTL`, else `kubectl` on the PATH) with the
@@ -429,16 +421,7 @@ impl Cluster {
 
     /// [`Cluster::kubectl`] with `stdin` fed to kubectl.
     pub fn kubectl_ok_with(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
-        let out = self.kubectl_with(args, stdin)?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {args:?} failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(&format!("kubectl {args:?}"), self.kubectl_with(args, stdin)?)
     }
 
     /// Creates objects from YAML text through `rkubectl create -f`.
@@ -542,6 +525,20 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// A finished command's stdout, or an error naming `what`, its exit status
+/// and its output.
+pub fn stdout_of(what: &str, out: Output) -> anyhow::Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A process's state for failure messages: its state line and, if it is

@@ -21,10 +21,11 @@
 //! beside them; only one compose cluster runs on a host at a time.
 
 use anyhow::{Context as _, bail};
+use rkube_e2e::stdout_of;
 use rkube_testkit::wait_for;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVER: &str = "http://127.0.0.1:18080";
@@ -36,26 +37,14 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn ok(what: &str, out: Output) -> anyhow::Result<String> {
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
-    ok(&format!("{program} {args:?}"), out)
+    stdout_of(&format!("{program} {args:?}"), out)
 }
 
 fn host_script(action: &str) -> anyhow::Result<String> {
     let script = repo().join("images/compose-host.sh");
-    ok(&format!("images/compose-host.sh {action}"), Command::new("bash").arg(&script).arg(action).output()?)
+    stdout_of(&format!("images/compose-host.sh {action}"), Command::new("bash").arg(&script).arg(action).output()?)
 }
 
 /// A compose project of docker-compose.yml, taken down and cleaned up on drop.
@@ -85,7 +74,7 @@ impl Compose {
 
     fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.command().args(args).output().context("running docker-compose")?;
-        ok(&format!("docker-compose {args:?}"), out)
+        stdout_of(&format!("docker-compose {args:?}"), out)
     }
 
     /// The end of every service's log (for failure messages).
@@ -100,7 +89,7 @@ impl Compose {
     fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         let bin = rkube_e2e::bin_dir().join("rkubectl");
         let out = Command::new(&bin).arg("--server").arg(SERVER).args(args).output()?;
-        ok(&format!("rkubectl {args:?}"), out).map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
+        stdout_of(&format!("rkubectl {args:?}"), out).map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
     }
 
     fn down(&self) -> anyhow::Result<()> {
