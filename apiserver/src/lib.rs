@@ -192,9 +192,18 @@ impl App {
                         warn!(error = %e.message, "reconciling the kubernetes service");
                     }
                     tokio::select! {
-                        _ = stop.cancelled() => return,
+                        _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(master::RECONCILE_INTERVAL) => {}
                     }
+                }
+                match tokio::time::timeout(Duration::from_secs(2), master.release(&registry)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(error = %e.message, "could not drop this apiserver from the kubernetes endpoints")
+                    }
+                    Err(_) => warn!(
+                        "etcd did not answer in 2 s; this apiserver leaves the kubernetes endpoints when its lease ends"
+                    ),
                 }
             });
         }

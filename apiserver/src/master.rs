@@ -12,6 +12,10 @@
 //!
 //! [`MasterService::reconcile`] runs at start and every
 //! [`RECONCILE_INTERVAL`], putting back what someone changed or deleted.
+//! Several apiservers share the Endpoints as Kubernetes' lease reconciler
+//! does: each renews a key under [`LEASES`] holding its address, expiring
+//! [`LEASE_TTL`] after the last renewal, and the Endpoints list every
+//! address with a live key, so a dead apiserver drops out by itself.
 
 use crate::registry::Registry;
 use rkube_api::resource::lookup;
@@ -22,6 +26,12 @@ use std::time::Duration;
 
 /// How often the Service and its Endpoints are checked.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where apiservers keep their addresses, one key each.
+pub const LEASES: &str = "/registry/masterleases/";
+
+/// How long an apiserver's address stays after its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// The Service's name (in `default`).
 pub const NAME: &str = "kubernetes";
@@ -42,10 +52,35 @@ impl MasterService {
         json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}])
     }
 
-    fn subsets(&self) -> Option<Value> {
-        let ip = self.advertise?;
-        Some(json!([{"addresses": [{"ip": ip.to_string()}],
-            "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]}]))
+    fn subsets(&self, addresses: &[String]) -> Value {
+        let addresses: Vec<Value> = addresses.iter().map(|ip| json!({"ip": ip})).collect();
+        json!([{"addresses": addresses, "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]}])
+    }
+
+    fn lease_key(ip: IpAddr) -> String {
+        format!("{LEASES}{ip}")
+    }
+
+    /// Renews this apiserver's lease; returns the addresses of every
+    /// apiserver holding one, sorted.
+    async fn renew(&self, registry: &Registry, ip: IpAddr) -> Result<Vec<String>> {
+        let storage = registry.storage();
+        storage.put_with_ttl(&Self::lease_key(ip), ip.to_string().into_bytes(), LEASE_TTL).await?;
+        let (leases, _, _) = storage.list(LEASES, None, 0, 0).await?;
+        let mut ips: Vec<String> =
+            leases.iter().filter_map(|l| std::str::from_utf8(&l.value).ok().map(str::to_string)).collect();
+        ips.sort();
+        ips.dedup();
+        Ok(ips)
+    }
+
+    /// Gives up this apiserver's lease (at shutdown), so the Endpoints
+    /// drop it at the others' next reconcile.
+    pub async fn release(&self, registry: &Registry) -> Result<()> {
+        match self.advertise {
+            Some(ip) => registry.storage().remove(&Self::lease_key(ip)).await,
+            None => Ok(()),
+        }
     }
 
     /// Creates or repairs the Service and its Endpoints.
@@ -68,7 +103,8 @@ impl MasterService {
             }
             Err(e) => return Err(e),
         }
-        let Some(subsets) = self.subsets() else { return Ok(()) };
+        let Some(ip) = self.advertise else { return Ok(()) };
+        let subsets = self.subsets(&self.renew(registry, ip).await?);
         let endpoints = lookup("endpoints").expect("endpoints are in the table");
         match registry.get(endpoints, "default", NAME).await {
             Ok(obj) => {

@@ -7,11 +7,14 @@
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions, WatchStream,
 };
 use rkube_api::{ApiError, Result};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
 
 /// One stored object as etcd returned it.
 #[derive(Debug, Clone)]
@@ -50,16 +53,36 @@ pub enum Write {
     Failed(Option<Stored>),
 }
 
-/// A handle on etcd. Cheap to clone.
+/// A handle on etcd: one member, or several of one cluster. Cheap to clone.
+///
+/// Requests go to the current member. With several, a request that fails
+/// because the member is unreachable, times out or has no leader goes to
+/// the next one, which then stays current, for up to [`FAILOVER_BUDGET`]
+/// (as etcd's own client pins one endpoint and moves on failure). Writes
+/// are transactions conditional on what was read, so sending one again
+/// cannot apply it twice; a write whose answer was lost and that finds
+/// its own value stored on the next try reports success.
 #[derive(Clone)]
 pub struct Storage {
-    client: Client,
+    members: Arc<Members>,
+}
+
+struct Members {
+    list: Vec<Member>,
+    /// Index into `list` of the member requests go to first.
+    current: AtomicUsize,
+    /// Every endpoint, for messages.
     endpoints: String,
+}
+
+struct Member {
+    url: String,
+    client: Client,
 }
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("endpoints", &self.endpoints).finish()
+        f.debug_struct("Storage").field("endpoints", &self.members.endpoints).finish()
     }
 }
 
@@ -69,34 +92,84 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// How long one etcd request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request keeps trying other members of a cluster (an etcd
+/// leader election takes about a second).
+pub const FAILOVER_BUDGET: Duration = Duration::from_secs(10);
+
+/// Whether a failed request may be sent to another member: it did not
+/// reach one, or the member could not serve it (no leader, timed out).
+fn another_member_may_serve(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+        _ => false,
+    }
+}
+
 impl Storage {
     /// Connects lazily: no request is made until the first call, and a call
-    /// made while etcd is down fails at once instead of waiting.
+    /// made while etcd is down fails at once instead of waiting (with
+    /// several endpoints, once each has been tried for [`FAILOVER_BUDGET`]).
     pub async fn connect(endpoints: &[String]) -> Result<Storage, etcd_client::Error> {
-        let mut channels = Vec::new();
+        let mut list = Vec::new();
         for e in endpoints {
             let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
-            let endpoint = tonic::transport::Endpoint::from_shared(url)
-                .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?
+            let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| etcd_client::Error::InvalidArgs(format!("etcd endpoint \"{url}\": {e}")))?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(REQUEST_TIMEOUT)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5));
-            channels.push(endpoint);
+                .keep_alive_timeout(Duration::from_secs(5))
+                .connect_lazy();
+            let options = ConnectOptions::new().with_timeout(REQUEST_TIMEOUT);
+            let client = Client::from_channel(etcd_client::Channel::Tonic(channel), Some(options)).await?;
+            list.push(Member { url, client });
         }
-        let channel = match channels.len() {
-            0 => return Err(etcd_client::Error::InvalidArgs("no etcd endpoints given (--etcd-servers)".into())),
-            1 => channels.remove(0).connect_lazy(),
-            _ => tonic::transport::Channel::balance_list(channels.into_iter()),
-        };
-        let options = ConnectOptions::new().with_timeout(REQUEST_TIMEOUT);
-        let client = Client::from_channel(etcd_client::Channel::Tonic(channel), Some(options)).await?;
-        Ok(Storage { client, endpoints: endpoints.join(",") })
+        if list.is_empty() {
+            return Err(etcd_client::Error::InvalidArgs("no etcd endpoints given (--etcd-servers)".into()));
+        }
+        let endpoints = endpoints.join(",");
+        Ok(Storage { members: Arc::new(Members { list, current: AtomicUsize::new(0), endpoints }) })
     }
 
-    fn kv(&self) -> etcd_client::KvClient {
-        self.client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    /// Runs `op` on the current member and, while
+    /// [`another_member_may_serve`], on the next ones, for at most
+    /// [`FAILOVER_BUDGET`]; a member that answered becomes current.
+    async fn on_members<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let list = &self.members.list;
+        let first = self.members.current.load(Ordering::Relaxed) % list.len();
+        let deadline = Instant::now() + FAILOVER_BUDGET;
+        let mut at = first;
+        for attempt in 1.. {
+            let member = &list[at];
+            match op(member.client.clone()).await {
+                Ok(v) => {
+                    if at != first {
+                        self.members.current.store(at, Ordering::Relaxed);
+                        info!(member = %member.url, "etcd requests go to this member now");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if list.len() > 1 && another_member_may_serve(&e) && Instant::now() < deadline => {
+                    debug!(member = %member.url, error = %e, "etcd member failed a request; trying the next");
+                    at = (at + 1) % list.len();
+                    if attempt % list.len() == 0 {
+                        // Every member failed once: give an election time.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                Err(e) => return Err(self.map_err(e)),
+            }
+        }
+        unreachable!("the attempts never run out")
     }
 
     fn map_err(&self, e: etcd_client::Error) -> ApiError {
@@ -107,23 +180,20 @@ impl Storage {
         if text.contains("future revision") {
             return ApiError::new(rkube_api::Reason::Timeout, format!("Too large resource version: {text}"));
         }
-        ApiError::unavailable(format!("etcd is unavailable ({}): {text}", self.endpoints))
+        ApiError::unavailable(format!("etcd is unavailable ({}): {text}", self.members.endpoints))
     }
 
     /// The current etcd revision.
     pub async fn current_revision(&self) -> Result<i64> {
         let resp = self
-            .client
-            .kv_client()
-            .get("/registry/", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| self.map_err(e))?;
+            .on_members(|mut c| async move { c.get("/registry/", Some(GetOptions::new().with_count_only())).await })
+            .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>> {
-        let resp = self.kv().get(key, None).await.map_err(|e| self.map_err(e))?;
+        let resp = self.on_members(|c| async move { kv(c).get(key, None).await }).await?;
         Ok(resp.kvs().first().map(Stored::from_kv))
     }
 
@@ -146,7 +216,12 @@ impl Storage {
         if limit > 0 {
             options = options.with_limit(limit);
         }
-        let mut resp = self.kv().get(start, Some(options)).await.map_err(|e| self.map_err(e))?;
+        let mut resp = self
+            .on_members(|c| {
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv(c).get(start, Some(options)).await }
+            })
+            .await?;
         let rev = resp.header().map_or(0, |h| h.revision());
         let more = resp.more();
         let items: Vec<Stored> = resp.take_kvs().into_iter().map(Stored::from_owned_kv).collect();
@@ -157,13 +232,13 @@ impl Storage {
     /// must also be absent, such as an IP reservation).
     pub async fn create(&self, key: &str, value: Vec<u8>, also: &[(String, Vec<u8>)]) -> Result<Write> {
         let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
-        let mut puts = vec![TxnOp::put(key, value, None)];
+        let mut puts = vec![TxnOp::put(key, value.clone(), None)];
         for (k, v) in also {
             compares.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
             puts.push(TxnOp::put(k.as_str(), v.clone(), None));
         }
         let txn = Txn::new().when(compares).and_then(puts).or_else(vec![TxnOp::get(key, None)]);
-        self.run(txn).await
+        self.run(txn, Some(value.as_slice())).await
     }
 
     /// Replaces `key` if its mod_revision is still `expected`.
@@ -184,14 +259,14 @@ impl Storage {
         release: &[String],
     ) -> Result<Write> {
         let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
-        let mut ops = vec![TxnOp::put(key, value, None)];
+        let mut ops = vec![TxnOp::put(key, value.clone(), None)];
         for (k, v) in reserve {
             compares.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
             ops.push(TxnOp::put(k.as_str(), v.clone(), None));
         }
         ops.extend(release.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let txn = Txn::new().when(compares).and_then(ops).or_else(vec![TxnOp::get(key, None)]);
-        self.run(txn).await
+        self.run(txn, Some(value.as_slice())).await
     }
 
     /// Deletes `key` if its mod_revision is still `expected`, and with it the
@@ -203,21 +278,47 @@ impl Storage {
             .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then(ops)
             .or_else(vec![TxnOp::get(key, None)]);
-        self.run(txn).await
+        self.run(txn, None).await
+    }
+
+    /// Deletes `key`, whatever its revision (for keys that are not objects).
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        self.on_members(|mut c| async move { c.delete(key, None).await }).await?;
+        Ok(())
     }
 
     /// Deletes every key under `prefix` (used by tests and clean-up tools).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        self.client
-            .kv_client()
-            .delete(prefix, Some(DeleteOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.map_err(e))?;
+        self.on_members(|mut c| async move { c.delete(prefix, Some(DeleteOptions::new().with_prefix())).await })
+            .await?;
         Ok(())
     }
 
-    async fn run(&self, txn: Txn) -> Result<Write> {
-        let resp = self.kv().txn(txn).await.map_err(|e| self.map_err(e))?;
+    /// Writes `key` to expire `ttl` after this write (on an etcd lease of
+    /// its own; the lease of an earlier write expires unused).
+    pub async fn put_with_ttl(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<()> {
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        self.on_members(|mut c| {
+            let value = value.clone();
+            async move {
+                let lease = c.lease_grant(seconds, None).await?;
+                c.put(key, value, Some(PutOptions::new().with_lease(lease.id()))).await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a conditional write. When the condition failed because `value`
+    /// is already stored under the key, the write is ours (an earlier try
+    /// whose answer was lost: values carry the object's uid) and succeeded.
+    async fn run(&self, txn: Txn, value: Option<&[u8]>) -> Result<Write> {
+        let resp = self
+            .on_members(|c| {
+                let txn = txn.clone();
+                async move { kv(c).txn(txn).await }
+            })
+            .await?;
         if resp.succeeded() {
             return Ok(Write::Done(resp.header().map_or(0, |h| h.revision())));
         }
@@ -225,24 +326,31 @@ impl Storage {
             TxnOpResponse::Get(g) => Some(g.kvs().first().map(Stored::from_kv)),
             _ => None,
         });
-        Ok(Write::Failed(current.flatten()))
+        match current.flatten() {
+            Some(stored) if value.is_some_and(|v| stored.value.as_ref() == v) => Ok(Write::Done(stored.mod_revision)),
+            other => Ok(Write::Failed(other)),
+        }
     }
 
     /// Opens an etcd watch on `prefix` from `start_revision`, with previous values.
     pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream> {
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start_revision);
-        self.client
-            .watch_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .watch(prefix, Some(options))
-            .await
-            .map_err(|e| self.map_err(e))
+        self.on_members(|c| {
+            let options = options.clone();
+            async move { c.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES).watch(prefix, Some(options)).await }
+        })
+        .await
     }
 
     /// Whether etcd answers (for /readyz).
     pub async fn healthy(&self) -> Result<()> {
         self.current_revision().await.map(|_| ())
     }
+}
+
+/// The KV client of a member, taking responses as large as a List may be.
+fn kv(c: Client) -> etcd_client::KvClient {
+    c.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 /// The first key after every key that starts with `prefix`.

@@ -521,3 +521,41 @@ async fn health_metrics_and_version_are_served_on_the_api_port() -> anyhow::Resu
     let _w = client.watch(lookup("pods")?, "", &ListParams::default(), "").await?.next().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn two_apiservers_share_the_kubernetes_endpoints_and_one_leaving_drops_out() -> anyhow::Result<()> {
+    // Endpoints may not be loopback addresses, and an advertised address
+    // must be bound: listen on every address, advertise two that nothing
+    // sends to.
+    let mut a = TestApiserver::start_with(|a| {
+        a.bind_address = "0.0.0.0".parse().expect("an address");
+        a.advertise_address = "10.99.0.2".parse().ok();
+    })
+    .await?;
+    let b = a.peer(|a| a.advertise_address = "10.99.0.3".parse().ok()).await?;
+    let client = Client::new(&b.url())?;
+    let addresses = || async {
+        let ep = match client.get(lookup("endpoints").expect("endpoints"), "default", "kubernetes").await {
+            Ok(ep) => ep,
+            Err(e) => return vec![e.message],
+        };
+        let ep = json_of(&ep);
+        let ips = ep["subsets"][0]["addresses"].as_array().cloned().unwrap_or_default();
+        ips.iter().filter_map(|a| a["ip"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    // b's first reconcile sees a's lease: both, without flapping.
+    let both = rkube_testkit::wait_for(std::time::Duration::from_secs(15), || async {
+        addresses().await == ["10.99.0.2", "10.99.0.3"]
+    })
+    .await;
+    assert!(both.is_ok(), "endpoints: {:?}", addresses().await);
+    // a stops and gives up its lease: b's next reconcile drops it.
+    a.stop().await?;
+    let one = rkube_testkit::wait_for(master_interval(), || async { addresses().await == ["10.99.0.3"] }).await;
+    assert!(one.is_ok(), "endpoints: {:?}", addresses().await);
+    Ok(())
+}
+
+fn master_interval() -> std::time::Duration {
+    rkube_apiserver::master::RECONCILE_INTERVAL + std::time::Duration::from_secs(5)
+}

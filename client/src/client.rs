@@ -13,23 +13,69 @@ use rkube_proto::v1::resources_client::ResourcesClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 /// Largest gRPC message accepted or sent.
 const MAX_MESSAGE_BYTES: usize = 512 << 20;
 
-/// A connection to the apiserver. Cheap to clone; connects lazily.
+/// A connection to the apiserver, or to the first answering one of several
+/// (`--server http://a:8080,http://b:8080`). Cheap to clone; connects lazily.
+///
+/// Calls go to the current server. A call that could not reach it (the
+/// connection failed, so nothing was sent) moves to the next server and is
+/// sent there, which then stays current; so does a read whose connection
+/// broke mid-call. A write whose connection broke after it was sent is
+/// not repeated: it may have been stored, and the caller is told.
 #[derive(Clone)]
 pub struct Client {
-    inner: ResourcesClient<Channel>,
-    server: String,
+    servers: Arc<Servers>,
+}
+
+struct Servers {
+    list: Vec<Server>,
+    /// Index into `list` of the server calls go to first.
+    current: AtomicUsize,
+}
+
+struct Server {
+    url: String,
+    client: ResourcesClient<Channel>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("server", &self.server).finish()
+        let urls: Vec<&str> = self.servers.list.iter().map(|s| s.url.as_str()).collect();
+        f.debug_struct("Client").field("servers", &urls).field("current", &self.server()).finish()
     }
+}
+
+/// Whether a call is repeated on the next server after a broken connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// Reads and watches: safe to send again.
+    Read,
+    /// Writes: sent again only if they never left.
+    Write,
+}
+
+/// Whether `s` says the call may go to the next server: no apiserver
+/// answered it (a Kubernetes status always has details), and either the
+/// connection could not be made or the call only reads.
+fn next_server_may_serve(s: &tonic::Status, call: Call) -> bool {
+    if !s.details().is_empty() {
+        return false;
+    }
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    call == Call::Read && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
 }
 
 /// The request of Update, UpdateStatus and UpdateScale.
@@ -121,27 +167,40 @@ impl WatchEventType {
     }
 }
 
-fn unreachable_server(server: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!(
-        "the connection to the server {server} failed ({e}) - is rkube-apiserver running there, and is --server right?"
-    ))
+/// The API error of a failed call to `server`.
+fn error_from(server: &str, s: tonic::Status) -> ApiError {
+    // A transport failure carries no Kubernetes status: say which server failed.
+    if s.details().is_empty() && s.code() == tonic::Code::Unavailable {
+        return ApiError::unavailable(format!(
+            "the connection to the server {server} failed ({}) - is rkube-apiserver running there, and is --server right?",
+            s.message()
+        ));
+    }
+    ApiError::from(s)
 }
 
 impl Client {
-    /// A client for the apiserver at `server` (e.g. `http://127.0.0.1:8080`).
-    /// Nothing is sent until the first request.
+    /// A client for the apiserver at `server` (e.g. `http://127.0.0.1:8080`),
+    /// or for several, comma-separated, tried in turn. Nothing is sent until
+    /// the first request.
     pub fn new(server: &str) -> Result<Client> {
-        let server = crate::config::normalize(server);
-        let endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|e| ApiError::bad_request(format!("invalid server URL \"{server}\": {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
-        let inner = ResourcesClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Client { inner, server })
+        let mut list = Vec::new();
+        for url in crate::config::normalize(server).split(',') {
+            let endpoint = Endpoint::from_shared(url.to_string())
+                .map_err(|e| ApiError::bad_request(format!("invalid server URL \"{url}\": {e}")))?
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(true);
+            let client = ResourcesClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            list.push(Server { url: url.to_string(), client });
+        }
+        if list.is_empty() {
+            return Err(ApiError::bad_request(format!("invalid server \"{server}\": no URL given")));
+        }
+        Ok(Client { servers: Arc::new(Servers { list, current: AtomicUsize::new(0) }) })
     }
 
     /// A client for a resolved configuration.
@@ -149,17 +208,49 @@ impl Client {
         Client::new(&cfg.server)
     }
 
-    /// The server URL.
+    /// The URL of the server calls go to now.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.current().url
+    }
+
+    fn current(&self) -> &Server {
+        &self.servers.list[self.servers.current.load(Ordering::Relaxed) % self.servers.list.len()]
     }
 
     fn err(&self, s: tonic::Status) -> ApiError {
-        // A transport failure carries no Kubernetes status: say which server failed.
-        if s.details().is_empty() && s.code() == tonic::Code::Unavailable {
-            return unreachable_server(&self.server, s.message());
+        error_from(&self.current().url, s)
+    }
+
+    /// Sends a call built by `send` to the current server and, when
+    /// [`next_server_may_serve`], to each next one in turn.
+    async fn call<T, F, Fut>(&self, kind: Call, mut send: F) -> Result<T>
+    where
+        F: FnMut(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let list = &self.servers.list;
+        let first = self.servers.current.load(Ordering::Relaxed);
+        let mut tried = Vec::new();
+        for i in 0..list.len() {
+            let at = (first + i) % list.len();
+            let server = &list[at];
+            match send(server.client.clone()).await {
+                Ok(resp) => {
+                    if i > 0 {
+                        self.servers.current.store(at, Ordering::Relaxed);
+                    }
+                    return Ok(resp.into_inner());
+                }
+                Err(s) if list.len() > 1 && next_server_may_serve(&s, kind) => {
+                    tried.push(format!("{}: {}", server.url, s.message()));
+                }
+                Err(s) => return Err(error_from(&server.url, s)),
+            }
         }
-        ApiError::from(s)
+        Err(ApiError::unavailable(format!(
+            "no apiserver answered ({}) - are they running, and is --server right?",
+            tried.join("; ")
+        )))
     }
 
     /// Creates an object from its JSON (or YAML) body.
@@ -170,13 +261,21 @@ impl Client {
             body: body.into(),
             dry_run: false,
         };
-        self.inner.clone().create(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Write, |mut c| {
+            let req = req.clone();
+            async move { c.create(req).await }
+        })
+        .await
     }
 
     /// Reads an object.
     pub async fn get(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<pb::Object> {
         let req = pb::GetRequest { resource: resource_ref(info), namespace: namespace.into(), name: name.into() };
-        self.inner.clone().get(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Read, |mut c| {
+            let req = req.clone();
+            async move { c.get(req).await }
+        })
+        .await
     }
 
     /// Lists objects ("" namespace: all namespaces).
@@ -189,13 +288,21 @@ impl Client {
             limit: p.limit,
             continue_token: p.continue_token.clone(),
         };
-        self.inner.clone().list(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Read, |mut c| {
+            let req = req.clone();
+            async move { c.list(req).await }
+        })
+        .await
     }
 
     /// Replaces an object (its status is kept).
     pub async fn update(&self, info: &ResourceInfo, namespace: &str, name: &str, body: Vec<u8>) -> Result<pb::Object> {
         let req = update_request(info, namespace, name, body);
-        self.inner.clone().update(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Write, |mut c| {
+            let req = req.clone();
+            async move { c.update(req).await }
+        })
+        .await
     }
 
     /// Replaces an object's status.
@@ -207,14 +314,22 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<pb::Object> {
         let req = update_request(info, namespace, name, body);
-        self.inner.clone().update_status(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Write, |mut c| {
+            let req = req.clone();
+            async move { c.update_status(req).await }
+        })
+        .await
     }
 
     /// Reads the scale subresource (an autoscaling/v1 Scale) of a
     /// replicationcontroller, replicaset or deployment.
     pub async fn get_scale(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<pb::Object> {
         let req = pb::GetRequest { resource: resource_ref(info), namespace: namespace.into(), name: name.into() };
-        self.inner.clone().get_scale(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Read, |mut c| {
+            let req = req.clone();
+            async move { c.get_scale(req).await }
+        })
+        .await
     }
 
     /// Writes the scale subresource: `body` is a Scale whose spec.replicas
@@ -227,7 +342,11 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<pb::Object> {
         let req = update_request(info, namespace, name, body);
-        self.inner.clone().update_scale(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Write, |mut c| {
+            let req = req.clone();
+            async move { c.update_scale(req).await }
+        })
+        .await
     }
 
     /// Applies a JSON merge patch (or, with `status`, patches the status).
@@ -248,7 +367,11 @@ impl Client {
             status,
             dry_run: false,
         };
-        self.inner.clone().patch(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+        self.call(Call::Write, |mut c| {
+            let req = req.clone();
+            async move { c.patch(req).await }
+        })
+        .await
     }
 
     /// Deletes an object; returns it and whether it is gone already.
@@ -279,7 +402,12 @@ impl Client {
             propagation_policy: propagation as i32,
             dry_run: false,
         };
-        let resp = self.inner.clone().delete(req).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self
+            .call(Call::Write, |mut c| {
+                let req = req.clone();
+                async move { c.delete(req).await }
+            })
+            .await?;
         let obj = resp.object.ok_or_else(|| ApiError::internal("delete response without object"))?;
         Ok((obj, resp.finished))
     }
@@ -300,7 +428,12 @@ impl Client {
             resource_version: resource_version.into(),
             allow_bookmarks: false,
         };
-        let stream = self.inner.clone().watch(req).await.map_err(|s| self.err(s))?.into_inner();
+        let stream = self
+            .call(Call::Read, |mut c| {
+                let req = req.clone();
+                async move { c.watch(req).await }
+            })
+            .await?;
         let me = self.clone();
         Ok(stream.map(move |ev| {
             let ev = ev.map_err(|s| me.err(s))?;
@@ -328,7 +461,12 @@ impl Client {
             name: pod.into(),
             body: serde_json::to_vec(&body).expect("a Value always serializes").into(),
         };
-        let resp = self.inner.clone().bind(req).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self
+            .call(Call::Write, |mut c| {
+                let req = req.clone();
+                async move { c.bind(req).await }
+            })
+            .await?;
         resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))
     }
 
@@ -337,7 +475,12 @@ impl Client {
         &self,
         req: pb::LogsRequest,
     ) -> Result<impl Stream<Item = Result<bytes::Bytes>> + Send + 'static + use<>> {
-        let stream = self.inner.clone().logs(req).await.map_err(|s| self.err(s))?.into_inner();
+        let stream = self
+            .call(Call::Read, |mut c| {
+                let req = req.clone();
+                async move { c.logs(req).await }
+            })
+            .await?;
         let me = self.clone();
         Ok(stream.map(move |chunk| chunk.map(|c| c.data).map_err(|s| me.err(s))))
     }
@@ -355,7 +498,8 @@ impl Client {
     {
         let first = pb::ExecInput { input: Some(pb::exec_input::Input::Start(start)) };
         let outbound = futures::stream::iter([first]).chain(input.map(|i| pb::ExecInput { input: Some(i) }));
-        let stream = self.inner.clone().exec(outbound).await.map_err(|s| self.err(s))?.into_inner();
+        // Its input is a stream: it goes to the current server only.
+        let stream = self.current().client.clone().exec(outbound).await.map_err(|s| self.err(s))?.into_inner();
         let me = self.clone();
         Ok(stream.filter_map(move |m| {
             let me = me.clone();
@@ -371,13 +515,13 @@ impl Client {
 
     /// A node's resource usage summary (kubelet `/stats/summary`-shaped JSON).
     pub async fn node_stats(&self, node: &str) -> Result<serde_json::Value> {
+        let req = pb::NodeStatsRequest { node: node.into() };
         let resp = self
-            .inner
-            .clone()
-            .node_stats(pb::NodeStatsRequest { node: node.into() })
-            .await
-            .map_err(|s| self.err(s))?
-            .into_inner();
+            .call(Call::Read, |mut c| {
+                let req = req.clone();
+                async move { c.node_stats(req).await }
+            })
+            .await?;
         serde_json::from_slice(&resp.json).map_err(|e| ApiError::internal(format!("bad stats JSON: {e}")))
     }
 
@@ -398,7 +542,12 @@ impl Client {
             name: name.into(),
             label_selector: label_selector.into(),
         };
-        let resp = self.inner.clone().metrics(req).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self
+            .call(Call::Read, |mut c| {
+                let req = req.clone();
+                async move { c.metrics(req).await }
+            })
+            .await?;
         resp.items
             .iter()
             .map(|o| {
@@ -424,7 +573,7 @@ impl Client {
 
     /// The server's version (Kubernetes `version.Info` JSON).
     pub async fn version(&self) -> Result<serde_json::Value> {
-        let resp = self.inner.clone().version(pb::VersionRequest {}).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self.call(Call::Read, |mut c| async move { c.version(pb::VersionRequest {}).await }).await?;
         serde_json::from_slice(&resp.json).map_err(|e| ApiError::internal(format!("bad version JSON: {e}")))
     }
 }

@@ -82,7 +82,8 @@ struct ContextInfo {
 /// clap `Args`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
-    /// The apiserver URL (default: $RKUBE_SERVER, then the kubeconfig file,
+    /// The apiserver URL, or several comma-separated to fail over between
+    /// (default: $RKUBE_SERVER, then the kubeconfig file,
     /// then, in a pod, $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
     #[arg(long, env = "RKUBE_SERVER")]
     pub server: Option<String>,
@@ -183,10 +184,14 @@ fn default_kubeconfig() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rkube").join("config"))
 }
 
-/// `127.0.0.1:8080` → `http://127.0.0.1:8080`.
+/// `127.0.0.1:8080` → `http://127.0.0.1:8080`; a comma-separated list of
+/// servers (for failover) is normalized server by server.
 pub fn normalize(server: &str) -> String {
-    let s = server.trim().trim_end_matches('/');
-    if s.contains("://") { s.to_string() } else { format!("http://{s}") }
+    let one = |s: &str| {
+        let s = s.trim().trim_end_matches('/');
+        if s.contains("://") { s.to_string() } else { format!("http://{s}") }
+    };
+    server.split(',').filter(|s| !s.trim().is_empty()).map(one).collect::<Vec<_>>().join(",")
 }
 
 /// A kubeconfig-style file pointing at `server`, as the local cluster writes it.
@@ -238,6 +243,12 @@ mod tests {
         assert_eq!(pick(None, Some(String::new()), file(), in_cluster()), file().unwrap(), "empty env is unset");
         assert_eq!(pick(None, None, None, in_cluster()).server, "http://10.254.0.1:443");
         assert_eq!(pick(None, None, None, None).server, DEFAULT_SERVER);
+    }
+
+    #[test]
+    fn a_server_list_is_normalized_server_by_server() {
+        assert_eq!(normalize(" 10.0.0.1:8080/, http://10.0.0.2:8080 ,"), "http://10.0.0.1:8080,http://10.0.0.2:8080");
+        assert_eq!(normalize("127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 
     #[test]

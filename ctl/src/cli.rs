@@ -18,7 +18,8 @@ pub struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The address and port of the rkube API server (also $RKUBE_SERVER).
+    /// The address and port of the rkube API server, or several comma-separated
+    /// to fail over between (also $RKUBE_SERVER).
     #[arg(short = 's', long, global = true)]
     pub server: Option<String>,
     /// Path to the kubeconfig file to use (also $RKUBECONFIG; default ~/.rkube/config).

@@ -1,7 +1,8 @@
 //! rkube-testkit: real parts for integration tests, torn down on Drop.
 //!
 //! [`Etcd::start`] runs the machine's `etcd` on free loopback ports with a
-//! temporary data directory; [`TestApiserver::start`] runs a real apiserver
+//! temporary data directory ([`EtcdCluster::start`] several members of one
+//! cluster); [`TestApiserver::start`] runs a real apiserver
 //! in-process on `127.0.0.1:0` against it; [`wait_for`] polls a condition
 //! instead of sleeping; [`TestControllerManager`] runs the real controller
 //! manager in-process.
@@ -28,36 +29,59 @@ pub fn etcd_binary() -> String {
     std::env::var("RKUBE_ETCD").unwrap_or_else(|_| "etcd".into())
 }
 
-/// A real etcd process on free loopback ports, killed and wiped on Drop.
+/// A real etcd process on free loopback ports, killed and wiped on Drop
+/// (a member of an [`EtcdCluster`], or a cluster of its own).
 #[derive(Debug)]
 pub struct Etcd {
     child: Option<Child>,
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    name: String,
+    /// `--initial-cluster`: every member's name=peer URL.
+    initial_cluster: String,
+    /// False for a [`Etcd::handle`]: Drop leaves the process and data alone.
+    owner: bool,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub async fn start() -> anyhow::Result<Etcd> {
-        let dir = std::env::temp_dir().join(format!("rkube-etcd-{}-{}", std::process::id(), free_port()));
-        let mut etcd = Etcd { child: None, dir, client_port: free_port(), peer_port: free_port() };
+        let mut etcd = Etcd::member("rkube-test");
+        etcd.initial_cluster = format!("{}={}", etcd.name, etcd.peer_url());
         etcd.spawn()?;
         etcd.wait_ready().await?;
         Ok(etcd)
     }
 
+    fn member(name: &str) -> Etcd {
+        let dir = std::env::temp_dir().join(format!("rkube-etcd-{}-{}", std::process::id(), free_port()));
+        Etcd {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            name: name.into(),
+            initial_cluster: String::new(),
+            owner: true,
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let client = self.url();
+        let peer = self.peer_url();
         let child = Command::new(etcd_binary())
-            .arg("--name=rkube-test")
+            .arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.dir.display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=rkube-test={peer}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--unsafe-no-fsync")
             .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
             .stdout(Stdio::null())
@@ -80,7 +104,21 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// Stops etcd (keeping its data), as an outage.
+    /// Another handle on the same etcd, for a second apiserver: dropping
+    /// it leaves etcd running.
+    pub fn handle(&self) -> Etcd {
+        Etcd {
+            child: None,
+            dir: self.dir.clone(),
+            client_port: self.client_port,
+            peer_port: self.peer_port,
+            name: self.name.clone(),
+            initial_cluster: self.initial_cluster.clone(),
+            owner: false,
+        }
+    }
+
+    /// Stops etcd (keeping its data), as an outage: SIGKILL.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -90,8 +128,8 @@ impl Etcd {
 
     /// Starts etcd again on the same ports and data after [`Etcd::stop`].
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            bail!("etcd is still running");
+        if self.child.is_some() || !self.owner {
+            bail!("etcd is still running, or this is a handle on another's");
         }
         self.spawn()?;
         self.wait_ready().await
@@ -100,8 +138,39 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owner {
+            self.stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A real etcd cluster of several members on loopback, wiped on Drop.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    /// The members, in the order of [`EtcdCluster::urls`].
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each listens (the cluster
+    /// answers once a majority has elected a leader).
+    pub async fn start(size: usize) -> anyhow::Result<EtcdCluster> {
+        let mut members: Vec<Etcd> = (0..size).map(|i| Etcd::member(&format!("m{i}"))).collect();
+        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        for m in &mut members {
+            m.initial_cluster = initial.join(",");
+            m.spawn()?;
+        }
+        for m in &members {
+            m.wait_ready().await?;
+        }
+        Ok(EtcdCluster { members })
+    }
+
+    /// Every member's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.members.iter().map(Etcd::url).collect()
     }
 }
 
@@ -155,6 +224,10 @@ impl TestApiserver {
     async fn launch(&mut self) -> anyhow::Result<()> {
         let app = rkube_apiserver::App::build(self.args.clone()).await?;
         self.addr = app.local_addr();
+        if self.addr.ip().is_unspecified() {
+            // Listening on every address: clients use loopback.
+            self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         // A restart comes back on the same port, so clients can follow it.
         self.args.port = self.addr.port();
         self.shutdown = CancellationToken::new();
@@ -166,6 +239,16 @@ impl TestApiserver {
         })
         .await
         .context("apiserver did not become ready")
+    }
+
+    /// A second apiserver on the same etcd with the same flags (which
+    /// `tweak` may change) and its own port, as in a highly available
+    /// control plane.
+    pub async fn peer(&self, tweak: impl FnOnce(&mut rkube_apiserver::Args)) -> anyhow::Result<TestApiserver> {
+        let mut args = self.args.clone();
+        args.port = 0;
+        tweak(&mut args);
+        Self::start_on(self.etcd.handle(), args).await
     }
 
     /// Stops the apiserver and starts a new one on the same port and etcd.
