@@ -16,11 +16,19 @@
 # http://<underlay>.10:8080 and NodePorts on the nodes' addresses as any
 # outside client would.
 #
+# With --ha the control plane is highly available: three master hosts
+# (master, master-2, master-3 at <underlay>.10, .20, .30) each run an etcd
+# member of one cluster; master and master-2 each run an apiserver (on every
+# etcd member), a controller manager and a scheduler (Lease leader election
+# keeps one of each pair active). Every client is given both apiservers
+# (`--server http://<underlay>.10:8080,http://<underlay>.20:8080`) and moves
+# to the other when one cannot be reached.
+#
 #   deploy/testbed.sh up   [--name N] [--nodes K] [--underlay A.B.C] [--cluster-cidr CIDR]
-#                          [--service-range CIDR]
+#                          [--service-range CIDR] [--ha]
 #   deploy/testbed.sh down [--name N]
 #   deploy/testbed.sh exec [--name N] HOST COMMAND...   run COMMAND in HOST's namespace
-#                          (HOST: master, node-1, ...); for docker, DOCKER_HOST is set
+#                          (HOST: master, master-2, node-1, ...); for docker, DOCKER_HOST is set
 #   deploy/testbed.sh status [--name N]
 #
 # Defaults: name tb, 2 nodes, underlay 10.250.0, cluster CIDR 10.2.0.0/16,
@@ -35,7 +43,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
-NAME=tb NODES=2 UNDERLAY=10.250.0 CLUSTER_CIDR=10.2.0.0/16 SERVICE_RANGE=10.253.0.0/16
+NAME=tb NODES=2 UNDERLAY=10.250.0 CLUSTER_CIDR=10.2.0.0/16 SERVICE_RANGE=10.253.0.0/16 HA=0
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 while [ $# -gt 0 ]; do
@@ -45,6 +53,7 @@ while [ $# -gt 0 ]; do
         --underlay) UNDERLAY=$2; shift 2 ;;
         --cluster-cidr) CLUSTER_CIDR=$2; shift 2 ;;
         --service-range) SERVICE_RANGE=$2; shift 2 ;;
+        --ha) HA=1; shift ;;
         --) shift; break ;;
         *) break ;;
     esac
@@ -54,19 +63,37 @@ done
 [[ "$UNDERLAY" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "error: --underlay must be the first three octets (e.g. 10.250.0), not \"$UNDERLAY\"" >&2; exit 2; }
 
 STATE=${RKUBE_TESTBED_DIR:-/var/lib/rkube-testbed}/$NAME
+# down, status and a second up find the topology that up chose.
+[ -f "$STATE/ha" ] && HA=1
 RUN=/run/rkube-tb/$NAME
 BRIDGE=rktb$NAME
 COMMENT="rkube test bed $NAME"
 MASTER_IP=$UNDERLAY.10
 # Copied from this machine's engine into each node's (there is no registry).
 IMAGES="rkube/pause:3.9 rkube/toolbox:1.0 rkube/toolbox:latest"
-SERVER=http://$MASTER_IP:8080
+if [ "$HA" = 1 ]; then
+    MASTERS="master master-2 master-3" API_HOSTS="master master-2"
+else
+    MASTERS=master API_HOSTS=master
+fi
 
 ns() { echo "rktb-$NAME-$1"; }          # host -> its network namespace
-ip_of() { if [ "$1" = master ]; then echo "$MASTER_IP"; else echo "$UNDERLAY.1${1#node-}"; fi; }
+ip_of() { # host -> its underlay address: master .10, master-k .k0, node-i .1i
+    case "$1" in
+        master) echo "$MASTER_IP" ;;
+        master-*) echo "$UNDERLAY.${1#master-}0" ;;
+        *) echo "$UNDERLAY.1${1#node-}" ;;
+    esac
+}
+SERVER=$(for h in $API_HOSTS; do printf 'http://%s:8080,' "$(ip_of "$h")"; done)
+SERVER=${SERVER%,}
+ETCD_SERVERS=$(for h in $MASTERS; do printf 'http://%s:2379,' "$(ip_of "$h")"; done)
+ETCD_SERVERS=${ETCD_SERVERS%,}
+ETCD_CLUSTER=$(for h in $MASTERS; do printf '%s=http://%s:2380,' "$h" "$(ip_of "$h")"; done)
+ETCD_CLUSTER=${ETCD_CLUSTER%,}
 sock() { echo "$RUN/$1.sock"; }          # node -> its Docker socket
 in_ns() { local host=$1; shift; nsenter --net="/run/netns/$(ns "$host")" -- "$@"; }
-hosts() { echo master; for i in $(seq 1 "$NODES"); do echo "node-$i"; done; }
+hosts() { echo $MASTERS; for i in $(seq 1 "$NODES"); do echo "node-$i"; done; }
 
 start() { # host, name, command...: a daemon in a host's namespace, logged, pid kept
     local host=$1 name=$2; shift 2
@@ -100,8 +127,12 @@ wait_for() { # what, host, name, command...: until the command succeeds (30 s)
 
 host_up() { # host: namespace, veth on the bridge, address, forwarding
     local host=$1 n; n=$(ns "$host")
-    local veth="v$NAME${host#node-}"
-    [ "$host" = master ] && veth="v${NAME}m"
+    local veth
+    case "$host" in
+        master) veth="v${NAME}m" ;;
+        master-*) veth="v${NAME}m${host#master-}" ;;
+        *) veth="v$NAME${host#node-}" ;;
+    esac
     mkdir -p "$STATE/$host"
     ip netns list | grep -qw "^$n" || ip netns add "$n"
     if ! ip link show "$veth" >/dev/null 2>&1; then
@@ -132,19 +163,30 @@ up() {
         iptables -w -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment "$COMMENT" -j ACCEPT
     for host in $(hosts); do host_up "$host"; done
 
-    # The master: the control plane.
-    start master etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name master --data-dir "$STATE/master/etcd" \
-        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-        --initial-cluster master=http://127.0.0.1:2380
-    wait_for etcd master etcd in_ns master curl -fsS http://127.0.0.1:2379/health
-    start master apiserver "$BIN/rkube-apiserver" --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 \
-        --port 8080 --advertise-address "$MASTER_IP" --service-cluster-ip-range "$SERVICE_RANGE"
-    wait_for apiserver master apiserver curl -fsS "$SERVER/readyz"
-    # shellcheck disable=SC2086 # extra flags, split on spaces
-    start master controller-manager "$BIN/rkube-controller-manager" --server http://127.0.0.1:8080 \
-        --cluster-cidr "$CLUSTER_CIDR" ${TESTBED_CONTROLLER_MANAGER_FLAGS:-}
-    start master scheduler "$BIN/rkube-scheduler" --server http://127.0.0.1:8080
+    # The masters: the control plane.
+    [ "$HA" = 1 ] && touch "$STATE/ha"
+    for m in $MASTERS; do
+        local ip; ip=$(ip_of "$m")
+        start "$m" etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name "$m" --data-dir "$STATE/$m/etcd" \
+            --listen-client-urls "http://$ip:2379,http://127.0.0.1:2379" --advertise-client-urls "http://$ip:2379" \
+            --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+            --initial-cluster "$ETCD_CLUSTER"
+    done
+    # A member answers /health once the cluster has a leader: all started first.
+    for m in $MASTERS; do wait_for "etcd on $m" "$m" etcd in_ns "$m" curl -fsS http://127.0.0.1:2379/health; done
+    for m in $API_HOSTS; do
+        start "$m" apiserver "$BIN/rkube-apiserver" --etcd-servers "$ETCD_SERVERS" --bind-address 0.0.0.0 \
+            --port 8080 --advertise-address "$(ip_of "$m")" --service-cluster-ip-range "$SERVICE_RANGE"
+    done
+    for m in $API_HOSTS; do
+        wait_for "apiserver on $m" "$m" apiserver curl -fsS "http://$(ip_of "$m"):8080/readyz"
+    done
+    for m in $API_HOSTS; do
+        # shellcheck disable=SC2086 # extra flags, split on spaces
+        start "$m" controller-manager "$BIN/rkube-controller-manager" --server "$SERVER" \
+            --cluster-cidr "$CLUSTER_CIDR" ${TESTBED_CONTROLLER_MANAGER_FLAGS:-}
+        start "$m" scheduler "$BIN/rkube-scheduler" --server "$SERVER"
+    done
 
     # The nodes: a Docker engine each, the rkubelet and rkube-proxy.
     for i in $(seq 1 "$NODES"); do
@@ -183,7 +225,9 @@ down() {
         fi
         stop "$host" dockerd
     done
-    for name in scheduler controller-manager apiserver etcd; do stop master "$name"; done
+    for m in $MASTERS; do
+        for name in scheduler controller-manager apiserver etcd; do stop "$m" "$name"; done
+    done
     for host in $(hosts); do
         ip netns del "$(ns "$host")" 2>/dev/null || true
     done
@@ -210,7 +254,7 @@ case "$cmd" in
     status) status ;;
     exec)
         host=${1:?usage: $0 exec [--name N] HOST COMMAND...}; shift
-        [ "$host" != master ] && export DOCKER_HOST="unix://$(sock "$host")"
+        [[ "$host" == node-* ]] && export DOCKER_HOST="unix://$(sock "$host")"
         in_ns "$host" "$@"
         ;;
     *) echo "usage: $0 up|down|status|exec [--name N] ..." >&2; exit 2 ;;

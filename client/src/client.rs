@@ -170,11 +170,22 @@ impl WatchEventType {
 /// The API error of a failed call to `server`.
 fn error_from(server: &str, s: tonic::Status) -> ApiError {
     // A transport failure carries no Kubernetes status: say which server failed.
-    if s.details().is_empty() && s.code() == tonic::Code::Unavailable {
-        return ApiError::unavailable(format!(
-            "the connection to the server {server} failed ({}) - is rkube-apiserver running there, and is --server right?",
-            s.message()
-        ));
+    if s.details().is_empty() {
+        match s.code() {
+            tonic::Code::Unavailable => {
+                return ApiError::unavailable(format!(
+                    "the connection to the server {server} failed ({}) - is rkube-apiserver running there, and is --server right?",
+                    s.message()
+                ));
+            }
+            tonic::Code::Unknown => {
+                return ApiError::unavailable(format!(
+                    "the connection to the server {server} broke during the request ({}); a write may or may not have been applied",
+                    s.message()
+                ));
+            }
+            _ => {}
+        }
     }
     ApiError::from(s)
 }

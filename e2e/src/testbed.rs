@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct TestBed {
     name: String,
     underlay: String,
+    /// Three masters (etcd cluster, two apiservers) instead of one.
+    ha: bool,
     _slot: Slot,
 }
 
@@ -35,14 +37,34 @@ impl TestBed {
     /// Brings up a master and `nodes` node hosts (every node Ready);
     /// `controller_manager_flags` are added to the controller manager's.
     pub fn up(nodes: u8, controller_manager_flags: &str) -> anyhow::Result<TestBed> {
+        Self::start(nodes, controller_manager_flags, false)
+    }
+
+    /// Brings up the highly available form (`--ha`): three master hosts
+    /// with an etcd member each, apiservers, controller managers and
+    /// schedulers on `master` and `master-2`, and `nodes` node hosts.
+    pub fn up_ha(nodes: u8) -> anyhow::Result<TestBed> {
+        Self::start(nodes, "", true)
+    }
+
+    fn start(nodes: u8, controller_manager_flags: &str, ha: bool) -> anyhow::Result<TestBed> {
         let slot = Slot::acquire()?;
-        let bed =
-            TestBed { name: format!("e2e{}", slot.index()), underlay: format!("10.245.{}", slot.index()), _slot: slot };
+        let bed = TestBed {
+            name: format!("e2e{}", slot.index()),
+            underlay: format!("10.245.{}", slot.index()),
+            ha,
+            _slot: slot,
+        };
         // A previous holder of the slot that was killed may have left one.
         bed.script(&["down"])?;
+        let nodes = nodes.to_string();
+        let mut args = vec!["up", "--name", &bed.name, "--nodes", &nodes, "--underlay", &bed.underlay];
+        if ha {
+            args.push("--ha");
+        }
         let out = run(Command::new("bash")
             .arg(script())
-            .args(["up", "--name", &bed.name, "--nodes", &nodes.to_string(), "--underlay", &bed.underlay])
+            .args(args)
             .env("TESTBED_CONTROLLER_MANAGER_FLAGS", controller_manager_flags))?;
         if !out.status.success() {
             bail!("deploy/testbed.sh up failed:\n{}\n{}", text(&out), bed.logs());
@@ -77,9 +99,22 @@ impl TestBed {
         &self.name
     }
 
-    /// The apiserver's URL (on the master's underlay address).
+    /// The apiserver's URL (on the master's underlay address); with
+    /// [`TestBed::up_ha`], both apiservers' (master's first).
     pub fn server(&self) -> String {
-        format!("http://{}.10:8080", self.underlay)
+        if self.ha {
+            format!("http://{0}.10:8080,http://{0}.20:8080", self.underlay)
+        } else {
+            format!("http://{}.10:8080", self.underlay)
+        }
+    }
+
+    /// The underlay address of a master host (`master`, `master-2`, `master-3`).
+    pub fn master_ip(&self, host: &str) -> String {
+        match host.strip_prefix("master-") {
+            Some(k) => format!("{}.{k}0", self.underlay),
+            None => format!("{}.10", self.underlay),
+        }
     }
 
     /// A node host's underlay address (`node` from 1).
@@ -168,7 +203,8 @@ impl TestBed {
         let prefix = format!("rktb-{}-", self.name);
         left.extend(text(&netns).lines().filter(|l| l.starts_with(&prefix)).map(|l| format!("namespace {l}")));
         let links = run(Command::new("ip").args(["-o", "link", "show"]))?;
-        for link in [format!("rktb{}", self.name), self.veth(0), self.veth(1)] {
+        let masters = [format!("v{}m2", self.name), format!("v{}m3", self.name)];
+        for link in [format!("rktb{}", self.name), self.veth(0), self.veth(1)].into_iter().chain(masters) {
             if text(&links).lines().any(|l| l.split(": ").nth(1).is_some_and(|n| n.split('@').next() == Some(&link))) {
                 left.push(format!("link {link}"));
             }
