@@ -21,7 +21,12 @@
 #
 # HA=1 also starts a standby controller manager and scheduler
 # (controller-manager-2, scheduler-2): Lease leader election keeps one of
-# each pair active; kill the leader and the other takes over.
+# each pair active; kill the leader and the other takes over. With
+# --hosts, HA=1 makes the whole control plane highly available (testbed.sh
+# --ha): two more master hosts, a three-member etcd cluster, two apiservers
+# (10.250.0.10 and 10.250.0.20) and the controller-manager and scheduler
+# pairs; every daemon is given both apiservers and moves to the other when
+# one cannot be reached.
 #
 # State (etcd data, logs, pid files, kubeconfig) lives in $RKUBE_HOME
 # (default: .rkube/ in the checkout).
@@ -197,11 +202,18 @@ hosts_up() { # hosts
     deploy/install-deps.sh
     cargo build --workspace --bins
     deploy/start-docker.sh
-    deploy/testbed.sh up --name local --nodes $((hosts - 1))
+    local ha=()
+    if [ "$HA" = 1 ]; then ha=(--ha); fi
+    deploy/testbed.sh up --name local --nodes $((hosts - 1)) "${ha[@]}"
     mkdir -p "$RKUBE_HOME"
+    # A kubeconfig names one server (kubectl reads it too); $RKUBE_SERVER
+    # may name both.
     write_kubeconfig "http://10.250.0.10:8080"
     echo "Point rkubectl at it:"
     echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
+    if [ "$HA" = 1 ]; then
+        echo "  export RKUBE_SERVER=http://10.250.0.10:8080,http://10.250.0.20:8080   # fail over between the apiservers"
+    fi
     echo "Stop it with: deploy/local-cluster.sh down"
 }
 
