@@ -14,21 +14,29 @@
 //! read-only): `compose-host.sh prepare` sets the proxy's
 //! `route_localnet` on the host.
 //!
+//! The highly available topology (`docker-compose.ha.yml` over it): a
+//! three-member etcd cluster, two apiservers, controller manager and
+//! scheduler pairs, every client given both apiservers. etcd member 1 and
+//! the first apiserver are killed (`docker kill -s KILL`, which restart
+//! policies leave dead); the kubelets keep renewing their Leases, a new pod
+//! is scheduled and runs, and the nodes stay Ready.
+//!
 //! The compose cluster's addresses are fixed and apart from every other
-//! test's (apiserver 127.0.0.1:18080, etcd 12379-12381, daemons' ports
-//! 122xx, pods 10.247.0.0/16, Services 10.246.0.0/16, node ports
+//! test's (apiservers 127.0.0.1:18080 and 18081, etcd 12379-12387, daemons'
+//! ports 122xx, pods 10.247.0.0/16, Services 10.246.0.0/16, node ports
 //! 31800-31899, nodes compose-1/2, tables rkube-compose-1/2), so it runs
-//! beside them; only one compose cluster runs on a host at a time.
+//! beside them. Only one compose cluster runs on a host at a time: both
+//! tests take [`HostLock`] first.
 
 use anyhow::{Context as _, bail};
 use rkube_e2e::stdout_of;
 use rkube_testkit::wait_for;
 use serde_json::Value;
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SERVER: &str = "http://127.0.0.1:18080";
 const NODES: [&str; 2] = ["compose-1", "compose-2"];
 const PROJECT_PREFIX: &str = "rkube-e2e-compose-";
 const ROOT_DIR: &str = "/var/lib/rkube-compose";
@@ -47,9 +55,71 @@ fn host_script(action: &str) -> anyhow::Result<String> {
     stdout_of(&format!("images/compose-host.sh {action}"), Command::new("bash").arg(&script).arg(action).output()?)
 }
 
-/// A compose project of docker-compose.yml, taken down and cleaned up on drop.
+/// The compose files a project runs and the apiservers its clients use.
+struct Topology {
+    files: &'static [&'static str],
+    /// `--server` for rkubectl: every apiserver, comma-separated.
+    server: &'static str,
+    /// The apiservers' ports, which must be free.
+    ports: &'static [u16],
+}
+
+const SINGLE: Topology = Topology { files: &["docker-compose.yml"], server: "http://127.0.0.1:18080", ports: &[18080] };
+
+const HA: Topology = Topology {
+    files: &["docker-compose.yml", "docker-compose.ha.yml"],
+    server: "http://127.0.0.1:18080,http://127.0.0.1:18081",
+    ports: &[18080, 18081],
+};
+
+/// The right to run a compose cluster on this host: the compose files fix
+/// their ports and node names, so the tests here must not overlap (nextest
+/// runs them in parallel processes, `cargo test` in parallel threads, and
+/// another run may share the host). An exclusive flock(1) on a file in the
+/// temp dir, held by a child that lives as long as its stdin (this
+/// process's pipe): released on drop, and by the kernel if the test dies.
+struct HostLock {
+    holder: Child,
+}
+
+impl HostLock {
+    const WAIT: Duration = Duration::from_secs(600);
+
+    fn acquire() -> anyhow::Result<HostLock> {
+        let path = std::env::temp_dir().join("rkube-e2e-compose.lock");
+        let mut holder = Command::new("flock")
+            .args(["--exclusive", "--timeout", &Self::WAIT.as_secs().to_string()])
+            .arg(&path)
+            .args(["sh", "-c", "echo locked; exec cat >/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("running flock (util-linux)")?;
+        let mut line = String::new();
+        let stdout = holder.stdout.take().context("flock's stdout")?;
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "locked" {
+            let _ = holder.wait();
+            bail!("{} was not free within {:?}: another compose test runs here", path.display(), Self::WAIT);
+        }
+        Ok(HostLock { holder })
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        drop(self.holder.stdin.take());
+        let _ = self.holder.wait();
+    }
+}
+
+/// A compose project, taken down and cleaned up on drop (before its lock
+/// is released).
 struct Compose {
     project: String,
+    topology: &'static Topology,
+    _lock: HostLock,
 }
 
 impl Compose {
@@ -63,12 +133,11 @@ impl Compose {
             c.arg("compose");
             c
         };
-        cmd.current_dir(repo()).env("RKUBE_VERSION", env!("CARGO_PKG_VERSION")).args([
-            "-f",
-            "docker-compose.yml",
-            "-p",
-            &self.project,
-        ]);
+        cmd.current_dir(repo()).env("RKUBE_VERSION", env!("CARGO_PKG_VERSION"));
+        for file in self.topology.files {
+            cmd.args(["-f", file]);
+        }
+        cmd.args(["-p", &self.project]);
         cmd
     }
 
@@ -88,7 +157,7 @@ impl Compose {
 
     fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         let bin = rkube_e2e::bin_dir().join("rkubectl");
-        let out = Command::new(&bin).arg("--server").arg(SERVER).args(args).output()?;
+        let out = Command::new(&bin).arg("--server").arg(self.topology.server).args(args).output()?;
         stdout_of(&format!("rkubectl {args:?}"), out).map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
     }
 
@@ -147,6 +216,66 @@ fn running(p: &Value) -> bool {
 }
 
 impl Compose {
+    /// Takes the host, clears what earlier runs left, and brings `topology`
+    /// up until both nodes are Ready.
+    async fn up(topology: &'static Topology) -> anyhow::Result<Compose> {
+        let tag = format!(":${{RKUBE_VERSION:-{}}}", env!("CARGO_PKG_VERSION"));
+        for name in topology.files {
+            let file = std::fs::read_to_string(repo().join(name))?;
+            for image in file.lines().filter_map(|l| l.trim().strip_prefix("image: ")) {
+                assert!(image.ends_with(&tag), "{name}: {image}'s default tag is not the workspace version ({tag})");
+            }
+        }
+        let lock = HostLock::acquire()?;
+
+        // The images (deploy/run-tests.sh builds them before the tests).
+        let kubelet_image = format!("rkube/kubelet:{}", env!("CARGO_PKG_VERSION"));
+        let built = Command::new("docker").args(["image", "inspect", &kubelet_image]).output()?.status.success();
+        let mut images = vec!["pause", "toolbox"];
+        if !built {
+            images.push("compose");
+        }
+        let mut args = vec![repo().join("images/build.sh").display().to_string()];
+        args.extend(images.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("bash", &args)?;
+
+        remove_stale_projects()?;
+        host_script("cleanup")?;
+        for port in topology.ports {
+            if std::net::TcpListener::bind(("127.0.0.1", *port)).is_err() {
+                bail!("127.0.0.1:{port} is taken: another compose cluster runs here (docker-compose down it first)");
+            }
+        }
+        let project = format!("{PROJECT_PREFIX}{:06x}", fastrand::u32(..0xff_ffff));
+        let compose = Compose { project, topology, _lock: lock };
+        host_script("prepare")?;
+
+        let started = Instant::now();
+        compose.compose(&["up", "-d"])?;
+        let ready = wait_for(Duration::from_secs(90), || async {
+            let nodes = compose.rkubectl(&["get", "nodes", "-o", "json"]).ok();
+            let nodes = nodes.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or_default();
+            let ready = ready_nodes(&nodes);
+            NODES.iter().all(|n| ready.iter().any(|r| r == n))
+        })
+        .await;
+        if ready.is_err() {
+            bail!("the compose nodes are not Ready after 90 s\n{}", compose.logs());
+        }
+        eprintln!("docker-compose up -d -> both nodes Ready: {:.1} s", started.elapsed().as_secs_f64());
+        Ok(compose)
+    }
+
+    /// The id of the container of `service`.
+    fn container(&self, service: &str) -> anyhow::Result<String> {
+        let id = self.compose(&["ps", "-q", service])?.trim().to_string();
+        if id.is_empty() {
+            bail!("no container of service {service}");
+        }
+        Ok(id)
+    }
+
     async fn wait_pod(&self, name: &str) -> anyhow::Result<Value> {
         let found = wait_for(Duration::from_secs(90), || async {
             self.rkubectl(&["get", "pod", name, "-o", "json"])
@@ -200,45 +329,34 @@ fn leftovers() -> anyhow::Result<Vec<String>> {
     Ok(left)
 }
 
+/// `docker-compose down`, then `images/compose-host.sh cleanup` (twice: it
+/// is idempotent) leave no pod container, network, rule, table, mount or
+/// compose container.
+fn down_leaves_nothing(compose: &Compose) -> anyhow::Result<()> {
+    // Down leaves the nodes' pods by design (kubelets do not stop their
+    // pods); the host script removes them and everything else.
+    compose.compose(&["down", "--timeout", "15"])?;
+    let after_down = leftovers()?;
+    assert!(
+        after_down.iter().any(|l| l.starts_with("containers of")),
+        "docker-compose down alone left no pod containers; if the kubelet now stops its pods, update docs/operations.md: {after_down:#?}"
+    );
+    compose.down()?;
+    compose.down()?; // twice: idempotent
+    let left = leftovers()?;
+    assert!(left.is_empty(), "left behind after down and cleanup: {left:#?}");
+    assert!(
+        run("docker", &["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", compose.project)])?
+            .trim()
+            .is_empty(),
+        "compose containers remain"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn compose_up_runs_a_pod_on_two_ready_nodes_and_down_leaves_nothing() -> anyhow::Result<()> {
-    let file = std::fs::read_to_string(repo().join("docker-compose.yml"))?;
-    let tag = format!("${{RKUBE_VERSION:-{}}}", env!("CARGO_PKG_VERSION"));
-    assert!(file.contains(&tag), "docker-compose.yml's default image tag is not the workspace version ({tag})");
-
-    // The images (deploy/run-tests.sh builds them before the tests).
-    let kubelet_image = format!("rkube/kubelet:{}", env!("CARGO_PKG_VERSION"));
-    let built = Command::new("docker").args(["image", "inspect", &kubelet_image]).output()?.status.success();
-    let mut images = vec!["pause", "toolbox"];
-    if !built {
-        images.push("compose");
-    }
-    let mut args = vec![repo().join("images/build.sh").display().to_string()];
-    args.extend(images.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run("bash", &args)?;
-
-    remove_stale_projects()?;
-    host_script("cleanup")?;
-    if std::net::TcpListener::bind("127.0.0.1:18080").is_err() {
-        bail!("127.0.0.1:18080 is taken: another compose cluster runs here (docker-compose down it first)");
-    }
-    let compose = Compose { project: format!("{PROJECT_PREFIX}{:06x}", fastrand::u32(..0xff_ffff)) };
-    host_script("prepare")?;
-
-    let started = Instant::now();
-    compose.compose(&["up", "-d"])?;
-    let ready = wait_for(Duration::from_secs(90), || async {
-        let nodes = compose.rkubectl(&["get", "nodes", "-o", "json"]).ok();
-        let nodes = nodes.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or_default();
-        let ready = ready_nodes(&nodes);
-        NODES.iter().all(|n| ready.iter().any(|r| r == n))
-    })
-    .await;
-    if ready.is_err() {
-        bail!("the compose nodes are not Ready after 90 s\n{}", compose.logs());
-    }
-    eprintln!("docker-compose up -d -> both nodes Ready: {:.1} s", started.elapsed().as_secs_f64());
+    let compose = Compose::up(&SINGLE).await?;
 
     // Up again changes nothing: the same containers keep running.
     let before = compose.compose(&["ps", "-q"])?;
@@ -281,23 +399,79 @@ async fn compose_up_runs_a_pod_on_two_ready_nodes_and_down_leaves_nothing() -> a
     compose.wait_pod("secret-reader").await?;
     assert_eq!(compose.rkubectl(&["exec", "secret-reader", "--", "cat", "/s/word"])?, "hello-compose");
 
-    // Down leaves the nodes' pods by design (kubelets do not stop their
-    // pods); the host script removes them and everything else.
-    compose.compose(&["down", "--timeout", "15"])?;
-    let after_down = leftovers()?;
-    assert!(
-        after_down.iter().any(|l| l.starts_with("containers of")),
-        "docker-compose down alone left no pod containers; if the kubelet now stops its pods, update docs/operations.md: {after_down:#?}"
-    );
-    compose.down()?;
-    compose.down()?; // twice: idempotent
-    let left = leftovers()?;
-    assert!(left.is_empty(), "left behind after down and cleanup: {left:#?}");
-    assert!(
-        run("docker", &["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", compose.project)])?
-            .trim()
-            .is_empty(),
-        "compose containers remain"
-    );
-    Ok(())
+    down_leaves_nothing(&compose)
+}
+
+/// The node Leases' renewTime, by node.
+fn node_lease_renewals(compose: &Compose) -> anyhow::Result<Vec<(String, String)>> {
+    let leases: Value =
+        serde_json::from_str(&compose.rkubectl(&["get", "lease", "-n", "kube-node-lease", "-o", "json"])?)?;
+    Ok(NODES
+        .iter()
+        .map(|node| {
+            let lease = leases["items"].as_array().and_then(|ls| ls.iter().find(|l| l["metadata"]["name"] == *node));
+            let renewed = lease.and_then(|l| l["spec"]["renewTime"].as_str()).unwrap_or_default();
+            (node.to_string(), renewed.to_string())
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn compose_ha_keeps_serving_without_etcd_member_1_and_the_first_apiserver() -> anyhow::Result<()> {
+    let compose = Compose::up(&HA).await?;
+
+    // The topology: one etcd cluster of three members, each apiserver
+    // answering on its own.
+    let members = run("etcdctl", &["--endpoints", "http://127.0.0.1:12382", "member", "list", "-w", "json"])?;
+    let members: Value = serde_json::from_str(&members)?;
+    let mut names: Vec<&str> =
+        members["members"].as_array().into_iter().flatten().filter_map(|m| m["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["rkube-compose-1", "rkube-compose-2", "rkube-compose-3"], "{members}");
+    for server in HA.server.split(',') {
+        let bin = rkube_e2e::bin_dir().join("rkubectl");
+        let out = Command::new(&bin).args(["--server", server, "get", "nodes"]).output()?;
+        stdout_of(&format!("rkubectl --server {server} get nodes"), out)?;
+    }
+    for service in ["controller-manager-2", "scheduler-2", "etcd-2", "etcd-3", "apiserver-2"] {
+        compose.container(service)?;
+    }
+
+    // etcd member 1 and the first apiserver in every client's list die.
+    // Restart policies leave a container that `docker kill` stopped alone.
+    let killed = [compose.container("etcd")?, compose.container("apiserver")?];
+    let started = Instant::now();
+    run("docker", &["kill", "-s", "KILL", &killed[0], &killed[1]])?;
+
+    // The kubelets renew their Leases through the second apiserver.
+    let before = node_lease_renewals(&compose)?;
+    let renewed = wait_for(Duration::from_secs(60), || async {
+        node_lease_renewals(&compose).is_ok_and(|now| now.iter().zip(&before).all(|(n, b)| n.1 != b.1))
+    })
+    .await;
+    if renewed.is_err() {
+        bail!("the node Leases were not renewed after the kills: {before:?}\n{}", compose.logs());
+    }
+
+    // A new pod is scheduled, started and reported Running.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: after-the-kills}\nspec:\n  containers:\n  - {name: c, image: 'rkube/toolbox:1.0', imagePullPolicy: Never, command: [sleep, '3600']}\n";
+    let path = std::env::temp_dir().join(format!("{}-pod.yaml", compose.project));
+    std::fs::write(&path, pod)?;
+    let created = compose.rkubectl(&["create", "-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    created?;
+    let pod = compose.wait_pod("after-the-kills").await?;
+    assert!(NODES.contains(&pod["spec"]["nodeName"].as_str().unwrap_or_default()), "{}", pod["spec"]);
+    eprintln!("kills -> Leases renewed and a new pod Running: {:.1} s", started.elapsed().as_secs_f64());
+
+    let nodes: Value = serde_json::from_str(&compose.rkubectl(&["get", "nodes", "-o", "json"])?)?;
+    let mut ready = ready_nodes(&nodes);
+    ready.sort();
+    assert_eq!(ready, NODES, "Ready nodes after the kills");
+    for id in &killed {
+        let state = run("docker", &["inspect", "-f", "{{.State.Running}} {{.RestartCount}}", id])?;
+        assert_eq!(state.trim(), "false 0", "a killed container came back: {id}");
+    }
+
+    down_leaves_nothing(&compose)
 }
