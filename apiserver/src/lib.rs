@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod codec;
 pub mod default_tolerations;
+pub mod encryption;
 pub mod grpc;
 pub mod master;
 pub mod metrics;
@@ -56,6 +57,10 @@ pub struct Args {
     /// etcd endpoints, comma-separated.
     #[arg(long, env = "RKUBE_ETCD_SERVERS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub etcd_servers: Vec<String>,
+    /// An EncryptionConfiguration file (apiserver.config.k8s.io/v1): which
+    /// resources are encrypted in etcd, and with which keys.
+    #[arg(long, env = "RKUBE_ENCRYPTION_PROVIDER_CONFIG")]
+    pub encryption_provider_config: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "RKUBE_BIND_ADDRESS", default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
@@ -127,7 +132,12 @@ impl App {
             ServiceIps::parse(&args.service_cluster_ip_range).map_err(anyhow::Error::msg)?,
             NodePorts::parse(&args.service_node_port_range).map_err(anyhow::Error::msg)?,
         );
-        let storage = Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?;
+        let encryption = match &args.encryption_provider_config {
+            Some(path) => encryption::Encryption::from_file(path)?,
+            None => encryption::Encryption::none(),
+        };
+        let storage =
+            Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?.with_encryption(encryption);
         let shutdown = CancellationToken::new();
         let admission = Admission::new(plugins, NamespaceCache::new(storage.clone())).with_default_tolerations(
             default_tolerations::DefaultTolerationSeconds {

@@ -869,7 +869,7 @@ impl Registry {
             }
             let stored = codec::encode(&new)?;
             let old_stored = codec::encode(&old)?;
-            if stored == old_stored || dry_run {
+            if (stored == old_stored && !current.stale) || dry_run {
                 // Nothing changed: no write, same resourceVersion.
                 return Ok(self.object_from(info, namespace, name, current.mod_revision, &stored));
             }

@@ -5,6 +5,7 @@
 //! missing etcd is `ServiceUnavailable` with a message that says so, a
 //! compacted revision is `Expired`.
 
+use crate::encryption::Encryption;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
@@ -25,6 +26,9 @@ pub struct Stored {
     pub value: Bytes,
     /// The etcd mod_revision: the object's resourceVersion.
     pub mod_revision: i64,
+    /// Sealed otherwise than a write would seal it now (encryption at
+    /// rest): an update must write it even when nothing else changed.
+    pub stale: bool,
 }
 
 impl Stored {
@@ -33,6 +37,7 @@ impl Stored {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             value: Bytes::copy_from_slice(kv.value()),
             mod_revision: kv.mod_revision(),
+            stale: false,
         }
     }
 
@@ -40,7 +45,7 @@ impl Stored {
         let mod_revision = kv.mod_revision();
         let (key, value) = kv.into_key_value();
         let key = String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        Stored { key, value: Bytes::from(value), mod_revision }
+        Stored { key, value: Bytes::from(value), mod_revision, stale: false }
     }
 }
 
@@ -65,6 +70,8 @@ pub enum Write {
 #[derive(Clone)]
 pub struct Storage {
     members: Arc<Members>,
+    /// How values are sealed and opened (encryption at rest).
+    encryption: Arc<Encryption>,
 }
 
 struct Members {
@@ -133,7 +140,24 @@ impl Storage {
             return Err(etcd_client::Error::InvalidArgs("no etcd endpoints given (--etcd-servers)".into()));
         }
         let endpoints = endpoints.join(",");
-        Ok(Storage { members: Arc::new(Members { list, current: AtomicUsize::new(0), endpoints }) })
+        let members = Arc::new(Members { list, current: AtomicUsize::new(0), endpoints });
+        Ok(Storage { members, encryption: Arc::new(Encryption::none()) })
+    }
+
+    /// This storage, sealing and opening values as `encryption` says.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Storage {
+        self.encryption = Arc::new(encryption);
+        self
+    }
+
+    /// The plain value of what etcd holds under `key`.
+    pub fn open(&self, key: &str, value: &[u8]) -> Result<Bytes> {
+        self.encryption.open(key, Bytes::copy_from_slice(value))
+    }
+
+    fn open_stored(&self, mut stored: Stored) -> Result<Stored> {
+        (stored.value, stored.stale) = self.encryption.open_marked(&stored.key, stored.value)?;
+        Ok(stored)
     }
 
     /// Runs `op` on the current member and, while
@@ -194,7 +218,7 @@ impl Storage {
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>> {
         let resp = self.on_members(|c| async move { kv(c).get(key, None).await }).await?;
-        Ok(resp.kvs().first().map(Stored::from_kv))
+        resp.kvs().first().map(|kv| self.open_stored(Stored::from_kv(kv))).transpose()
     }
 
     /// Reads every key under `prefix` (starting at `from`, if given), at
@@ -224,7 +248,8 @@ impl Storage {
             .await?;
         let rev = resp.header().map_or(0, |h| h.revision());
         let more = resp.more();
-        let items: Vec<Stored> = resp.take_kvs().into_iter().map(Stored::from_owned_kv).collect();
+        let items: Vec<Stored> =
+            resp.take_kvs().into_iter().map(|kv| self.open_stored(Stored::from_owned_kv(kv))).collect::<Result<_>>()?;
         Ok((items, if revision > 0 { revision } else { rev }, more))
     }
 
@@ -232,7 +257,7 @@ impl Storage {
     /// must also be absent, such as an IP reservation).
     pub async fn create(&self, key: &str, value: Vec<u8>, also: &[(String, Vec<u8>)]) -> Result<Write> {
         let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
-        let mut puts = vec![TxnOp::put(key, value.clone(), None)];
+        let mut puts = vec![TxnOp::put(key, self.encryption.seal(key, value.clone())?, None)];
         for (k, v) in also {
             compares.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
             puts.push(TxnOp::put(k.as_str(), v.clone(), None));
@@ -259,7 +284,7 @@ impl Storage {
         release: &[String],
     ) -> Result<Write> {
         let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
-        let mut ops = vec![TxnOp::put(key, value.clone(), None)];
+        let mut ops = vec![TxnOp::put(key, self.encryption.seal(key, value.clone())?, None)];
         for (k, v) in reserve {
             compares.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
             ops.push(TxnOp::put(k.as_str(), v.clone(), None));
@@ -326,7 +351,7 @@ impl Storage {
             TxnOpResponse::Get(g) => Some(g.kvs().first().map(Stored::from_kv)),
             _ => None,
         });
-        match current.flatten() {
+        match current.flatten().map(|s| self.open_stored(s)).transpose()? {
             Some(stored) if value.is_some_and(|v| stored.value.as_ref() == v) => Ok(Write::Done(stored.mod_revision)),
             other => Ok(Write::Failed(other)),
         }

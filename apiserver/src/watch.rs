@@ -306,7 +306,8 @@ impl Hub {
             if resp.canceled() {
                 return Err(ApiError::unavailable(format!("etcd canceled the watch: {}", resp.cancel_reason())));
             }
-            let changes: Vec<Change> = resp.events().iter().filter_map(|e| to_change(self.info, e)).collect();
+            let changes: Vec<Change> =
+                resp.events().iter().filter_map(|e| to_change(&self.storage, self.info, e)).collect();
             if changes.is_empty() {
                 continue;
             }
@@ -434,7 +435,7 @@ impl Hub {
                 return Err(ApiError::unavailable(format!("etcd canceled the watch: {}", resp.cancel_reason())));
             }
             for e in resp.events() {
-                if let Some(ev) = to_change(self.info, e).and_then(|c| filter.event_for(&c))
+                if let Some(ev) = to_change(&self.storage, self.info, e).and_then(|c| filter.event_for(&c))
                     && tx.send(Ok(ev)).await.is_err()
                 {
                     return Ok(());
@@ -444,14 +445,23 @@ impl Hub {
     }
 }
 
-fn to_change(info: &'static ResourceInfo, e: &etcd_client::Event) -> Option<Change> {
+fn to_change(storage: &Storage, info: &'static ResourceInfo, e: &etcd_client::Event) -> Option<Change> {
     let kv = e.kv()?;
     let key = String::from_utf8_lossy(kv.key()).into_owned();
     let (namespace, name) = key_parts(&key, &info.key_prefix(), info.namespaced);
     let rev = kv.mod_revision();
-    let prev = e.prev_kv().map(|p| with_resource_version(p.value(), rev));
+    // A value that does not decrypt cannot be shown: it is logged (by key
+    // and reason, never content) and left out, as a read of it fails.
+    let open = |value: &[u8]| match storage.open(&key, value) {
+        Ok(plain) => Some(with_resource_version(&plain, rev)),
+        Err(err) => {
+            warn!(key, error = %err.message, "a watched value does not decrypt");
+            None
+        }
+    };
+    let prev = e.prev_kv().and_then(|p| open(p.value()));
     let new = match e.event_type() {
-        EtcdEventType::Put => Some(with_resource_version(kv.value(), rev)),
+        EtcdEventType::Put => Some(open(kv.value())?),
         EtcdEventType::Delete => None,
     };
     Some(Change::new(info, rev, namespace.to_string(), name.to_string(), new, prev))
