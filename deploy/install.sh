@@ -7,8 +7,9 @@
 #         from Debian's etcd-server package);
 # node:   rkubelet, rkube-proxy (and Docker from Debian's docker.io package).
 #
-# Binaries come from --bin-dir, else target/release, else target/debug (build
-# them first: cargo build --release --bins). They go to /usr/local/bin, the
+# Binaries come from --bin-dir, else target/deploy (cargo build --profile
+# deploy --bins: smallest, least resident), else target/release, else
+# target/debug (build them first: cargo build --release --bins). They go to /usr/local/bin, the
 # units (deploy/systemd/*.service) to /etc/systemd/system, the environment
 # files (deploy/systemd/env/*) to /etc/rkube/ unless one is already there.
 # Then, if systemd runs this host, the units are enabled and started.
@@ -54,7 +55,7 @@ esac
 # A binary's unit is named after it.
 binaries=("${units[@]}")
 if [ -z "$bin_dir" ]; then
-    for dir in "$repo/target/release" "$repo/target/debug"; do
+    for dir in "$repo/target/deploy" "$repo/target/release" "$repo/target/debug"; do
         missing=0
         for b in "${binaries[@]}"; do [ -x "$dir/$b" ] || missing=1; done
         if [ $missing -eq 0 ]; then bin_dir="$dir"; break; fi

@@ -35,13 +35,14 @@
 # Services 10.253.0.0/16; $TESTBED_CONTROLLER_MANAGER_FLAGS adds flags to the
 # controller manager (e.g. a short --node-monitor-grace-period). `up` and `down` are idempotent; `down` removes the
 # namespaces, bridge, veths, iptables rule, Docker data roots and state.
-# Binaries come from target/debug (cargo build --workspace --bins); the pause
+# Binaries come from target/debug (cargo build --workspace --bins; $RKUBE_BIN
+# names another directory, e.g. target/release); the pause
 # and toolbox images are copied from this machine's Docker into each node's
 # (their :latest tag too, which the examples use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+BIN=${RKUBE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}
 
 NAME=tb NODES=2 UNDERLAY=10.250.0 CLUSTER_CIDR=10.2.0.0/16 SERVICE_RANGE=10.253.0.0/16 HA=0
 cmd=${1:-}
