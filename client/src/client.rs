@@ -196,7 +196,7 @@ impl Client {
     /// the first request.
     pub fn new(server: &str) -> Result<Client> {
         let mut list = Vec::new();
-        for url in crate::config::normalize(server).split(',') {
+        for url in crate::config::normalize(server).split(',').filter(|u| !u.is_empty()) {
             let endpoint = Endpoint::from_shared(url.to_string())
                 .map_err(|e| ApiError::bad_request(format!("invalid server URL \"{url}\": {e}")))?
                 .connect_timeout(Duration::from_secs(5))
