@@ -9,6 +9,8 @@ use std::fmt;
 pub enum Reason {
     /// 400: the request itself is malformed.
     BadRequest,
+    /// 401: the request carries no credentials the server accepts.
+    Unauthorized,
     /// 403: the request is not allowed (admission, lifecycle).
     Forbidden,
     /// 404: the object does not exist.
@@ -42,6 +44,7 @@ impl Reason {
     pub fn code(self) -> u16 {
         match self {
             Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
             Reason::NotFound => 404,
             Reason::MethodNotAllowed => 405,
@@ -61,6 +64,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::BadRequest => "BadRequest",
+            Reason::Unauthorized => "Unauthorized",
             Reason::Forbidden => "Forbidden",
             Reason::NotFound => "NotFound",
             Reason::MethodNotAllowed => "MethodNotAllowed",
@@ -81,6 +85,7 @@ impl Reason {
     pub fn parse(s: &str) -> Reason {
         match s {
             "BadRequest" => Reason::BadRequest,
+            "Unauthorized" => Reason::Unauthorized,
             "Forbidden" => Reason::Forbidden,
             "NotFound" => Reason::NotFound,
             "MethodNotAllowed" => Reason::MethodNotAllowed,
@@ -185,6 +190,11 @@ impl ApiError {
             format!("{resource} \"{name}\" is forbidden: {why}")
         };
         ApiError::new(Reason::Forbidden, message).about(resource, name)
+    }
+
+    /// A request without acceptable credentials (kube-apiserver's message).
+    pub fn unauthorized() -> Self {
+        ApiError::new(Reason::Unauthorized, "Unauthorized")
     }
 
     /// The requested resourceVersion is gone from history.
@@ -351,6 +361,7 @@ mod grpc {
                 Reason::BadRequest | Reason::Invalid | Reason::RequestEntityTooLarge | Reason::UnsupportedMediaType => {
                     Code::InvalidArgument
                 }
+                Reason::Unauthorized => Code::Unauthenticated,
                 Reason::Forbidden => Code::PermissionDenied,
                 Reason::NotFound => Code::NotFound,
                 Reason::MethodNotAllowed => Code::Unimplemented,
@@ -381,7 +392,8 @@ mod grpc {
                 Code::AlreadyExists => Reason::AlreadyExists,
                 Code::Aborted => Reason::Conflict,
                 Code::InvalidArgument => Reason::BadRequest,
-                Code::PermissionDenied | Code::Unauthenticated => Reason::Forbidden,
+                Code::PermissionDenied => Reason::Forbidden,
+                Code::Unauthenticated => Reason::Unauthorized,
                 Code::OutOfRange => Reason::Expired,
                 Code::Unavailable => Reason::ServiceUnavailable,
                 Code::DeadlineExceeded => Reason::Timeout,

@@ -9,8 +9,14 @@
 //! delete/watch/bind) over [`storage::Storage`] (etcd), with per-kind rules
 //! from `rkube-api`, [`admission`] plugins, and one shared etcd watch per
 //! resource in [`watch`].
+//!
+//! With `--tls-cert-file` the port speaks TLS and every request is
+//! authenticated ([`authn`]): client certificates signed by
+//! `--client-ca-file`, tokens from `--token-auth-file`. Without it the port
+//! is plain HTTP and trusts everyone (a warning says so).
 
 pub mod admission;
+pub mod authn;
 pub mod codec;
 pub mod default_tolerations;
 pub mod encryption;
@@ -98,6 +104,28 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// The serving certificate (PEM, the leaf first). With it, the port
+    /// speaks TLS (gRPC and REST) and requests are authenticated; without
+    /// it, the port is plain HTTP and every client is trusted.
+    #[arg(long, env = "RKUBE_TLS_CERT_FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The serving certificate's private key (PEM).
+    #[arg(long, env = "RKUBE_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<std::path::PathBuf>,
+    /// A CA bundle (PEM): client certificates it signed authenticate their
+    /// CN as the user and each O as a group.
+    #[arg(long, env = "RKUBE_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// Static bearer tokens, CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long, env = "RKUBE_TOKEN_AUTH_FILE", requires = "tls_cert_file")]
+    pub token_auth_file: Option<std::path::PathBuf>,
+    /// With TLS on: a plain-HTTP port on --insecure-bind-address whose
+    /// clients are trusted as system:masters (0: none, the default).
+    #[arg(long, env = "RKUBE_INSECURE_PORT", default_value_t = 0)]
+    pub insecure_port: u16,
+    /// The address of --insecure-port; only loopback is accepted.
+    #[arg(long, env = "RKUBE_INSECURE_BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub insecure_bind_address: IpAddr,
 }
 
 /// A built apiserver, bound and ready to run.
@@ -106,6 +134,10 @@ pub struct App {
     /// The listener on the advertised address, when the bind address is
     /// loopback.
     advertised: Option<TcpListener>,
+    /// The loopback-only plain port, with TLS on.
+    insecure: Option<TcpListener>,
+    tls: Option<rkube_client::tls::TlsAcceptor>,
+    authn: Arc<authn::Authenticator>,
     master: master::MasterService,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -158,12 +190,62 @@ impl App {
             _ => None,
         };
         let master = master::MasterService { cluster_ip: services.ips().first(), advertise, port };
-        Ok(App { listener, advertised, master, registry, metrics: Arc::new(Metrics::default()), shutdown })
+        let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
+            (Some(cert), Some(key)) => {
+                let config = rkube_client::tls::server_config(cert, key, args.client_ca_file.as_deref())?;
+                Some(rkube_client::tls::TlsAcceptor::from(Arc::new(config)))
+            }
+            _ => {
+                warn!(
+                    "no --tls-cert-file: serving plain HTTP and trusting every client; anyone who reaches {addr} can read and change everything"
+                );
+                None
+            }
+        };
+        let tokens = match &args.token_auth_file {
+            Some(path) => authn::Tokens::from_file(path)?,
+            None => authn::Tokens::default(),
+        };
+        let insecure = match args.insecure_port {
+            0 => None,
+            _ if tls.is_none() => {
+                anyhow::bail!("--insecure-port needs --tls-cert-file: without TLS the port is plain already")
+            }
+            _ if !args.insecure_bind_address.is_loopback() => anyhow::bail!(
+                "--insecure-bind-address {}: the insecure port trusts every client, so only a loopback address is accepted",
+                args.insecure_bind_address
+            ),
+            p => {
+                let addr = SocketAddr::new(args.insecure_bind_address, p);
+                Some(TcpListener::bind(addr).await.with_context(|| format!("binding the insecure port {addr}"))?)
+            }
+        };
+        Ok(App {
+            listener,
+            advertised,
+            insecure,
+            tls,
+            authn: Arc::new(authn::Authenticator::new(tokens)),
+            master,
+            registry,
+            metrics: Arc::new(Metrics::default()),
+            shutdown,
+        })
     }
 
     /// The address the API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address of the plain loopback port (`--insecure-port`), if any.
+    pub fn insecure_addr(&self) -> Option<SocketAddr> {
+        self.insecure.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether the port speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The registry (for in-process use by tests and benchmarks).
@@ -243,9 +325,13 @@ impl App {
         let api = ResourcesServer::new(grpc::GrpcApi::new(self.registry.clone(), self.metrics.clone(), proxy))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let app = tonic::service::Routes::from(http).add_service(api).prepare().into_axum_router();
+        let app = tonic::service::Routes::from(http)
+            .add_service(api)
+            .prepare()
+            .into_axum_router()
+            .layer(axum::middleware::from_fn_with_state(self.authn.clone(), authn::authenticate));
         let addr = self.local_addr();
-        info!(%addr, "rkube-apiserver serving");
+        info!(%addr, tls = self.tls.is_some(), "rkube-apiserver serving");
         let advertised = self.advertised.map(|l| {
             info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "also serving on the advertised address");
             tokio_stream::wrappers::TcpListenerStream::new(l)
@@ -256,7 +342,19 @@ impl App {
         };
         let incoming =
             futures::stream::select(tokio_stream::wrappers::TcpListenerStream::new(self.listener), advertised);
-        let serve = serve::serve(incoming, app, shutdown.clone());
+        let insecure = self.insecure.map(|l| {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "also serving plain HTTP (trusted) on the insecure port");
+            serve::serve(tokio_stream::wrappers::TcpListenerStream::new(l), app.clone(), None, shutdown.clone())
+        });
+        let insecure = async move {
+            if let Some(serve) = insecure {
+                serve.await
+            }
+        };
+        let serve = futures::future::join(serve::serve(incoming, app, self.tls, shutdown.clone()), insecure);
+        let serve = async move {
+            serve.await;
+        };
         // Watches are long-lived: end them when shutting down so the server can drain.
         tokio::select! {
             () = serve => {}

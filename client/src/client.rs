@@ -1,7 +1,7 @@
 //! The gRPC client: [`Client`] speaks the generic resource API with raw JSON
 //! bodies; [`Api<K>`] is the typed view of one resource (like kube-rs' `Api`).
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Credentials};
 use futures::{Stream, StreamExt};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -16,7 +16,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Largest gRPC message accepted or sent.
 const MAX_MESSAGE_BYTES: usize = 512 << 20;
@@ -42,7 +43,23 @@ struct Servers {
 
 struct Server {
     url: String,
-    client: ResourcesClient<Channel>,
+    client: Grpc,
+}
+
+/// The generated client on a channel that adds our bearer token, if any.
+type Grpc = ResourcesClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -76,6 +93,21 @@ fn next_server_may_serve(s: &tonic::Status, call: Call) -> bool {
         source = e.source();
     }
     call == Call::Read && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+}
+
+/// How to reach an `https` server: its CA is required (there are no system
+/// roots to fall back on), our certificate is shown if we have one.
+fn tls_config(creds: &Credentials, url: &str) -> Result<ClientTlsConfig> {
+    let ca = creds.certificate_authority.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{url} is https but no certificate authority is configured (certificate-authority in the kubeconfig)"
+        ))
+    })?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let (Some(cert), Some(key)) = (&creds.client_certificate, &creds.client_key) {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(tls)
 }
 
 /// The request of Update, UpdateStatus and UpdateScale.
@@ -195,15 +227,36 @@ impl Client {
     /// or for several, comma-separated, tried in turn. Nothing is sent until
     /// the first request.
     pub fn new(server: &str) -> Result<Client> {
+        Client::with_credentials(server, &Credentials::default())
+    }
+
+    /// A client for `server` (as [`Client::new`]) that checks an `https`
+    /// server against `creds`' CA and shows its client certificate and
+    /// bearer token.
+    pub fn with_credentials(server: &str, creds: &Credentials) -> Result<Client> {
+        let bearer = match creds.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("the token holds characters an HTTP header cannot carry"))?,
+            ),
+            None => None,
+        };
         let mut list = Vec::new();
         for url in crate::config::normalize(server).split(',').filter(|u| !u.is_empty()) {
-            let endpoint = Endpoint::from_shared(url.to_string())
+            let mut endpoint = Endpoint::from_shared(url.to_string())
                 .map_err(|e| ApiError::bad_request(format!("invalid server URL \"{url}\": {e}")))?
                 .connect_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30))
                 .keep_alive_while_idle(true);
-            let client = ResourcesClient::new(endpoint.connect_lazy())
+            if url.starts_with("https://") {
+                endpoint = endpoint
+                    .tls_config(tls_config(creds, url)?)
+                    .map_err(|e| ApiError::bad_request(format!("TLS for \"{url}\": {e}")))?;
+            }
+            let channel = InterceptedService::new(endpoint.connect_lazy(), Bearer(bearer.clone()));
+            let client = ResourcesClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             list.push(Server { url: url.to_string(), client });
@@ -216,7 +269,7 @@ impl Client {
 
     /// A client for a resolved configuration.
     pub fn from_config(cfg: &ClientConfig) -> Result<Client> {
-        Client::new(&cfg.server)
+        Client::with_credentials(&cfg.server, &cfg.credentials)
     }
 
     /// The URL of the server calls go to now.
@@ -236,7 +289,7 @@ impl Client {
     /// [`next_server_may_serve`], to each next one in turn.
     async fn call<T, F, Fut>(&self, kind: Call, mut send: F) -> Result<T>
     where
-        F: FnMut(ResourcesClient<Channel>) -> Fut,
+        F: FnMut(Grpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let list = &self.servers.list;

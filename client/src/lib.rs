@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod queue;
 pub mod reflector;
 pub mod store;
+pub mod tls;
 
 pub use client::{Api, Client, DeleteParams, ListParams, ObjectList, RawEvent, WatchEvent, WatchEventType, decode};
 pub use config::ClientConfig;

@@ -181,6 +181,8 @@ pub struct TestApiserver {
     pub etcd: Etcd,
     args: rkube_apiserver::Args,
     addr: SocketAddr,
+    /// The plain loopback port, when the apiserver speaks TLS.
+    insecure: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -214,6 +216,7 @@ impl TestApiserver {
             etcd,
             args,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            insecure: None,
             shutdown: CancellationToken::new(),
             task: None,
         };
@@ -228,11 +231,18 @@ impl TestApiserver {
             // Listening on every address: clients use loopback.
             self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        // A restart comes back on the same port, so clients can follow it.
+        self.insecure = app.insecure_addr();
+        if app.tls() && self.insecure.is_none() {
+            anyhow::bail!("a test apiserver with TLS needs --insecure-port (0 picks none: use a free port)");
+        }
+        // A restart comes back on the same ports, so clients can follow it.
         self.args.port = self.addr.port();
+        if let Some(insecure) = self.insecure {
+            self.args.insecure_port = insecure.port();
+        }
         self.shutdown = CancellationToken::new();
         self.task = Some(tokio::spawn(app.run(self.shutdown.clone())));
-        let url = format!("http://{}/readyz", self.addr);
+        let url = format!("http://{}/readyz", self.insecure.unwrap_or(self.addr));
         wait_for(Duration::from_secs(20), || {
             let url = url.clone();
             async move { http_get(&url).await.is_ok_and(|(code, _)| code == 200) }
@@ -257,9 +267,15 @@ impl TestApiserver {
         self.launch().await
     }
 
-    /// The server URL, for clients.
+    /// The server URL, for clients (https when the apiserver speaks TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.args.tls_cert_file.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The plain loopback port's URL, when the apiserver speaks TLS.
+    pub fn insecure_url(&self) -> Option<String> {
+        self.insecure.map(|a| format!("http://{a}"))
     }
 
     /// The listening address.
