@@ -70,13 +70,7 @@ pub enum Peer {
 /// The user a verified client certificate names: CN is the user, each O a
 /// group. None if the certificate cannot be read or has no CN.
 pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    if name.is_empty() {
-        return None;
-    }
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+    let (name, groups) = rkube_client::tls::certificate_subject(der)?;
     Some(UserInfo::authenticated(name, String::new(), groups))
 }
 

@@ -126,6 +126,16 @@ pub struct Args {
     /// The address of --insecure-port; only loopback is accepted.
     #[arg(long, env = "RKUBE_INSECURE_BIND_ADDRESS", default_value = "127.0.0.1")]
     pub insecure_bind_address: IpAddr,
+    /// The client certificate (PEM) the apiserver shows kubelets (logs,
+    /// exec, stats); with it, kubelets are reached over TLS.
+    #[arg(long, env = "RKUBE_KUBELET_CLIENT_CERTIFICATE", requires_all = ["kubelet_client_key", "kubelet_certificate_authority"])]
+    pub kubelet_client_certificate: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RKUBE_KUBELET_CLIENT_KEY", requires = "kubelet_client_certificate")]
+    pub kubelet_client_key: Option<std::path::PathBuf>,
+    /// The CA that signs the kubelets' serving certificates.
+    #[arg(long, env = "RKUBE_KUBELET_CERTIFICATE_AUTHORITY", requires = "kubelet_client_certificate")]
+    pub kubelet_certificate_authority: Option<std::path::PathBuf>,
 }
 
 /// A built apiserver, bound and ready to run.
@@ -138,6 +148,8 @@ pub struct App {
     insecure: Option<TcpListener>,
     tls: Option<rkube_client::tls::TlsAcceptor>,
     authn: Arc<authn::Authenticator>,
+    /// How kubelets are reached (None: plain HTTP).
+    kubelet_tls: Option<tonic::transport::ClientTlsConfig>,
     master: master::MasterService,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -220,11 +232,17 @@ impl App {
                 Some(TcpListener::bind(addr).await.with_context(|| format!("binding the insecure port {addr}"))?)
             }
         };
+        let kubelet_tls =
+            match (&args.kubelet_client_certificate, &args.kubelet_client_key, &args.kubelet_certificate_authority) {
+                (Some(cert), Some(key), Some(ca)) => Some(node_proxy::tls_config(cert, key, ca)?),
+                _ => None,
+            };
         Ok(App {
             listener,
             advertised,
             insecure,
             tls,
+            kubelet_tls,
             authn: Arc::new(authn::Authenticator::new(tokens)),
             master,
             registry,
@@ -299,7 +317,7 @@ impl App {
                 }
             });
         }
-        let proxy = Arc::new(NodeProxy::new(self.registry.clone()));
+        let proxy = Arc::new(NodeProxy::new(self.registry.clone(), self.kubelet_tls.clone()));
         let http = {
             let registry = self.registry.clone();
             let metrics = self.metrics.clone();

@@ -2,7 +2,8 @@
 //!
 //! Clients never talk to kubelets: the apiserver looks up the pod's node, its
 //! InternalIP and `status.daemonEndpoints.kubeletEndpoint.port`, and relays
-//! the stream to the kubelet's `rkube.v1.Kubelet` service.
+//! the stream to the kubelet's `rkube.v1.Kubelet` service, over TLS with
+//! the apiserver's kubelet client certificate when one is configured.
 
 use crate::registry::Registry;
 use rkube_api::resource::lookup;
@@ -11,13 +12,24 @@ use rkube_proto::v1 as pb;
 use rkube_proto::v1::kubelet_client::KubeletClient;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The TLS to reach kubelets with: our client certificate and key, and the
+/// CA that signed their serving certificates.
+pub fn tls_config(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<ClientTlsConfig> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
+    Ok(ClientTlsConfig::new()
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        .ca_certificate(Certificate::from_pem(read(ca)?)))
+}
 
 /// Connections to kubelets, by address.
 pub struct NodeProxy {
     registry: Arc<Registry>,
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -38,8 +50,8 @@ pub struct Target {
 
 impl NodeProxy {
     /// A proxy reading pods and nodes from `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        NodeProxy { registry, channels: Mutex::new(HashMap::new()) }
+    pub fn new(registry: Arc<Registry>, tls: Option<ClientTlsConfig>) -> Self {
+        NodeProxy { registry, tls, channels: Mutex::new(HashMap::new()) }
     }
 
     /// The kubelet of node `name`.
@@ -59,17 +71,23 @@ impl NodeProxy {
             return Err(ApiError::bad_request(format!("node \"{name}\" reports no kubelet endpoint port")));
         }
         let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-        let addr = format!("http://{host}:{port}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let addr = format!("{scheme}://{host}:{port}");
         let channel = {
             let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
             match channels.get(&addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Endpoint::from_shared(addr.clone())
+                    let mut endpoint = Endpoint::from_shared(addr.clone())
                         .map_err(|e| ApiError::internal(format!("kubelet address {addr}: {e}")))?
                         .connect_timeout(Duration::from_secs(5))
-                        .tcp_nodelay(true)
-                        .connect_lazy();
+                        .tcp_nodelay(true);
+                    if let Some(tls) = &self.tls {
+                        endpoint = endpoint
+                            .tls_config(tls.clone())
+                            .map_err(|e| ApiError::internal(format!("TLS to the kubelet at {addr}: {e}")))?;
+                    }
+                    let c = endpoint.connect_lazy();
                     channels.insert(addr.clone(), c.clone());
                     c
                 }

@@ -9,7 +9,7 @@ use rkube_api::resource::lookup;
 use rkube_client::config::{ClientConfig, Credentials};
 use rkube_client::{Client, ListParams};
 use rkube_pki::Pki;
-use rkube_testkit::{TestApiserver, free_port};
+use rkube_testkit::TestApiserver;
 use std::path::{Path, PathBuf};
 
 struct Scratch(PathBuf);
@@ -23,26 +23,10 @@ impl Drop for Scratch {
 /// A PKI for one node `n1`, a token file, and a TLS apiserver using them.
 async fn secure_apiserver(name: &str) -> anyhow::Result<(TestApiserver, Scratch)> {
     let dir = Scratch(std::env::temp_dir().join(format!("rkube-authn-{}-{name}", std::process::id())));
-    let port = free_port();
-    let pki = Pki {
-        dir: dir.0.join("pki"),
-        server: format!("https://127.0.0.1:{port}"),
-        nodes: vec!["n1".into()],
-        ..Pki::default()
-    };
-    pki.ensure()?;
+    std::fs::create_dir_all(&dir.0)?;
     let tokens = dir.0.join("tokens.csv");
     std::fs::write(&tokens, "s3cret-token,jane,42,\"dev,ops\"\n")?;
-    let p = pki.dir.clone();
-    let api = TestApiserver::start_with(|a| {
-        a.port = port;
-        a.tls_cert_file = Some(p.join("apiserver.crt"));
-        a.tls_private_key_file = Some(p.join("apiserver.key"));
-        a.client_ca_file = Some(p.join("ca.crt"));
-        a.token_auth_file = Some(tokens);
-        a.insecure_port = free_port();
-    })
-    .await?;
+    let api = TestApiserver::start_secure(&dir.0.join("pki"), &["n1"], |a| a.token_auth_file = Some(tokens)).await?;
     Ok((api, dir))
 }
 

@@ -168,6 +168,18 @@ pub struct Args {
     /// domains ClusterFirst pods append); "" gives them 127.0.0.1.
     #[arg(long, env = "RKUBE_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: String,
+    /// The kubelet API's serving certificate (PEM). With it (and its key
+    /// and --client-ca-file) the API speaks TLS and answers only the
+    /// apiserver; without it, it is plain and answers anyone who reaches it.
+    #[arg(long, env = "RKUBE_TLS_CERT_FILE", requires_all = ["tls_private_key_file", "client_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's private key (PEM).
+    #[arg(long, env = "RKUBE_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// The CA that signs the apiserver's client certificate
+    /// (--kubelet-client-certificate).
+    #[arg(long, env = "RKUBE_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The kubelet's metric families, registered once per process; every node
@@ -466,6 +478,8 @@ pub struct App {
     /// The kubelet API's listener (none for hollow nodes).
     api: Option<tokio::net::TcpListener>,
     api_port: u16,
+    /// The kubelet API's TLS, when configured.
+    api_tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl App {
@@ -488,7 +502,16 @@ impl App {
             _ => None,
         };
         let api_port = api.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
-        Ok(App { client, health, args, host, name, node_ip, labels, api, api_port })
+        let api_tls = match (&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file) {
+            (Some(cert), Some(key), Some(ca)) => Some(server::tls_config(cert, key, ca)?),
+            _ => {
+                if api.is_some() {
+                    tracing::warn!("no --tls-cert-file: the kubelet API is plain and answers anyone who reaches it");
+                }
+                None
+            }
+        };
+        Ok(App { client, health, args, host, name, node_ip, labels, api, api_port, api_tls })
     }
 
     /// The kubelet API's address (None for hollow nodes).
@@ -534,7 +557,8 @@ impl App {
     /// Serves the kubelet API on `runtime` (once; hollow nodes have none).
     fn serve_api<R: Runtime>(&mut self, tracker: &TaskTracker, runtime: Arc<R>, shutdown: &CancellationToken) {
         if let Some(listener) = self.api.take() {
-            tracker.spawn(server::serve(listener, self.name.clone(), runtime, shutdown.clone()));
+            let tls = self.api_tls.clone();
+            tracker.spawn(server::serve(listener, self.name.clone(), runtime, tls, shutdown.clone()));
         }
     }
 

@@ -1,6 +1,10 @@
 //! The kubelet API, `rkube.v1.Kubelet` on `--port`: a container's logs, a
 //! command run in a container, and the node's usage summary. Only the
-//! apiserver calls it (it relays `Resources.Logs/Exec/NodeStats`).
+//! apiserver calls it (it relays `Resources.Logs/Exec/NodeStats`): with TLS
+//! configured, a client must show a certificate signed by `--client-ca-file`
+//! naming the apiserver (`kube-apiserver-kubelet-client`) or a member of
+//! `system:masters`; anyone else is refused (PermissionDenied), and a client
+//! without a certificate fails the handshake.
 //!
 //! Containers are found in the runtime by their identity labels: the
 //! instances of container `c` of pod `namespace/name`, newest first; the
@@ -13,15 +17,19 @@ use crate::stats::Summarizer;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rkube_api::{ApiError, Reason};
+use rkube_client::tls::certificate_subject;
 use rkube_proto::v1 as pb;
 use rkube_proto::v1::kubelet_server::{Kubelet, KubeletServer};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
@@ -41,17 +49,58 @@ fn status(e: runtime::Error) -> Status {
     Status::from(runtime_error(e))
 }
 
-/// Serves the kubelet API of node `node` on `listener` until `shutdown`.
-pub async fn serve<R: Runtime>(listener: TcpListener, node: String, runtime: Arc<R>, shutdown: CancellationToken) {
+/// The user name of the apiserver's client certificate toward kubelets.
+pub const APISERVER_CLIENT: &str = "kube-apiserver-kubelet-client";
+
+/// The kubelet API's TLS: `cert`/`key` to serve, client certificates
+/// required and checked against `client_ca`.
+pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<ServerTlsConfig> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
+    let (cert, key, ca) = (read(cert)?, read(key)?, read(client_ca)?);
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(ca)))
+}
+
+/// Lets through only the apiserver: a verified client certificate whose
+/// CN is [`APISERVER_CLIENT`] or whose groups include `system:masters`.
+fn only_the_apiserver(req: Request<()>) -> Result<Request<()>, Status> {
+    let subject = req.peer_certs().and_then(|certs| certs.first().and_then(|c| certificate_subject(c)));
+    match subject {
+        Some((name, groups)) if name == APISERVER_CLIENT || groups.iter().any(|g| g == "system:masters") => Ok(req),
+        Some((name, _)) => Err(Status::from(ApiError::new(
+            Reason::Forbidden,
+            format!("user \"{name}\" may not use the kubelet API: only the apiserver may"),
+        ))),
+        None => Err(Status::from(ApiError::unauthorized())),
+    }
+}
+
+/// Serves the kubelet API of node `node` on `listener` until `shutdown`,
+/// over `tls` when given.
+pub async fn serve<R: Runtime>(
+    listener: TcpListener,
+    node: String,
+    runtime: Arc<R>,
+    tls: Option<ServerTlsConfig>,
+    shutdown: CancellationToken,
+) {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(%addr, node = %node, "kubelet API serving");
+    info!(%addr, node = %node, tls = tls.is_some(), "kubelet API serving");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(KubeletServer::new(KubeletApi::new(&node, runtime)))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
-        .await;
+    let mut builder =
+        tonic::transport::Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let api = KubeletServer::new(KubeletApi::new(&node, runtime));
+    let served = match tls {
+        Some(tls) => match builder.tls_config(tls) {
+            Ok(mut builder) => {
+                builder
+                    .add_service(InterceptedService::new(api, only_the_apiserver))
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => builder.add_service(api).serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await,
+    };
     if let Err(e) = served {
         warn!(%addr, error = %e, "the kubelet API stopped");
     }

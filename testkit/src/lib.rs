@@ -211,6 +211,40 @@ impl TestApiserver {
         Self::start_on(etcd, args).await
     }
 
+    /// Starts etcd and an apiserver speaking TLS, with a PKI made in
+    /// `pki_dir` for `nodes` (see rkube-pki: `admin.kubeconfig`,
+    /// `node-<name>.kubeconfig`, ...): client certificates authenticate, the
+    /// apiserver reaches kubelets with its kubelet client certificate, and
+    /// a plain loopback port serves readiness probes. `tweak` may change
+    /// the flags further.
+    pub async fn start_secure(
+        pki_dir: &std::path::Path,
+        nodes: &[&str],
+        tweak: impl FnOnce(&mut rkube_apiserver::Args),
+    ) -> anyhow::Result<TestApiserver> {
+        let port = free_port();
+        let pki = rkube_pki::Pki {
+            dir: pki_dir.to_path_buf(),
+            server: format!("https://127.0.0.1:{port}"),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            ..rkube_pki::Pki::default()
+        };
+        pki.ensure()?;
+        let p = |name: &str| Some(pki_dir.join(name));
+        Self::start_with(|a| {
+            a.port = port;
+            a.tls_cert_file = p("apiserver.crt");
+            a.tls_private_key_file = p("apiserver.key");
+            a.client_ca_file = p("ca.crt");
+            a.kubelet_client_certificate = p("apiserver-kubelet-client.crt");
+            a.kubelet_client_key = p("apiserver-kubelet-client.key");
+            a.kubelet_certificate_authority = p("ca.crt");
+            a.insecure_port = free_port();
+            tweak(a);
+        })
+        .await
+    }
+
     async fn start_on(etcd: Etcd, args: rkube_apiserver::Args) -> anyhow::Result<TestApiserver> {
         let mut server = TestApiserver {
             etcd,
