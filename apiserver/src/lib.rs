@@ -8,9 +8,11 @@
 //! transport-free: [`registry::Registry`] (create/get/list/update/patch/
 //! delete/watch/bind) over [`storage::Storage`] (etcd), with per-kind rules
 //! from `rkube-api`, [`admission`] plugins, and one shared etcd watch per
-//! resource in [`watch`].
+//! resource in [`watch`]. [`authz`] holds the RBAC authorizer, its
+//! bootstrap policy and the access reviews.
 
 pub mod admission;
+pub mod authz;
 pub mod codec;
 pub mod default_tolerations;
 pub mod encryption;
@@ -185,9 +187,16 @@ impl App {
             tracker.spawn(async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
-                    match admission::bootstrap(registry.ensure_system_namespaces()).await {
-                        Ok(()) => break,
-                        Err(e) => warn!(error = %e.message, "waiting for etcd to create the system namespaces"),
+                    let ensured = admission::bootstrap(async {
+                        registry.ensure_system_namespaces().await?;
+                        authz::bootstrap::ensure(&registry).await
+                    });
+                    match ensured.await {
+                        Ok(_) => break,
+                        Err(e) => warn!(
+                            error = %e.message,
+                            "waiting for etcd to create the system namespaces and the bootstrap RBAC policy"
+                        ),
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
