@@ -192,7 +192,10 @@ impl App {
                         authz::bootstrap::ensure(&registry).await
                     });
                     match ensured.await {
-                        Ok(_) => break,
+                        Ok(_) => {
+                            registry.authorizer().policy_bootstrapped();
+                            break;
+                        }
                         Err(e) => warn!(
                             error = %e.message,
                             "waiting for etcd to create the system namespaces and the bootstrap RBAC policy"

@@ -4,10 +4,12 @@
 //!
 //! [`Authorizer::run`] lists the four kinds, builds a [`PolicyIndex`],
 //! then applies each watch event and rebuilds the index (RBAC objects
-//! change rarely; a rebuild is linear in their number). Until the first
-//! list is in, [`Authorizer::authorize`] waits: an apiserver that has just
-//! started must not deny a request because its cache is still empty. After
-//! a watch error it lists again; decisions meanwhile use the last index.
+//! change rarely; a rebuild is linear in their number). Until a list made
+//! after the bootstrap policy was written ([`Authorizer::policy_bootstrapped`])
+//! is in, [`Authorizer::authorize`] waits: an apiserver that has just
+//! started must not deny a request because its cache is still empty or
+//! lacks the default bindings. After a watch error it lists again;
+//! decisions meanwhile use the last index.
 //!
 //! The index maps each subject (user, group, service account) to what its
 //! bindings grant: the bound role's rules, already resolved, and the
@@ -25,9 +27,10 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use rkube_api::resource::lookup;
 use rkube_api::{ApiError, ResourceInfo, Result};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -235,13 +238,23 @@ impl PolicyIndex {
 pub struct Authorizer {
     objects: std::sync::Mutex<Objects>,
     index: RwLock<Arc<PolicyIndex>>,
-    /// True once the first list is in.
+    /// True once the bootstrap policy is in etcd ([`Authorizer::policy_bootstrapped`]).
+    bootstrapped: AtomicBool,
+    /// Wakes the watch loop to list again when the bootstrap policy is in.
+    relist: Notify,
+    /// True once a list made after the bootstrap is in.
     synced: watch::Sender<bool>,
 }
 
 impl Default for Authorizer {
     fn default() -> Self {
-        Authorizer { objects: Default::default(), index: Default::default(), synced: watch::Sender::new(false) }
+        Authorizer {
+            objects: Default::default(),
+            index: Default::default(),
+            bootstrapped: AtomicBool::new(false),
+            relist: Notify::new(),
+            synced: watch::Sender::new(false),
+        }
     }
 }
 
@@ -257,7 +270,16 @@ impl Authorizer {
         Arc::new(Authorizer::default())
     }
 
-    /// Whether the first list of the RBAC objects is in.
+    /// Says that the bootstrap policy is in etcd: the authorizer lists
+    /// again, and decides from that list on. Until then decisions wait, so
+    /// none is made from a cache that lacks the default bindings.
+    pub fn policy_bootstrapped(&self) {
+        if !self.bootstrapped.swap(true, Ordering::SeqCst) {
+            self.relist.notify_one();
+        }
+    }
+
+    /// Whether a list of the RBAC objects made after the bootstrap is in.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -304,8 +326,10 @@ impl Authorizer {
                 _ = shutdown.cancelled() => return,
                 r = self.list_and_watch(&registry) => r,
             };
-            if let Err(e) = result {
-                debug!(error = %e.message, "RBAC policy watch ended; listing again");
+            match result {
+                // Asked to list again: the bootstrap policy is in.
+                Ok(()) => continue,
+                Err(e) => debug!(error = %e.message, "RBAC policy watch ended; listing again"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -315,6 +339,8 @@ impl Authorizer {
     }
 
     async fn list_and_watch(&self, registry: &Registry) -> Result<()> {
+        // A list that starts after the bootstrap holds the default policy.
+        let complete = self.bootstrapped.load(Ordering::SeqCst);
         let mut fresh = Objects::default();
         let mut streams = Vec::new();
         for info in rbac_resources() {
@@ -338,9 +364,16 @@ impl Authorizer {
                 "RBAC policy loaded"
             );
         }
-        self.synced.send_replace(true);
+        if complete {
+            self.synced.send_replace(true);
+        }
         let mut events = futures::stream::select_all(streams);
-        while let Some((kind, ev)) = events.next().await {
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = self.relist.notified(), if !complete => return Ok(()),
+            };
+            let Some((kind, ev)) = next else { break };
             let ev = ev?;
             let deleted = ev.kind == EventType::Deleted;
             let mut objects = self.objects();
