@@ -106,12 +106,12 @@ impl RequestInfo {
             .to_string();
         }
 
-        if parts[0] == "namespaces" {
-            if parts.len() > 1 {
-                info.namespace = parts[1].to_string();
-                if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
-                    parts.drain(..2);
-                }
+        if parts[0] == "namespaces" && parts.len() > 1 {
+            info.namespace = parts[1].to_string();
+            // `namespaces/<ns>/<resource>...`: relative to the resource,
+            // unless it is the namespace's own subresource.
+            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
+                parts.drain(..2);
             }
         }
         info.parts = parts.iter().map(|s| s.to_string()).collect();
@@ -157,10 +157,14 @@ impl RequestInfo {
 mod tests {
     use super::*;
 
+    /// A request: method, path, query.
+    type Request<'a> = (&'a str, &'a str, &'a str);
+    /// What it is about: verb, group, version, namespace, resource, subresource, name.
+    type Parsed<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+
     #[test]
     fn parses_requests_as_kube_apiserver_does() {
-        // (method, path, query) => (verb, group, version, namespace, resource, subresource, name)
-        let cases: &[((&str, &str, &str), (&str, &str, &str, &str, &str, &str, &str))] = &[
+        let cases: &[(Request<'_>, Parsed<'_>)] = &[
             (("GET", "/api/v1/namespaces/default/pods", ""), ("list", "", "v1", "default", "pods", "", "")),
             (("GET", "/api/v1/namespaces/default/pods/web", ""), ("get", "", "v1", "default", "pods", "", "web")),
             (("GET", "/api/v1/pods", ""), ("list", "", "v1", "", "pods", "", "")),
