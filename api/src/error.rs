@@ -182,14 +182,26 @@ impl ApiError {
         ApiError::new(Reason::BadRequest, message)
     }
 
-    /// A request that is refused by policy.
+    /// A request that is refused by policy (a core-group resource, or one
+    /// whose group does not matter to the message).
     pub fn forbidden(resource: &str, name: &str, why: &str) -> Self {
-        let message = if name.is_empty() {
-            format!("{resource} is forbidden: {why}")
-        } else {
-            format!("{resource} \"{name}\" is forbidden: {why}")
+        ApiError::forbidden_in_group("", resource, name, why)
+    }
+
+    /// Kubernetes' `NewForbidden`: `deployments.apps "web" is forbidden: why`,
+    /// `pods is forbidden: why` without a name, `forbidden: why` without a
+    /// resource (a non-resource path); details carry group, kind (the
+    /// resource) and name.
+    pub fn forbidden_in_group(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        let message = match (resource.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{qualified} is forbidden: {why}"),
+            (false, false) => format!("{qualified} \"{name}\" is forbidden: {why}"),
         };
-        ApiError::new(Reason::Forbidden, message).about(resource, name)
+        let mut e = ApiError::new(Reason::Forbidden, message).about(resource, name);
+        e.group = group.to_string();
+        e
     }
 
     /// A request without acceptable credentials (kube-apiserver's message).
@@ -329,6 +341,25 @@ mod tests {
             "Pod \"web\" is invalid: [spec.containers[0].image: Required value, metadata.name: Invalid value: \"A\"]"
         );
         assert_eq!(e.code(), 422);
+    }
+
+    #[test]
+    fn forbidden_names_the_group_qualified_resource() {
+        let e = ApiError::forbidden_in_group("apps", "deployments", "web", "User \"x\" cannot get it");
+        assert_eq!(e.message, "deployments.apps \"web\" is forbidden: User \"x\" cannot get it");
+        let status = e.to_status();
+        assert_eq!(status.code, Some(403));
+        assert_eq!(status.reason.as_deref(), Some("Forbidden"));
+        let details = status.details.expect("details");
+        assert_eq!(
+            (details.group.as_deref(), details.kind.as_deref(), details.name.as_deref()),
+            (Some("apps"), Some("deployments"), Some("web"))
+        );
+        assert_eq!(ApiError::forbidden("pods", "", "no").message, "pods is forbidden: no");
+        assert_eq!(
+            ApiError::forbidden("", "", "User \"x\" cannot get path \"/metrics\"").message,
+            "forbidden: User \"x\" cannot get path \"/metrics\""
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -126,6 +127,22 @@ macro_rules! with_kind {
             }
             "EndpointSlice" => {
                 type $t = EndpointSlice;
+                $body
+            }
+            "Role" => {
+                type $t = Role;
+                $body
+            }
+            "ClusterRole" => {
+                type $t = ClusterRole;
+                $body
+            }
+            "RoleBinding" => {
+                type $t = RoleBinding;
+                $body
+            }
+            "ClusterRoleBinding" => {
+                type $t = ClusterRoleBinding;
                 $body
             }
             "Binding" => {

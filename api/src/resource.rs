@@ -109,6 +109,50 @@ pub static RESOURCES: &[ResourceInfo] = &[
         [],
         false
     ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        [],
+        false
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        [],
+        false
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        [],
+        false
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        [],
+        false
+    ),
 ];
 
 /// `Binding` is not stored: it is the body of a pod's `binding` subresource.
@@ -230,6 +274,10 @@ mod tests {
             ("Pod", "pods"),
             ("deployments.apps", "deployments"),
             ("jobs.batch", "jobs"),
+            ("roles", "roles"),
+            ("clusterrolebinding", "clusterrolebindings"),
+            ("rolebindings.rbac.authorization.k8s.io", "rolebindings"),
+            ("clusterroles.rbac", "clusterroles"),
         ] {
             assert_eq!(lookup(word).expect(word).plural, plural, "{word}");
         }

@@ -4,6 +4,7 @@
 //! errors (an [`ApiError`] travels as a gRPC status whose details are the
 //! Kubernetes `Status` JSON) and records metrics.
 
+use crate::authz::review::{create_review, review_resource, unauthenticated_request_user};
 use crate::metrics::Metrics;
 use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
 use crate::registry::{DeleteOptions, ListOptions, Object, Patch, PatchKind, Propagation, Registry};
@@ -66,6 +67,20 @@ impl GrpcApi {
         .await;
         self.finish(if status { "update_status" } else { "update" }, req.resource.as_ref(), start, result)
     }
+
+    /// Create of an access review: the authorizer's answer, not stored.
+    async fn review(&self, info: &'static ResourceInfo, body: &[u8]) -> Result<pb::Object, ApiError> {
+        let user = unauthenticated_request_user();
+        let answer = create_review(self.registry.authorizer(), info, &user, body).await?;
+        Ok(pb::Object {
+            api_version: info.api_version.to_string(),
+            kind: info.kind.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+            resource_version: String::new(),
+            json: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?.into(),
+        })
+    }
 }
 
 fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
@@ -108,6 +123,11 @@ impl Resources for GrpcApi {
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
+            if let Some(r) = req.resource.as_ref()
+                && let Some(info) = review_resource(&r.api_version, &r.resource)
+            {
+                return self.review(info, &req.body).await;
+            }
             let info = resource_of(req.resource.as_ref())?;
             self.registry.create(info, &req.namespace, &req.body, req.dry_run).await.map(to_pb)
         }

@@ -8,7 +8,8 @@
 //! transport-free: [`registry::Registry`] (create/get/list/update/patch/
 //! delete/watch/bind) over [`storage::Storage`] (etcd), with per-kind rules
 //! from `rkube-api`, [`admission`] plugins, and one shared etcd watch per
-//! resource in [`watch`].
+//! resource in [`watch`]. [`authz`] holds the RBAC authorizer, its
+//! bootstrap policy and the access reviews.
 //!
 //! With `--tls-cert-file` the port speaks TLS and every request is
 //! authenticated ([`authn`]): client certificates signed by
@@ -17,6 +18,7 @@
 
 pub mod admission;
 pub mod authn;
+pub mod authz;
 pub mod codec;
 pub mod default_tolerations;
 pub mod encryption;
@@ -285,9 +287,19 @@ impl App {
             tracker.spawn(async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
-                    match admission::bootstrap(registry.ensure_system_namespaces()).await {
-                        Ok(()) => break,
-                        Err(e) => warn!(error = %e.message, "waiting for etcd to create the system namespaces"),
+                    let ensured = admission::bootstrap(async {
+                        registry.ensure_system_namespaces().await?;
+                        authz::bootstrap::ensure(&registry).await
+                    });
+                    match ensured.await {
+                        Ok(_) => {
+                            registry.authorizer().policy_bootstrapped();
+                            break;
+                        }
+                        Err(e) => warn!(
+                            error = %e.message,
+                            "waiting for etcd to create the system namespaces and the bootstrap RBAC policy"
+                        ),
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,

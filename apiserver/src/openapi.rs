@@ -39,6 +39,7 @@ use k8s_openapi::api::core::v1::{
     ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, Patch, Status};
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
@@ -167,7 +168,7 @@ fn kind<K: k8s_openapi::Resource + JsonSchema>() -> Kind {
 }
 
 /// The type of every kind served (`all_served`).
-fn kinds() -> [Kind; 23] {
+fn kinds() -> [Kind; 27] {
     [
         kind::<Namespace>(),
         kind::<Node>(),
@@ -190,6 +191,10 @@ fn kinds() -> [Kind; 23] {
         kind::<HorizontalPodAutoscaler>(),
         kind::<Lease>(),
         kind::<EndpointSlice>(),
+        kind::<ClusterRoleBinding>(),
+        kind::<ClusterRole>(),
+        kind::<RoleBinding>(),
+        kind::<Role>(),
         // The versions served by conversion (rkube_api::versions).
         kind::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(),
         kind::<k8s_openapi::api::events::v1::Event>(),

@@ -7,6 +7,7 @@
 //! a single etcd round trip (the namespace check is served from memory).
 
 use crate::admission::Admission;
+use crate::authz::Authorizer;
 use crate::codec::{self, key_parts, with_resource_version};
 use crate::service_alloc::{Requested, ServiceAllocator};
 use crate::storage::{Storage, Stored, Write};
@@ -213,6 +214,7 @@ pub struct Registry {
     hubs: HashMap<&'static str, Arc<Hub>>,
     admission: Admission,
     services: ServiceAllocator,
+    authorizer: Arc<Authorizer>,
     shutdown: CancellationToken,
 }
 
@@ -352,7 +354,7 @@ impl Registry {
         shutdown: CancellationToken,
     ) -> Self {
         let hubs = RESOURCES.iter().map(|r| (r.plural, Hub::new(r, storage.clone()))).collect();
-        Registry { storage, hubs, admission, services, shutdown }
+        Registry { storage, hubs, admission, services, authorizer: Authorizer::new(), shutdown }
     }
 
     /// The storage underneath (for health checks).
@@ -360,11 +362,17 @@ impl Registry {
         &self.storage
     }
 
-    /// Starts the watch hubs and the namespace cache; returns their tasks.
+    /// The RBAC authorizer, fed by this registry's watch once started.
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authorizer
+    }
+
+    /// Starts the watch hubs, the namespace cache and the RBAC policy cache.
     pub fn start(self: &Arc<Self>, tracker: &tokio_util::task::TaskTracker) {
         for hub in self.hubs.values() {
             tracker.spawn(hub.clone().run(self.shutdown.clone()));
         }
+        tracker.spawn(self.authorizer.clone().run(self.clone(), self.shutdown.clone()));
         let me = self.clone();
         let stop = self.shutdown.clone();
         tracker.spawn(async move { me.admission.namespaces().clone().run(me.clone(), stop).await });

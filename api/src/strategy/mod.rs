@@ -6,14 +6,15 @@
 //! [`volume`] and [`scheduling`] hold the parts of a pod spec. The other
 //! modules implement the remaining kinds: [`workloads`] (controllers and
 //! autoscalers), [`service`] (Services, Endpoints), [`config`] (ConfigMaps,
-//! Secrets, ServiceAccounts), [`storage`] (PersistentVolumes and claims)
-//! and [`cluster`] (Namespaces, Nodes, Events, Leases, Bindings, limits and
-//! quotas).
+//! Secrets, ServiceAccounts), [`storage`] (PersistentVolumes and claims),
+//! [`cluster`] (Namespaces, Nodes, Events, Leases, Bindings, limits and
+//! quotas) and [`rbac`] (Roles, ClusterRoles and their bindings).
 
 pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod pod;
+pub mod rbac;
 pub mod scheduling;
 pub mod service;
 pub mod storage;

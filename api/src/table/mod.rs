@@ -5,7 +5,8 @@
 //! [`columns`] and [`cells`], so both show what kube-apiserver shows.
 //!
 //! Start with [`columns`] and [`cells`]; the kinds live in `pods`,
-//! `workloads`, `network`, `cluster`, `config` and `storage`, durations in
+//! `workloads`, `network`, `cluster`, `config`, `storage` and `rbac`
+//! (Roles and ClusterRoles get the default table, as in Kubernetes), durations in
 //! [`human_duration`]. A kind without columns of its own gets kube-apiserver's
 //! default table: `Name` and `Created At`.
 //!
@@ -17,6 +18,7 @@ mod cluster;
 mod config;
 mod network;
 mod pods;
+mod rbac;
 mod storage;
 mod workloads;
 
@@ -166,6 +168,8 @@ static PRINTERS: &[Printer] = &[
     Printer { kind: "ResourceQuota", columns: config::QUOTA_COLUMNS, cells: config::quota },
     Printer { kind: "PersistentVolume", columns: storage::PV_COLUMNS, cells: storage::pv },
     Printer { kind: "PersistentVolumeClaim", columns: storage::PVC_COLUMNS, cells: storage::pvc },
+    Printer { kind: "RoleBinding", columns: rbac::ROLE_BINDING_COLUMNS, cells: rbac::binding },
+    Printer { kind: "ClusterRoleBinding", columns: rbac::CLUSTER_ROLE_BINDING_COLUMNS, cells: rbac::binding },
 ];
 
 fn printer(kind: &str) -> Option<&'static Printer> {

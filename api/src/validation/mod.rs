@@ -76,8 +76,9 @@ fn name_is_label(info: &ResourceInfo) -> bool {
 pub fn name_problem(info: &ResourceInfo, name: &str) -> Option<&'static str> {
     if name_is_label(info) {
         (!is_dns1123_label(name)).then_some(LABEL_MSG)
-    } else if info.kind == "Event" {
-        // Event names carry timestamps and dots; any path segment name is fine.
+    } else if info.kind == "Event" || info.group == "rbac.authorization.k8s.io" {
+        // Event names carry timestamps and dots, RBAC names colons
+        // (`system:node`); any path segment name is fine.
         (name.contains('/') || name.contains('%') || name == "." || name == "..")
             .then_some("may not contain '/' or '%' and may not be '.' or '..'")
     } else {

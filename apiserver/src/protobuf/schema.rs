@@ -8,20 +8,24 @@ pub(super) static ROOTS: &[(&str, &str, u16)] = &[
     ("apps/v1", "DaemonSet", 16),
     ("apps/v1", "Deployment", 15),
     ("apps/v1", "ReplicaSet", 14),
-    ("authentication.k8s.io/v1", "SelfSubjectReview", 28),
-    ("authentication.k8s.io/v1", "TokenRequest", 26),
-    ("authentication.k8s.io/v1", "TokenReview", 27),
-    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", 25),
-    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", 22),
-    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", 23),
-    ("authorization.k8s.io/v1", "SubjectAccessReview", 24),
-    ("autoscaling/v1", "Scale", 30),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", 32),
+    ("authentication.k8s.io/v1", "TokenRequest", 30),
+    ("authentication.k8s.io/v1", "TokenReview", 31),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", 29),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", 26),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", 27),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", 28),
+    ("autoscaling/v1", "Scale", 34),
     ("autoscaling/v2", "HorizontalPodAutoscaler", 18),
     ("batch/v1", "Job", 17),
     ("coordination.k8s.io/v1", "Lease", 19),
     ("discovery.k8s.io/v1", "EndpointSlice", 20),
-    ("policy/v1", "Eviction", 29),
-    ("v1", "Binding", 21),
+    ("policy/v1", "Eviction", 33),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", 22),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", 21),
+    ("rbac.authorization.k8s.io/v1", "Role", 24),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", 23),
+    ("v1", "Binding", 25),
     ("v1", "ConfigMap", 6),
     ("v1", "Endpoints", 4),
     ("v1", "Event", 9),
@@ -45,9 +49,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Namespace",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(32), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(33), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(36), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(37), card: Single, keep_zero: false },
         ],
     },
     // 1
@@ -55,9 +59,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Node",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(34), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(35), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(38), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(39), card: Single, keep_zero: false },
         ],
     },
     // 2
@@ -65,9 +69,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Pod",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(36), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(37), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(40), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(41), card: Single, keep_zero: false },
         ],
     },
     // 3
@@ -75,9 +79,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Service",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(38), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(39), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(42), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(43), card: Single, keep_zero: false },
         ],
     },
     // 4
@@ -85,8 +89,8 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Endpoints",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "subsets", ty: Message(40), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "subsets", ty: Message(44), card: Repeated, keep_zero: false },
         ],
     },
     // 5
@@ -94,9 +98,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "ReplicationController",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(41), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(42), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(45), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(46), card: Single, keep_zero: false },
         ],
     },
     // 6
@@ -104,7 +108,7 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "ConfigMap",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
             Field { tag: 2, json: "data", ty: String, card: Map, keep_zero: false },
             Field { tag: 3, json: "binaryData", ty: Bytes, card: Map, keep_zero: false },
             Field { tag: 4, json: "immutable", ty: Bool, card: Single, keep_zero: true },
@@ -115,7 +119,7 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Secret",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
             Field { tag: 2, json: "data", ty: Bytes, card: Map, keep_zero: false },
             Field { tag: 3, json: "type", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "stringData", ty: String, card: Map, keep_zero: false },
@@ -127,9 +131,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "ServiceAccount",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "secrets", ty: Message(43), card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "imagePullSecrets", ty: Message(44), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "secrets", ty: Message(47), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "imagePullSecrets", ty: Message(48), card: Repeated, keep_zero: false },
             Field { tag: 4, json: "automountServiceAccountToken", ty: Bool, card: Single, keep_zero: true },
         ],
     },
@@ -138,19 +142,19 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Event",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "involvedObject", ty: Message(43), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "involvedObject", ty: Message(47), card: Single, keep_zero: true },
             Field { tag: 3, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "message", ty: String, card: Single, keep_zero: false },
-            Field { tag: 5, json: "source", ty: Message(45), card: Single, keep_zero: false },
-            Field { tag: 6, json: "firstTimestamp", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 7, json: "lastTimestamp", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 5, json: "source", ty: Message(49), card: Single, keep_zero: false },
+            Field { tag: 6, json: "firstTimestamp", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 7, json: "lastTimestamp", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 8, json: "count", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 9, json: "type", ty: String, card: Single, keep_zero: false },
-            Field { tag: 10, json: "eventTime", ty: Message(47), card: Single, keep_zero: false },
-            Field { tag: 11, json: "series", ty: Message(48), card: Single, keep_zero: false },
+            Field { tag: 10, json: "eventTime", ty: Message(51), card: Single, keep_zero: false },
+            Field { tag: 11, json: "series", ty: Message(52), card: Single, keep_zero: false },
             Field { tag: 12, json: "action", ty: String, card: Single, keep_zero: false },
-            Field { tag: 13, json: "related", ty: Message(43), card: Single, keep_zero: false },
+            Field { tag: 13, json: "related", ty: Message(47), card: Single, keep_zero: false },
             Field { tag: 14, json: "reportingComponent", ty: String, card: Single, keep_zero: false },
             Field { tag: 15, json: "reportingInstance", ty: String, card: Single, keep_zero: false },
         ],
@@ -160,9 +164,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "PersistentVolume",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(49), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(53), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(54), card: Single, keep_zero: false },
         ],
     },
     // 11
@@ -170,9 +174,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "PersistentVolumeClaim",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(51), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(52), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(55), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(56), card: Single, keep_zero: false },
         ],
     },
     // 12
@@ -180,8 +184,8 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "LimitRange",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(53), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(57), card: Single, keep_zero: false },
         ],
     },
     // 13
@@ -189,9 +193,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "ResourceQuota",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(54), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(55), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(58), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(59), card: Single, keep_zero: false },
         ],
     },
     // 14
@@ -199,9 +203,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "ReplicaSet",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(56), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(57), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(60), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(61), card: Single, keep_zero: false },
         ],
     },
     // 15
@@ -209,9 +213,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Deployment",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(58), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(59), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(62), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(63), card: Single, keep_zero: false },
         ],
     },
     // 16
@@ -219,9 +223,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "DaemonSet",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(60), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(61), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(64), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(65), card: Single, keep_zero: false },
         ],
     },
     // 17
@@ -229,9 +233,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Job",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(62), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(63), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(66), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(67), card: Single, keep_zero: false },
         ],
     },
     // 18
@@ -239,9 +243,9 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "HorizontalPodAutoscaler",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(64), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(65), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(68), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(69), card: Single, keep_zero: false },
         ],
     },
     // 19
@@ -249,8 +253,8 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "Lease",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(66), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(70), card: Single, keep_zero: false },
         ],
     },
     // 20
@@ -258,110 +262,149 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "EndpointSlice",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "endpoints", ty: Message(67), card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "ports", ty: Message(68), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "endpoints", ty: Message(71), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "ports", ty: Message(72), card: Repeated, keep_zero: false },
             Field { tag: 4, json: "addressType", ty: String, card: Single, keep_zero: true },
         ],
     },
     // 21
     Message {
-        name: "Binding",
+        name: "ClusterRoleBinding",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(43), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "subjects", ty: Message(73), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "roleRef", ty: Message(74), card: Single, keep_zero: true },
         ],
     },
     // 22
     Message {
-        name: "SelfSubjectAccessReview",
+        name: "ClusterRole",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(69), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(70), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "rules", ty: Message(75), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "aggregationRule", ty: Message(76), card: Single, keep_zero: false },
         ],
     },
     // 23
     Message {
-        name: "SelfSubjectRulesReview",
+        name: "RoleBinding",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(71), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(72), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "subjects", ty: Message(73), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "roleRef", ty: Message(74), card: Single, keep_zero: true },
         ],
     },
     // 24
     Message {
-        name: "SubjectAccessReview",
+        name: "Role",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(73), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(70), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "rules", ty: Message(75), card: Repeated, keep_zero: false },
         ],
     },
     // 25
     Message {
-        name: "LocalSubjectAccessReview",
+        name: "Binding",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(73), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(70), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(47), card: Single, keep_zero: true },
         ],
     },
     // 26
     Message {
-        name: "TokenRequest",
+        name: "SelfSubjectAccessReview",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(74), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(75), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(77), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(78), card: Single, keep_zero: false },
         ],
     },
     // 27
     Message {
-        name: "TokenReview",
+        name: "SelfSubjectRulesReview",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(76), card: Single, keep_zero: true },
-            Field { tag: 3, json: "status", ty: Message(77), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(79), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(80), card: Single, keep_zero: false },
         ],
     },
     // 28
     Message {
-        name: "SelfSubjectReview",
+        name: "SubjectAccessReview",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "status", ty: Message(78), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(81), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(78), card: Single, keep_zero: false },
         ],
     },
     // 29
     Message {
-        name: "Eviction",
+        name: "LocalSubjectAccessReview",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "deleteOptions", ty: Message(79), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(81), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(78), card: Single, keep_zero: false },
         ],
     },
     // 30
     Message {
-        name: "Scale",
+        name: "TokenRequest",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: true },
-            Field { tag: 2, json: "spec", ty: Message(80), card: Single, keep_zero: false },
-            Field { tag: 3, json: "status", ty: Message(81), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(82), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(83), card: Single, keep_zero: false },
         ],
     },
     // 31
+    Message {
+        name: "TokenReview",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(84), card: Single, keep_zero: true },
+            Field { tag: 3, json: "status", ty: Message(85), card: Single, keep_zero: false },
+        ],
+    },
+    // 32
+    Message {
+        name: "SelfSubjectReview",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "status", ty: Message(86), card: Single, keep_zero: false },
+        ],
+    },
+    // 33
+    Message {
+        name: "Eviction",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "deleteOptions", ty: Message(87), card: Single, keep_zero: false },
+        ],
+    },
+    // 34
+    Message {
+        name: "Scale",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: true },
+            Field { tag: 2, json: "spec", ty: Message(88), card: Single, keep_zero: false },
+            Field { tag: 3, json: "status", ty: Message(89), card: Single, keep_zero: false },
+        ],
+    },
+    // 35
     Message {
         name: "ObjectMeta",
         shape: Shape::Object,
@@ -373,32 +416,32 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "uid", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "resourceVersion", ty: String, card: Single, keep_zero: false },
             Field { tag: 7, json: "generation", ty: Int64, card: Single, keep_zero: false },
-            Field { tag: 8, json: "creationTimestamp", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 9, json: "deletionTimestamp", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 8, json: "creationTimestamp", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 9, json: "deletionTimestamp", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 10, json: "deletionGracePeriodSeconds", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 11, json: "labels", ty: String, card: Map, keep_zero: false },
             Field { tag: 12, json: "annotations", ty: String, card: Map, keep_zero: false },
-            Field { tag: 13, json: "ownerReferences", ty: Message(82), card: Repeated, keep_zero: false },
+            Field { tag: 13, json: "ownerReferences", ty: Message(90), card: Repeated, keep_zero: false },
             Field { tag: 14, json: "finalizers", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 17, json: "managedFields", ty: Message(83), card: Repeated, keep_zero: false },
+            Field { tag: 17, json: "managedFields", ty: Message(91), card: Repeated, keep_zero: false },
         ],
     },
-    // 32
+    // 36
     Message {
         name: "NamespaceSpec",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "finalizers", ty: String, card: Repeated, keep_zero: false }],
     },
-    // 33
+    // 37
     Message {
         name: "NamespaceStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "phase", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "conditions", ty: Message(84), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "conditions", ty: Message(92), card: Repeated, keep_zero: false },
         ],
     },
-    // 34
+    // 38
     Message {
         name: "NodeSpec",
         shape: Shape::Object,
@@ -407,39 +450,39 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "externalID", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "providerID", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "unschedulable", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 5, json: "taints", ty: Message(85), card: Repeated, keep_zero: false },
-            Field { tag: 6, json: "configSource", ty: Message(86), card: Single, keep_zero: false },
+            Field { tag: 5, json: "taints", ty: Message(93), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "configSource", ty: Message(94), card: Single, keep_zero: false },
             Field { tag: 7, json: "podCIDRs", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 35
+    // 39
     Message {
         name: "NodeStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "capacity", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 2, json: "allocatable", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 1, json: "capacity", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 2, json: "allocatable", ty: Message(95), card: Map, keep_zero: false },
             Field { tag: 3, json: "phase", ty: String, card: Single, keep_zero: false },
-            Field { tag: 4, json: "conditions", ty: Message(88), card: Repeated, keep_zero: false },
-            Field { tag: 5, json: "addresses", ty: Message(89), card: Repeated, keep_zero: false },
-            Field { tag: 6, json: "daemonEndpoints", ty: Message(90), card: Single, keep_zero: false },
-            Field { tag: 7, json: "nodeInfo", ty: Message(91), card: Single, keep_zero: false },
-            Field { tag: 8, json: "images", ty: Message(92), card: Repeated, keep_zero: false },
+            Field { tag: 4, json: "conditions", ty: Message(96), card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "addresses", ty: Message(97), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "daemonEndpoints", ty: Message(98), card: Single, keep_zero: false },
+            Field { tag: 7, json: "nodeInfo", ty: Message(99), card: Single, keep_zero: false },
+            Field { tag: 8, json: "images", ty: Message(100), card: Repeated, keep_zero: false },
             Field { tag: 9, json: "volumesInUse", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 10, json: "volumesAttached", ty: Message(93), card: Repeated, keep_zero: false },
-            Field { tag: 11, json: "config", ty: Message(94), card: Single, keep_zero: false },
-            Field { tag: 12, json: "runtimeHandlers", ty: Message(95), card: Repeated, keep_zero: false },
-            Field { tag: 13, json: "features", ty: Message(96), card: Single, keep_zero: false },
+            Field { tag: 10, json: "volumesAttached", ty: Message(101), card: Repeated, keep_zero: false },
+            Field { tag: 11, json: "config", ty: Message(102), card: Single, keep_zero: false },
+            Field { tag: 12, json: "runtimeHandlers", ty: Message(103), card: Repeated, keep_zero: false },
+            Field { tag: 13, json: "features", ty: Message(104), card: Single, keep_zero: false },
             Field { tag: 14, json: "declaredFeatures", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 36
+    // 40
     Message {
         name: "PodSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "volumes", ty: Message(97), card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "containers", ty: Message(98), card: Repeated, keep_zero: true },
+            Field { tag: 1, json: "volumes", ty: Message(105), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "containers", ty: Message(106), card: Repeated, keep_zero: true },
             Field { tag: 3, json: "restartPolicy", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "terminationGracePeriodSeconds", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 5, json: "activeDeadlineSeconds", ty: Int64, card: Single, keep_zero: true },
@@ -451,70 +494,70 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 11, json: "hostNetwork", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 12, json: "hostPID", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 13, json: "hostIPC", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 14, json: "securityContext", ty: Message(100), card: Single, keep_zero: false },
-            Field { tag: 15, json: "imagePullSecrets", ty: Message(44), card: Repeated, keep_zero: false },
+            Field { tag: 14, json: "securityContext", ty: Message(108), card: Single, keep_zero: false },
+            Field { tag: 15, json: "imagePullSecrets", ty: Message(48), card: Repeated, keep_zero: false },
             Field { tag: 16, json: "hostname", ty: String, card: Single, keep_zero: false },
             Field { tag: 17, json: "subdomain", ty: String, card: Single, keep_zero: false },
-            Field { tag: 18, json: "affinity", ty: Message(101), card: Single, keep_zero: false },
+            Field { tag: 18, json: "affinity", ty: Message(109), card: Single, keep_zero: false },
             Field { tag: 19, json: "schedulerName", ty: String, card: Single, keep_zero: false },
-            Field { tag: 20, json: "initContainers", ty: Message(98), card: Repeated, keep_zero: false },
+            Field { tag: 20, json: "initContainers", ty: Message(106), card: Repeated, keep_zero: false },
             Field { tag: 21, json: "automountServiceAccountToken", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 22, json: "tolerations", ty: Message(102), card: Repeated, keep_zero: false },
-            Field { tag: 23, json: "hostAliases", ty: Message(103), card: Repeated, keep_zero: false },
+            Field { tag: 22, json: "tolerations", ty: Message(110), card: Repeated, keep_zero: false },
+            Field { tag: 23, json: "hostAliases", ty: Message(111), card: Repeated, keep_zero: false },
             Field { tag: 24, json: "priorityClassName", ty: String, card: Single, keep_zero: false },
             Field { tag: 25, json: "priority", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 26, json: "dnsConfig", ty: Message(104), card: Single, keep_zero: false },
+            Field { tag: 26, json: "dnsConfig", ty: Message(112), card: Single, keep_zero: false },
             Field { tag: 27, json: "shareProcessNamespace", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 28, json: "readinessGates", ty: Message(105), card: Repeated, keep_zero: false },
+            Field { tag: 28, json: "readinessGates", ty: Message(113), card: Repeated, keep_zero: false },
             Field { tag: 29, json: "runtimeClassName", ty: String, card: Single, keep_zero: true },
             Field { tag: 30, json: "enableServiceLinks", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 31, json: "preemptionPolicy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 32, json: "overhead", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 33, json: "topologySpreadConstraints", ty: Message(106), card: Repeated, keep_zero: false },
-            Field { tag: 34, json: "ephemeralContainers", ty: Message(99), card: Repeated, keep_zero: false },
+            Field { tag: 32, json: "overhead", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 33, json: "topologySpreadConstraints", ty: Message(114), card: Repeated, keep_zero: false },
+            Field { tag: 34, json: "ephemeralContainers", ty: Message(107), card: Repeated, keep_zero: false },
             Field { tag: 35, json: "setHostnameAsFQDN", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 36, json: "os", ty: Message(107), card: Single, keep_zero: false },
+            Field { tag: 36, json: "os", ty: Message(115), card: Single, keep_zero: false },
             Field { tag: 37, json: "hostUsers", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 38, json: "schedulingGates", ty: Message(108), card: Repeated, keep_zero: false },
-            Field { tag: 39, json: "resourceClaims", ty: Message(109), card: Repeated, keep_zero: false },
-            Field { tag: 40, json: "resources", ty: Message(110), card: Single, keep_zero: false },
+            Field { tag: 38, json: "schedulingGates", ty: Message(116), card: Repeated, keep_zero: false },
+            Field { tag: 39, json: "resourceClaims", ty: Message(117), card: Repeated, keep_zero: false },
+            Field { tag: 40, json: "resources", ty: Message(118), card: Single, keep_zero: false },
             Field { tag: 41, json: "hostnameOverride", ty: String, card: Single, keep_zero: true },
-            Field { tag: 42, json: "workloadRef", ty: Message(111), card: Single, keep_zero: false },
+            Field { tag: 42, json: "workloadRef", ty: Message(119), card: Single, keep_zero: false },
         ],
     },
-    // 37
+    // 41
     Message {
         name: "PodStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "phase", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "conditions", ty: Message(112), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "conditions", ty: Message(120), card: Repeated, keep_zero: false },
             Field { tag: 3, json: "message", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "hostIP", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "podIP", ty: String, card: Single, keep_zero: false },
-            Field { tag: 7, json: "startTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 8, json: "containerStatuses", ty: Message(115), card: Repeated, keep_zero: false },
+            Field { tag: 7, json: "startTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 8, json: "containerStatuses", ty: Message(123), card: Repeated, keep_zero: false },
             Field { tag: 9, json: "qosClass", ty: String, card: Single, keep_zero: false },
-            Field { tag: 10, json: "initContainerStatuses", ty: Message(115), card: Repeated, keep_zero: false },
+            Field { tag: 10, json: "initContainerStatuses", ty: Message(123), card: Repeated, keep_zero: false },
             Field { tag: 11, json: "nominatedNodeName", ty: String, card: Single, keep_zero: false },
-            Field { tag: 12, json: "podIPs", ty: Message(114), card: Repeated, keep_zero: false },
-            Field { tag: 13, json: "ephemeralContainerStatuses", ty: Message(115), card: Repeated, keep_zero: false },
+            Field { tag: 12, json: "podIPs", ty: Message(122), card: Repeated, keep_zero: false },
+            Field { tag: 13, json: "ephemeralContainerStatuses", ty: Message(123), card: Repeated, keep_zero: false },
             Field { tag: 14, json: "resize", ty: String, card: Single, keep_zero: false },
-            Field { tag: 15, json: "resourceClaimStatuses", ty: Message(116), card: Repeated, keep_zero: false },
-            Field { tag: 16, json: "hostIPs", ty: Message(113), card: Repeated, keep_zero: false },
+            Field { tag: 15, json: "resourceClaimStatuses", ty: Message(124), card: Repeated, keep_zero: false },
+            Field { tag: 16, json: "hostIPs", ty: Message(121), card: Repeated, keep_zero: false },
             Field { tag: 17, json: "observedGeneration", ty: Int64, card: Single, keep_zero: false },
-            Field { tag: 18, json: "extendedResourceClaimStatus", ty: Message(117), card: Single, keep_zero: false },
-            Field { tag: 19, json: "allocatedResources", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 20, json: "resources", ty: Message(110), card: Single, keep_zero: false },
+            Field { tag: 18, json: "extendedResourceClaimStatus", ty: Message(125), card: Single, keep_zero: false },
+            Field { tag: 19, json: "allocatedResources", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 20, json: "resources", ty: Message(118), card: Single, keep_zero: false },
         ],
     },
-    // 38
+    // 42
     Message {
         name: "ServiceSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "ports", ty: Message(118), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "ports", ty: Message(126), card: Repeated, keep_zero: false },
             Field { tag: 2, json: "selector", ty: String, card: Map, keep_zero: false },
             Field { tag: 3, json: "clusterIP", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "type", ty: String, card: Single, keep_zero: false },
@@ -526,7 +569,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 11, json: "externalTrafficPolicy", ty: String, card: Single, keep_zero: false },
             Field { tag: 12, json: "healthCheckNodePort", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 13, json: "publishNotReadyAddresses", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 14, json: "sessionAffinityConfig", ty: Message(119), card: Single, keep_zero: false },
+            Field { tag: 14, json: "sessionAffinityConfig", ty: Message(127), card: Single, keep_zero: false },
             Field { tag: 17, json: "ipFamilyPolicy", ty: String, card: Single, keep_zero: true },
             Field { tag: 18, json: "clusterIPs", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 19, json: "ipFamilies", ty: String, card: Repeated, keep_zero: false },
@@ -536,37 +579,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 23, json: "trafficDistribution", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 39
+    // 43
     Message {
         name: "ServiceStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "loadBalancer", ty: Message(120), card: Single, keep_zero: false },
-            Field { tag: 2, json: "conditions", ty: Message(121), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "loadBalancer", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 2, json: "conditions", ty: Message(129), card: Repeated, keep_zero: false },
         ],
     },
-    // 40
+    // 44
     Message {
         name: "EndpointSubset",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "addresses", ty: Message(122), card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "notReadyAddresses", ty: Message(122), card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "ports", ty: Message(123), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "addresses", ty: Message(130), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "notReadyAddresses", ty: Message(130), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "ports", ty: Message(131), card: Repeated, keep_zero: false },
         ],
     },
-    // 41
+    // 45
     Message {
         name: "ReplicationControllerSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "replicas", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 2, json: "selector", ty: String, card: Map, keep_zero: false },
-            Field { tag: 3, json: "template", ty: Message(124), card: Single, keep_zero: false },
+            Field { tag: 3, json: "template", ty: Message(132), card: Single, keep_zero: false },
             Field { tag: 4, json: "minReadySeconds", ty: Int32, card: Single, keep_zero: false },
         ],
     },
-    // 42
+    // 46
     Message {
         name: "ReplicationControllerStatus",
         shape: Shape::Object,
@@ -576,10 +619,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "observedGeneration", ty: Int64, card: Single, keep_zero: false },
             Field { tag: 4, json: "readyReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 5, json: "availableReplicas", ty: Int32, card: Single, keep_zero: false },
-            Field { tag: 6, json: "conditions", ty: Message(125), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "conditions", ty: Message(133), card: Repeated, keep_zero: false },
         ],
     },
-    // 43
+    // 47
     Message {
         name: "ObjectReference",
         shape: Shape::Object,
@@ -593,13 +636,13 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "fieldPath", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 44
+    // 48
     Message {
         name: "LocalObjectReference",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true }],
     },
-    // 45
+    // 49
     Message {
         name: "EventSource",
         shape: Shape::Object,
@@ -608,37 +651,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "host", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 46
+    // 50
     Message { name: "Time", shape: Shape::Time, fields: &[] },
-    // 47
+    // 51
     Message { name: "MicroTime", shape: Shape::MicroTime, fields: &[] },
-    // 48
+    // 52
     Message {
         name: "EventSeries",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "count", ty: Int32, card: Single, keep_zero: false },
-            Field { tag: 2, json: "lastObservedTime", ty: Message(47), card: Single, keep_zero: false },
+            Field { tag: 2, json: "lastObservedTime", ty: Message(51), card: Single, keep_zero: false },
         ],
     },
-    // 49
+    // 53
     Message {
         name: "PersistentVolumeSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "capacity", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 2, json: "", ty: Message(126), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "capacity", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 2, json: "", ty: Message(134), card: Inline, keep_zero: false },
             Field { tag: 3, json: "accessModes", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 4, json: "claimRef", ty: Message(43), card: Single, keep_zero: false },
+            Field { tag: 4, json: "claimRef", ty: Message(47), card: Single, keep_zero: false },
             Field { tag: 5, json: "persistentVolumeReclaimPolicy", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "storageClassName", ty: String, card: Single, keep_zero: false },
             Field { tag: 7, json: "mountOptions", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 8, json: "volumeMode", ty: String, card: Single, keep_zero: true },
-            Field { tag: 9, json: "nodeAffinity", ty: Message(127), card: Single, keep_zero: false },
+            Field { tag: 9, json: "nodeAffinity", ty: Message(135), card: Single, keep_zero: false },
             Field { tag: 10, json: "volumeAttributesClassName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 50
+    // 54
     Message {
         name: "PersistentVolumeStatus",
         shape: Shape::Object,
@@ -646,77 +689,77 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "phase", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "message", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "reason", ty: String, card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastPhaseTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastPhaseTransitionTime", ty: Message(50), card: Single, keep_zero: false },
         ],
     },
-    // 51
+    // 55
     Message {
         name: "PersistentVolumeClaimSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "accessModes", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "resources", ty: Message(129), card: Single, keep_zero: false },
+            Field { tag: 2, json: "resources", ty: Message(137), card: Single, keep_zero: false },
             Field { tag: 3, json: "volumeName", ty: String, card: Single, keep_zero: false },
-            Field { tag: 4, json: "selector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 4, json: "selector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 5, json: "storageClassName", ty: String, card: Single, keep_zero: true },
             Field { tag: 6, json: "volumeMode", ty: String, card: Single, keep_zero: true },
-            Field { tag: 7, json: "dataSource", ty: Message(130), card: Single, keep_zero: false },
-            Field { tag: 8, json: "dataSourceRef", ty: Message(131), card: Single, keep_zero: false },
+            Field { tag: 7, json: "dataSource", ty: Message(138), card: Single, keep_zero: false },
+            Field { tag: 8, json: "dataSourceRef", ty: Message(139), card: Single, keep_zero: false },
             Field { tag: 9, json: "volumeAttributesClassName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 52
+    // 56
     Message {
         name: "PersistentVolumeClaimStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "phase", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "accessModes", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "capacity", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 4, json: "conditions", ty: Message(132), card: Repeated, keep_zero: false },
-            Field { tag: 5, json: "allocatedResources", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 3, json: "capacity", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 4, json: "conditions", ty: Message(140), card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "allocatedResources", ty: Message(95), card: Map, keep_zero: false },
             Field { tag: 7, json: "allocatedResourceStatuses", ty: String, card: Map, keep_zero: false },
             Field { tag: 8, json: "currentVolumeAttributesClassName", ty: String, card: Single, keep_zero: true },
-            Field { tag: 9, json: "modifyVolumeStatus", ty: Message(133), card: Single, keep_zero: false },
+            Field { tag: 9, json: "modifyVolumeStatus", ty: Message(141), card: Single, keep_zero: false },
         ],
     },
-    // 53
+    // 57
     Message {
         name: "LimitRangeSpec",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "limits", ty: Message(134), card: Repeated, keep_zero: true }],
+        fields: &[Field { tag: 1, json: "limits", ty: Message(142), card: Repeated, keep_zero: true }],
     },
-    // 54
+    // 58
     Message {
         name: "ResourceQuotaSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "hard", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 1, json: "hard", ty: Message(95), card: Map, keep_zero: false },
             Field { tag: 2, json: "scopes", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "scopeSelector", ty: Message(135), card: Single, keep_zero: false },
+            Field { tag: 3, json: "scopeSelector", ty: Message(143), card: Single, keep_zero: false },
         ],
     },
-    // 55
+    // 59
     Message {
         name: "ResourceQuotaStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "hard", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 2, json: "used", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 1, json: "hard", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 2, json: "used", ty: Message(95), card: Map, keep_zero: false },
         ],
     },
-    // 56
+    // 60
     Message {
         name: "ReplicaSetSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "replicas", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 2, json: "selector", ty: Message(128), card: Single, keep_zero: true },
-            Field { tag: 3, json: "template", ty: Message(124), card: Single, keep_zero: false },
+            Field { tag: 2, json: "selector", ty: Message(136), card: Single, keep_zero: true },
+            Field { tag: 3, json: "template", ty: Message(132), card: Single, keep_zero: false },
             Field { tag: 4, json: "minReadySeconds", ty: Int32, card: Single, keep_zero: false },
         ],
     },
-    // 57
+    // 61
     Message {
         name: "ReplicaSetStatus",
         shape: Shape::Object,
@@ -726,26 +769,26 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "observedGeneration", ty: Int64, card: Single, keep_zero: false },
             Field { tag: 4, json: "readyReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 5, json: "availableReplicas", ty: Int32, card: Single, keep_zero: false },
-            Field { tag: 6, json: "conditions", ty: Message(136), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "conditions", ty: Message(144), card: Repeated, keep_zero: false },
             Field { tag: 7, json: "terminatingReplicas", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 58
+    // 62
     Message {
         name: "DeploymentSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "replicas", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 2, json: "selector", ty: Message(128), card: Single, keep_zero: true },
-            Field { tag: 3, json: "template", ty: Message(124), card: Single, keep_zero: true },
-            Field { tag: 4, json: "strategy", ty: Message(137), card: Single, keep_zero: false },
+            Field { tag: 2, json: "selector", ty: Message(136), card: Single, keep_zero: true },
+            Field { tag: 3, json: "template", ty: Message(132), card: Single, keep_zero: true },
+            Field { tag: 4, json: "strategy", ty: Message(145), card: Single, keep_zero: false },
             Field { tag: 5, json: "minReadySeconds", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 6, json: "revisionHistoryLimit", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 7, json: "paused", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 9, json: "progressDeadlineSeconds", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 59
+    // 63
     Message {
         name: "DeploymentStatus",
         shape: Shape::Object,
@@ -755,25 +798,25 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "updatedReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 4, json: "availableReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 5, json: "unavailableReplicas", ty: Int32, card: Single, keep_zero: false },
-            Field { tag: 6, json: "conditions", ty: Message(138), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "conditions", ty: Message(146), card: Repeated, keep_zero: false },
             Field { tag: 7, json: "readyReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 8, json: "collisionCount", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 9, json: "terminatingReplicas", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 60
+    // 64
     Message {
         name: "DaemonSetSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "selector", ty: Message(128), card: Single, keep_zero: true },
-            Field { tag: 2, json: "template", ty: Message(124), card: Single, keep_zero: true },
-            Field { tag: 3, json: "updateStrategy", ty: Message(139), card: Single, keep_zero: false },
+            Field { tag: 1, json: "selector", ty: Message(136), card: Single, keep_zero: true },
+            Field { tag: 2, json: "template", ty: Message(132), card: Single, keep_zero: true },
+            Field { tag: 3, json: "updateStrategy", ty: Message(147), card: Single, keep_zero: false },
             Field { tag: 4, json: "minReadySeconds", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 6, json: "revisionHistoryLimit", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 61
+    // 65
     Message {
         name: "DaemonSetStatus",
         shape: Shape::Object,
@@ -787,10 +830,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "numberAvailable", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 8, json: "numberUnavailable", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 9, json: "collisionCount", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 10, json: "conditions", ty: Message(140), card: Repeated, keep_zero: false },
+            Field { tag: 10, json: "conditions", ty: Message(148), card: Repeated, keep_zero: false },
         ],
     },
-    // 62
+    // 66
     Message {
         name: "JobSpec",
         shape: Shape::Object,
@@ -798,94 +841,94 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "parallelism", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 2, json: "completions", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 3, json: "activeDeadlineSeconds", ty: Int64, card: Single, keep_zero: true },
-            Field { tag: 4, json: "selector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 4, json: "selector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 5, json: "manualSelector", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 6, json: "template", ty: Message(124), card: Single, keep_zero: true },
+            Field { tag: 6, json: "template", ty: Message(132), card: Single, keep_zero: true },
             Field { tag: 7, json: "backoffLimit", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 8, json: "ttlSecondsAfterFinished", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 9, json: "completionMode", ty: String, card: Single, keep_zero: true },
             Field { tag: 10, json: "suspend", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 11, json: "podFailurePolicy", ty: Message(141), card: Single, keep_zero: true },
+            Field { tag: 11, json: "podFailurePolicy", ty: Message(149), card: Single, keep_zero: true },
             Field { tag: 12, json: "backoffLimitPerIndex", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 13, json: "maxFailedIndexes", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 14, json: "podReplacementPolicy", ty: String, card: Single, keep_zero: true },
             Field { tag: 15, json: "managedBy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 16, json: "successPolicy", ty: Message(142), card: Single, keep_zero: false },
+            Field { tag: 16, json: "successPolicy", ty: Message(150), card: Single, keep_zero: false },
         ],
     },
-    // 63
+    // 67
     Message {
         name: "JobStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "conditions", ty: Message(143), card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "startTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 3, json: "completionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 1, json: "conditions", ty: Message(151), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "startTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 3, json: "completionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 4, json: "active", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 5, json: "succeeded", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 6, json: "failed", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 7, json: "completedIndexes", ty: String, card: Single, keep_zero: false },
-            Field { tag: 8, json: "uncountedTerminatedPods", ty: Message(144), card: Single, keep_zero: false },
+            Field { tag: 8, json: "uncountedTerminatedPods", ty: Message(152), card: Single, keep_zero: false },
             Field { tag: 9, json: "ready", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 10, json: "failedIndexes", ty: String, card: Single, keep_zero: true },
             Field { tag: 11, json: "terminating", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 64
+    // 68
     Message {
         name: "HorizontalPodAutoscalerSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "scaleTargetRef", ty: Message(145), card: Single, keep_zero: true },
+            Field { tag: 1, json: "scaleTargetRef", ty: Message(153), card: Single, keep_zero: true },
             Field { tag: 2, json: "minReplicas", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 3, json: "maxReplicas", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 4, json: "metrics", ty: Message(146), card: Repeated, keep_zero: false },
-            Field { tag: 5, json: "behavior", ty: Message(147), card: Single, keep_zero: false },
+            Field { tag: 4, json: "metrics", ty: Message(154), card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "behavior", ty: Message(155), card: Single, keep_zero: false },
         ],
     },
-    // 65
+    // 69
     Message {
         name: "HorizontalPodAutoscalerStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "observedGeneration", ty: Int64, card: Single, keep_zero: true },
-            Field { tag: 2, json: "lastScaleTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 2, json: "lastScaleTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 3, json: "currentReplicas", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 4, json: "desiredReplicas", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 5, json: "currentMetrics", ty: Message(148), card: Repeated, keep_zero: false },
-            Field { tag: 6, json: "conditions", ty: Message(149), card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "currentMetrics", ty: Message(156), card: Repeated, keep_zero: false },
+            Field { tag: 6, json: "conditions", ty: Message(157), card: Repeated, keep_zero: false },
         ],
     },
-    // 66
+    // 70
     Message {
         name: "LeaseSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "holderIdentity", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "leaseDurationSeconds", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 3, json: "acquireTime", ty: Message(47), card: Single, keep_zero: false },
-            Field { tag: 4, json: "renewTime", ty: Message(47), card: Single, keep_zero: false },
+            Field { tag: 3, json: "acquireTime", ty: Message(51), card: Single, keep_zero: false },
+            Field { tag: 4, json: "renewTime", ty: Message(51), card: Single, keep_zero: false },
             Field { tag: 5, json: "leaseTransitions", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 6, json: "strategy", ty: String, card: Single, keep_zero: true },
             Field { tag: 7, json: "preferredHolder", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 67
+    // 71
     Message {
         name: "Endpoint",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "addresses", ty: String, card: Repeated, keep_zero: true },
-            Field { tag: 2, json: "conditions", ty: Message(150), card: Single, keep_zero: false },
+            Field { tag: 2, json: "conditions", ty: Message(158), card: Single, keep_zero: false },
             Field { tag: 3, json: "hostname", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "targetRef", ty: Message(43), card: Single, keep_zero: false },
+            Field { tag: 4, json: "targetRef", ty: Message(47), card: Single, keep_zero: false },
             Field { tag: 5, json: "deprecatedTopology", ty: String, card: Map, keep_zero: false },
             Field { tag: 6, json: "nodeName", ty: String, card: Single, keep_zero: true },
             Field { tag: 7, json: "zone", ty: String, card: Single, keep_zero: true },
-            Field { tag: 8, json: "hints", ty: Message(151), card: Single, keep_zero: false },
+            Field { tag: 8, json: "hints", ty: Message(159), card: Single, keep_zero: false },
         ],
     },
-    // 68
+    // 72
     Message {
         name: "EndpointPort",
         shape: Shape::Object,
@@ -896,16 +939,55 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "appProtocol", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 69
+    // 73
+    Message {
+        name: "Subject",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "kind", ty: String, card: Single, keep_zero: true },
+            Field { tag: 2, json: "apiGroup", ty: String, card: Single, keep_zero: false },
+            Field { tag: 3, json: "name", ty: String, card: Single, keep_zero: true },
+            Field { tag: 4, json: "namespace", ty: String, card: Single, keep_zero: false },
+        ],
+    },
+    // 74
+    Message {
+        name: "RoleRef",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "apiGroup", ty: String, card: Single, keep_zero: false },
+            Field { tag: 2, json: "kind", ty: String, card: Single, keep_zero: true },
+            Field { tag: 3, json: "name", ty: String, card: Single, keep_zero: true },
+        ],
+    },
+    // 75
+    Message {
+        name: "PolicyRule",
+        shape: Shape::Object,
+        fields: &[
+            Field { tag: 1, json: "verbs", ty: String, card: Repeated, keep_zero: true },
+            Field { tag: 2, json: "apiGroups", ty: String, card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "resources", ty: String, card: Repeated, keep_zero: false },
+            Field { tag: 4, json: "resourceNames", ty: String, card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "nonResourceURLs", ty: String, card: Repeated, keep_zero: false },
+        ],
+    },
+    // 76
+    Message {
+        name: "AggregationRule",
+        shape: Shape::Object,
+        fields: &[Field { tag: 1, json: "clusterRoleSelectors", ty: Message(136), card: Repeated, keep_zero: false }],
+    },
+    // 77
     Message {
         name: "SelfSubjectAccessReviewSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "resourceAttributes", ty: Message(152), card: Single, keep_zero: false },
-            Field { tag: 2, json: "nonResourceAttributes", ty: Message(153), card: Single, keep_zero: false },
+            Field { tag: 1, json: "resourceAttributes", ty: Message(160), card: Single, keep_zero: false },
+            Field { tag: 2, json: "nonResourceAttributes", ty: Message(161), card: Single, keep_zero: false },
         ],
     },
-    // 70
+    // 78
     Message {
         name: "SubjectAccessReviewStatus",
         shape: Shape::Object,
@@ -916,56 +998,56 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "denied", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 71
+    // 79
     Message {
         name: "SelfSubjectRulesReviewSpec",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "namespace", ty: String, card: Single, keep_zero: false }],
     },
-    // 72
+    // 80
     Message {
         name: "SubjectRulesReviewStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "resourceRules", ty: Message(154), card: Repeated, keep_zero: true },
-            Field { tag: 2, json: "nonResourceRules", ty: Message(155), card: Repeated, keep_zero: true },
+            Field { tag: 1, json: "resourceRules", ty: Message(162), card: Repeated, keep_zero: true },
+            Field { tag: 2, json: "nonResourceRules", ty: Message(163), card: Repeated, keep_zero: true },
             Field { tag: 3, json: "incomplete", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 4, json: "evaluationError", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 73
+    // 81
     Message {
         name: "SubjectAccessReviewSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "resourceAttributes", ty: Message(152), card: Single, keep_zero: false },
-            Field { tag: 2, json: "nonResourceAttributes", ty: Message(153), card: Single, keep_zero: false },
+            Field { tag: 1, json: "resourceAttributes", ty: Message(160), card: Single, keep_zero: false },
+            Field { tag: 2, json: "nonResourceAttributes", ty: Message(161), card: Single, keep_zero: false },
             Field { tag: 3, json: "user", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "groups", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 5, json: "extra", ty: Message(156), card: Map, keep_zero: false },
+            Field { tag: 5, json: "extra", ty: Message(164), card: Map, keep_zero: false },
             Field { tag: 6, json: "uid", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 74
+    // 82
     Message {
         name: "TokenRequestSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "audiences", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "boundObjectRef", ty: Message(157), card: Single, keep_zero: false },
+            Field { tag: 3, json: "boundObjectRef", ty: Message(165), card: Single, keep_zero: false },
             Field { tag: 4, json: "expirationSeconds", ty: Int64, card: Single, keep_zero: true },
         ],
     },
-    // 75
+    // 83
     Message {
         name: "TokenRequestStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "token", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "expirationTimestamp", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 2, json: "expirationTimestamp", ty: Message(50), card: Single, keep_zero: false },
         ],
     },
-    // 76
+    // 84
     Message {
         name: "TokenReviewSpec",
         shape: Shape::Object,
@@ -974,30 +1056,30 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "audiences", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 77
+    // 85
     Message {
         name: "TokenReviewStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "authenticated", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 2, json: "user", ty: Message(158), card: Single, keep_zero: false },
+            Field { tag: 2, json: "user", ty: Message(166), card: Single, keep_zero: false },
             Field { tag: 3, json: "error", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "audiences", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 78
+    // 86
     Message {
         name: "SelfSubjectReviewStatus",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "userInfo", ty: Message(158), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "userInfo", ty: Message(166), card: Single, keep_zero: false }],
     },
-    // 79
+    // 87
     Message {
         name: "DeleteOptions",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "gracePeriodSeconds", ty: Int64, card: Single, keep_zero: false },
-            Field { tag: 2, json: "preconditions", ty: Message(159), card: Single, keep_zero: false },
+            Field { tag: 2, json: "preconditions", ty: Message(167), card: Single, keep_zero: false },
             Field { tag: 3, json: "orphanDependents", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 4, json: "propagationPolicy", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "dryRun", ty: String, card: Repeated, keep_zero: false },
@@ -1010,13 +1092,13 @@ pub(super) static MESSAGES: &[Message] = &[
             },
         ],
     },
-    // 80
+    // 88
     Message {
         name: "ScaleSpec",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "replicas", ty: Int32, card: Single, keep_zero: false }],
     },
-    // 81
+    // 89
     Message {
         name: "ScaleStatus",
         shape: Shape::Object,
@@ -1025,7 +1107,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "selector", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 82
+    // 90
     Message {
         name: "OwnerReference",
         shape: Shape::Object,
@@ -1038,7 +1120,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "blockOwnerDeletion", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 83
+    // 91
     Message {
         name: "ManagedFieldsEntry",
         shape: Shape::Object,
@@ -1046,25 +1128,25 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "manager", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "operation", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "apiVersion", ty: String, card: Single, keep_zero: false },
-            Field { tag: 4, json: "time", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 4, json: "time", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 6, json: "fieldsType", ty: String, card: Single, keep_zero: false },
-            Field { tag: 7, json: "fieldsV1", ty: Message(160), card: Single, keep_zero: false },
+            Field { tag: 7, json: "fieldsV1", ty: Message(168), card: Single, keep_zero: false },
             Field { tag: 8, json: "subresource", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 84
+    // 92
     Message {
         name: "NamespaceCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 85
+    // 93
     Message {
         name: "Taint",
         shape: Shape::Object,
@@ -1072,31 +1154,31 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "key", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "value", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "effect", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "timeAdded", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 4, json: "timeAdded", ty: Message(50), card: Single, keep_zero: false },
         ],
     },
-    // 86
+    // 94
     Message {
         name: "NodeConfigSource",
         shape: Shape::Object,
-        fields: &[Field { tag: 2, json: "configMap", ty: Message(161), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 2, json: "configMap", ty: Message(169), card: Single, keep_zero: false }],
     },
-    // 87
+    // 95
     Message { name: "Quantity", shape: Shape::Quantity, fields: &[] },
-    // 88
+    // 96
     Message {
         name: "NodeCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastHeartbeatTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastHeartbeatTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 89
+    // 97
     Message {
         name: "NodeAddress",
         shape: Shape::Object,
@@ -1105,13 +1187,13 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "address", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 90
+    // 98
     Message {
         name: "NodeDaemonEndpoints",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "kubeletEndpoint", ty: Message(162), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "kubeletEndpoint", ty: Message(170), card: Single, keep_zero: false }],
     },
-    // 91
+    // 99
     Message {
         name: "NodeSystemInfo",
         shape: Shape::Object,
@@ -1126,10 +1208,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 8, json: "kubeProxyVersion", ty: String, card: Single, keep_zero: true },
             Field { tag: 9, json: "operatingSystem", ty: String, card: Single, keep_zero: true },
             Field { tag: 10, json: "architecture", ty: String, card: Single, keep_zero: true },
-            Field { tag: 11, json: "swap", ty: Message(163), card: Single, keep_zero: false },
+            Field { tag: 11, json: "swap", ty: Message(171), card: Single, keep_zero: false },
         ],
     },
-    // 92
+    // 100
     Message {
         name: "ContainerImage",
         shape: Shape::Object,
@@ -1138,7 +1220,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "sizeBytes", ty: Int64, card: Single, keep_zero: false },
         ],
     },
-    // 93
+    // 101
     Message {
         name: "AttachedVolume",
         shape: Shape::Object,
@@ -1147,42 +1229,42 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "devicePath", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 94
+    // 102
     Message {
         name: "NodeConfigStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "assigned", ty: Message(86), card: Single, keep_zero: false },
-            Field { tag: 2, json: "active", ty: Message(86), card: Single, keep_zero: false },
-            Field { tag: 3, json: "lastKnownGood", ty: Message(86), card: Single, keep_zero: false },
+            Field { tag: 1, json: "assigned", ty: Message(94), card: Single, keep_zero: false },
+            Field { tag: 2, json: "active", ty: Message(94), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastKnownGood", ty: Message(94), card: Single, keep_zero: false },
             Field { tag: 4, json: "error", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 95
+    // 103
     Message {
         name: "NodeRuntimeHandler",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "features", ty: Message(164), card: Single, keep_zero: false },
+            Field { tag: 2, json: "features", ty: Message(172), card: Single, keep_zero: false },
         ],
     },
-    // 96
+    // 104
     Message {
         name: "NodeFeatures",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "supplementalGroupsPolicy", ty: Bool, card: Single, keep_zero: true }],
     },
-    // 97
+    // 105
     Message {
         name: "Volume",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "", ty: Message(165), card: Inline, keep_zero: false },
+            Field { tag: 2, json: "", ty: Message(173), card: Inline, keep_zero: false },
         ],
     },
-    // 98
+    // 106
     Message {
         name: "Container",
         shape: Shape::Object,
@@ -1192,68 +1274,68 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "command", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 4, json: "args", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 5, json: "workingDir", ty: String, card: Single, keep_zero: false },
-            Field { tag: 6, json: "ports", ty: Message(166), card: Repeated, keep_zero: false },
-            Field { tag: 7, json: "env", ty: Message(168), card: Repeated, keep_zero: false },
-            Field { tag: 8, json: "resources", ty: Message(110), card: Single, keep_zero: false },
-            Field { tag: 9, json: "volumeMounts", ty: Message(171), card: Repeated, keep_zero: false },
-            Field { tag: 10, json: "livenessProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 11, json: "readinessProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 12, json: "lifecycle", ty: Message(174), card: Single, keep_zero: false },
+            Field { tag: 6, json: "ports", ty: Message(174), card: Repeated, keep_zero: false },
+            Field { tag: 7, json: "env", ty: Message(176), card: Repeated, keep_zero: false },
+            Field { tag: 8, json: "resources", ty: Message(118), card: Single, keep_zero: false },
+            Field { tag: 9, json: "volumeMounts", ty: Message(179), card: Repeated, keep_zero: false },
+            Field { tag: 10, json: "livenessProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 11, json: "readinessProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 12, json: "lifecycle", ty: Message(182), card: Single, keep_zero: false },
             Field { tag: 13, json: "terminationMessagePath", ty: String, card: Single, keep_zero: false },
             Field { tag: 14, json: "imagePullPolicy", ty: String, card: Single, keep_zero: false },
-            Field { tag: 15, json: "securityContext", ty: Message(175), card: Single, keep_zero: false },
+            Field { tag: 15, json: "securityContext", ty: Message(183), card: Single, keep_zero: false },
             Field { tag: 16, json: "stdin", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 17, json: "stdinOnce", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 18, json: "tty", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 19, json: "envFrom", ty: Message(167), card: Repeated, keep_zero: false },
+            Field { tag: 19, json: "envFrom", ty: Message(175), card: Repeated, keep_zero: false },
             Field { tag: 20, json: "terminationMessagePolicy", ty: String, card: Single, keep_zero: false },
-            Field { tag: 21, json: "volumeDevices", ty: Message(172), card: Repeated, keep_zero: false },
-            Field { tag: 22, json: "startupProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 23, json: "resizePolicy", ty: Message(169), card: Repeated, keep_zero: false },
+            Field { tag: 21, json: "volumeDevices", ty: Message(180), card: Repeated, keep_zero: false },
+            Field { tag: 22, json: "startupProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 23, json: "resizePolicy", ty: Message(177), card: Repeated, keep_zero: false },
             Field { tag: 24, json: "restartPolicy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 25, json: "restartPolicyRules", ty: Message(170), card: Repeated, keep_zero: false },
+            Field { tag: 25, json: "restartPolicyRules", ty: Message(178), card: Repeated, keep_zero: false },
         ],
     },
-    // 99
+    // 107
     Message {
         name: "EphemeralContainer",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(176), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(184), card: Inline, keep_zero: false },
             Field { tag: 2, json: "targetContainerName", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 100
+    // 108
     Message {
         name: "PodSecurityContext",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "seLinuxOptions", ty: Message(177), card: Single, keep_zero: false },
+            Field { tag: 1, json: "seLinuxOptions", ty: Message(185), card: Single, keep_zero: false },
             Field { tag: 2, json: "runAsUser", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 3, json: "runAsNonRoot", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 4, json: "supplementalGroups", ty: Int64, card: Repeated, keep_zero: false },
             Field { tag: 5, json: "fsGroup", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 6, json: "runAsGroup", ty: Int64, card: Single, keep_zero: true },
-            Field { tag: 7, json: "sysctls", ty: Message(179), card: Repeated, keep_zero: false },
-            Field { tag: 8, json: "windowsOptions", ty: Message(178), card: Single, keep_zero: false },
+            Field { tag: 7, json: "sysctls", ty: Message(187), card: Repeated, keep_zero: false },
+            Field { tag: 8, json: "windowsOptions", ty: Message(186), card: Single, keep_zero: false },
             Field { tag: 9, json: "fsGroupChangePolicy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 10, json: "seccompProfile", ty: Message(180), card: Single, keep_zero: false },
-            Field { tag: 11, json: "appArmorProfile", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 10, json: "seccompProfile", ty: Message(188), card: Single, keep_zero: false },
+            Field { tag: 11, json: "appArmorProfile", ty: Message(189), card: Single, keep_zero: false },
             Field { tag: 12, json: "supplementalGroupsPolicy", ty: String, card: Single, keep_zero: true },
             Field { tag: 13, json: "seLinuxChangePolicy", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 101
+    // 109
     Message {
         name: "Affinity",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "nodeAffinity", ty: Message(182), card: Single, keep_zero: false },
-            Field { tag: 2, json: "podAffinity", ty: Message(183), card: Single, keep_zero: false },
-            Field { tag: 3, json: "podAntiAffinity", ty: Message(184), card: Single, keep_zero: false },
+            Field { tag: 1, json: "nodeAffinity", ty: Message(190), card: Single, keep_zero: false },
+            Field { tag: 2, json: "podAffinity", ty: Message(191), card: Single, keep_zero: false },
+            Field { tag: 3, json: "podAntiAffinity", ty: Message(192), card: Single, keep_zero: false },
         ],
     },
-    // 102
+    // 110
     Message {
         name: "Toleration",
         shape: Shape::Object,
@@ -1265,7 +1347,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "tolerationSeconds", ty: Int64, card: Single, keep_zero: true },
         ],
     },
-    // 103
+    // 111
     Message {
         name: "HostAlias",
         shape: Shape::Object,
@@ -1274,23 +1356,23 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "hostnames", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 104
+    // 112
     Message {
         name: "PodDNSConfig",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "nameservers", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 2, json: "searches", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 3, json: "options", ty: Message(185), card: Repeated, keep_zero: false },
+            Field { tag: 3, json: "options", ty: Message(193), card: Repeated, keep_zero: false },
         ],
     },
-    // 105
+    // 113
     Message {
         name: "PodReadinessGate",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "conditionType", ty: String, card: Single, keep_zero: true }],
     },
-    // 106
+    // 114
     Message {
         name: "TopologySpreadConstraint",
         shape: Shape::Object,
@@ -1298,26 +1380,26 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "maxSkew", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 2, json: "topologyKey", ty: String, card: Single, keep_zero: true },
             Field { tag: 3, json: "whenUnsatisfiable", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "labelSelector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 4, json: "labelSelector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 5, json: "minDomains", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 6, json: "nodeAffinityPolicy", ty: String, card: Single, keep_zero: true },
             Field { tag: 7, json: "nodeTaintsPolicy", ty: String, card: Single, keep_zero: true },
             Field { tag: 8, json: "matchLabelKeys", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 107
+    // 115
     Message {
         name: "PodOS",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true }],
     },
-    // 108
+    // 116
     Message {
         name: "PodSchedulingGate",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true }],
     },
-    // 109
+    // 117
     Message {
         name: "PodResourceClaim",
         shape: Shape::Object,
@@ -1327,17 +1409,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "resourceClaimTemplateName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 110
+    // 118
     Message {
         name: "ResourceRequirements",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "limits", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 2, json: "requests", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 3, json: "claims", ty: Message(186), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "limits", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 2, json: "requests", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 3, json: "claims", ty: Message(194), card: Repeated, keep_zero: false },
         ],
     },
-    // 111
+    // 119
     Message {
         name: "WorkloadReference",
         shape: Shape::Object,
@@ -1347,55 +1429,55 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "podGroupReplicaKey", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 112
+    // 120
     Message {
         name: "PodCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastProbeTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastProbeTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: false },
             Field { tag: 7, json: "observedGeneration", ty: Int64, card: Single, keep_zero: false },
         ],
     },
-    // 113
+    // 121
     Message {
         name: "HostIP",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "ip", ty: String, card: Single, keep_zero: true }],
     },
-    // 114
+    // 122
     Message {
         name: "PodIP",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "ip", ty: String, card: Single, keep_zero: true }],
     },
-    // 115
+    // 123
     Message {
         name: "ContainerStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "state", ty: Message(187), card: Single, keep_zero: false },
-            Field { tag: 3, json: "lastState", ty: Message(187), card: Single, keep_zero: false },
+            Field { tag: 2, json: "state", ty: Message(195), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastState", ty: Message(195), card: Single, keep_zero: false },
             Field { tag: 4, json: "ready", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 5, json: "restartCount", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 6, json: "image", ty: String, card: Single, keep_zero: true },
             Field { tag: 7, json: "imageID", ty: String, card: Single, keep_zero: true },
             Field { tag: 8, json: "containerID", ty: String, card: Single, keep_zero: false },
             Field { tag: 9, json: "started", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 10, json: "allocatedResources", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 11, json: "resources", ty: Message(110), card: Single, keep_zero: false },
-            Field { tag: 12, json: "volumeMounts", ty: Message(188), card: Repeated, keep_zero: false },
-            Field { tag: 13, json: "user", ty: Message(189), card: Single, keep_zero: false },
-            Field { tag: 14, json: "allocatedResourcesStatus", ty: Message(190), card: Repeated, keep_zero: false },
+            Field { tag: 10, json: "allocatedResources", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 11, json: "resources", ty: Message(118), card: Single, keep_zero: false },
+            Field { tag: 12, json: "volumeMounts", ty: Message(196), card: Repeated, keep_zero: false },
+            Field { tag: 13, json: "user", ty: Message(197), card: Single, keep_zero: false },
+            Field { tag: 14, json: "allocatedResourcesStatus", ty: Message(198), card: Repeated, keep_zero: false },
             Field { tag: 15, json: "stopSignal", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 116
+    // 124
     Message {
         name: "PodResourceClaimStatus",
         shape: Shape::Object,
@@ -1404,16 +1486,16 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "resourceClaimName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 117
+    // 125
     Message {
         name: "PodExtendedResourceClaimStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "requestMappings", ty: Message(191), card: Repeated, keep_zero: true },
+            Field { tag: 1, json: "requestMappings", ty: Message(199), card: Repeated, keep_zero: true },
             Field { tag: 2, json: "resourceClaimName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 118
+    // 126
     Message {
         name: "ServicePort",
         shape: Shape::Object,
@@ -1421,24 +1503,24 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "protocol", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "port", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 4, json: "targetPort", ty: Message(192), card: Single, keep_zero: false },
+            Field { tag: 4, json: "targetPort", ty: Message(200), card: Single, keep_zero: false },
             Field { tag: 5, json: "nodePort", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 6, json: "appProtocol", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 119
+    // 127
     Message {
         name: "SessionAffinityConfig",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "clientIP", ty: Message(193), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "clientIP", ty: Message(201), card: Single, keep_zero: false }],
     },
-    // 120
+    // 128
     Message {
         name: "LoadBalancerStatus",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "ingress", ty: Message(194), card: Repeated, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "ingress", ty: Message(202), card: Repeated, keep_zero: false }],
     },
-    // 121
+    // 129
     Message {
         name: "Condition",
         shape: Shape::Object,
@@ -1446,23 +1528,23 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
             Field { tag: 3, json: "observedGeneration", ty: Int64, card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: true },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: true },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: true },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 122
+    // 130
     Message {
         name: "EndpointAddress",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "ip", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "targetRef", ty: Message(43), card: Single, keep_zero: false },
+            Field { tag: 2, json: "targetRef", ty: Message(47), card: Single, keep_zero: false },
             Field { tag: 3, json: "hostname", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "nodeName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 123
+    // 131
     Message {
         name: "EndpointPort",
         shape: Shape::Object,
@@ -1473,81 +1555,81 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "appProtocol", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 124
+    // 132
     Message {
         name: "PodTemplateSpec",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: false },
-            Field { tag: 2, json: "spec", ty: Message(36), card: Single, keep_zero: false },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: false },
+            Field { tag: 2, json: "spec", ty: Message(40), card: Single, keep_zero: false },
         ],
     },
-    // 125
+    // 133
     Message {
         name: "ReplicationControllerCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 126
+    // 134
     Message {
         name: "PersistentVolumeSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "gcePersistentDisk", ty: Message(195), card: Single, keep_zero: false },
-            Field { tag: 2, json: "awsElasticBlockStore", ty: Message(196), card: Single, keep_zero: false },
-            Field { tag: 3, json: "hostPath", ty: Message(197), card: Single, keep_zero: false },
-            Field { tag: 4, json: "glusterfs", ty: Message(198), card: Single, keep_zero: false },
-            Field { tag: 5, json: "nfs", ty: Message(199), card: Single, keep_zero: false },
-            Field { tag: 6, json: "rbd", ty: Message(200), card: Single, keep_zero: false },
-            Field { tag: 7, json: "iscsi", ty: Message(201), card: Single, keep_zero: false },
-            Field { tag: 8, json: "cinder", ty: Message(202), card: Single, keep_zero: false },
-            Field { tag: 9, json: "cephfs", ty: Message(203), card: Single, keep_zero: false },
-            Field { tag: 10, json: "fc", ty: Message(204), card: Single, keep_zero: false },
-            Field { tag: 11, json: "flocker", ty: Message(205), card: Single, keep_zero: false },
-            Field { tag: 12, json: "flexVolume", ty: Message(206), card: Single, keep_zero: false },
-            Field { tag: 13, json: "azureFile", ty: Message(207), card: Single, keep_zero: false },
-            Field { tag: 14, json: "vsphereVolume", ty: Message(208), card: Single, keep_zero: false },
-            Field { tag: 15, json: "quobyte", ty: Message(209), card: Single, keep_zero: false },
-            Field { tag: 16, json: "azureDisk", ty: Message(210), card: Single, keep_zero: false },
-            Field { tag: 17, json: "photonPersistentDisk", ty: Message(211), card: Single, keep_zero: false },
-            Field { tag: 18, json: "portworxVolume", ty: Message(212), card: Single, keep_zero: false },
-            Field { tag: 19, json: "scaleIO", ty: Message(213), card: Single, keep_zero: false },
-            Field { tag: 20, json: "local", ty: Message(214), card: Single, keep_zero: false },
-            Field { tag: 21, json: "storageos", ty: Message(215), card: Single, keep_zero: false },
-            Field { tag: 22, json: "csi", ty: Message(216), card: Single, keep_zero: false },
+            Field { tag: 1, json: "gcePersistentDisk", ty: Message(203), card: Single, keep_zero: false },
+            Field { tag: 2, json: "awsElasticBlockStore", ty: Message(204), card: Single, keep_zero: false },
+            Field { tag: 3, json: "hostPath", ty: Message(205), card: Single, keep_zero: false },
+            Field { tag: 4, json: "glusterfs", ty: Message(206), card: Single, keep_zero: false },
+            Field { tag: 5, json: "nfs", ty: Message(207), card: Single, keep_zero: false },
+            Field { tag: 6, json: "rbd", ty: Message(208), card: Single, keep_zero: false },
+            Field { tag: 7, json: "iscsi", ty: Message(209), card: Single, keep_zero: false },
+            Field { tag: 8, json: "cinder", ty: Message(210), card: Single, keep_zero: false },
+            Field { tag: 9, json: "cephfs", ty: Message(211), card: Single, keep_zero: false },
+            Field { tag: 10, json: "fc", ty: Message(212), card: Single, keep_zero: false },
+            Field { tag: 11, json: "flocker", ty: Message(213), card: Single, keep_zero: false },
+            Field { tag: 12, json: "flexVolume", ty: Message(214), card: Single, keep_zero: false },
+            Field { tag: 13, json: "azureFile", ty: Message(215), card: Single, keep_zero: false },
+            Field { tag: 14, json: "vsphereVolume", ty: Message(216), card: Single, keep_zero: false },
+            Field { tag: 15, json: "quobyte", ty: Message(217), card: Single, keep_zero: false },
+            Field { tag: 16, json: "azureDisk", ty: Message(218), card: Single, keep_zero: false },
+            Field { tag: 17, json: "photonPersistentDisk", ty: Message(219), card: Single, keep_zero: false },
+            Field { tag: 18, json: "portworxVolume", ty: Message(220), card: Single, keep_zero: false },
+            Field { tag: 19, json: "scaleIO", ty: Message(221), card: Single, keep_zero: false },
+            Field { tag: 20, json: "local", ty: Message(222), card: Single, keep_zero: false },
+            Field { tag: 21, json: "storageos", ty: Message(223), card: Single, keep_zero: false },
+            Field { tag: 22, json: "csi", ty: Message(224), card: Single, keep_zero: false },
         ],
     },
-    // 127
+    // 135
     Message {
         name: "VolumeNodeAffinity",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "required", ty: Message(217), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "required", ty: Message(225), card: Single, keep_zero: false }],
     },
-    // 128
+    // 136
     Message {
         name: "LabelSelector",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "matchLabels", ty: String, card: Map, keep_zero: false },
-            Field { tag: 2, json: "matchExpressions", ty: Message(218), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "matchExpressions", ty: Message(226), card: Repeated, keep_zero: false },
         ],
     },
-    // 129
+    // 137
     Message {
         name: "VolumeResourceRequirements",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "limits", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 2, json: "requests", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 1, json: "limits", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 2, json: "requests", ty: Message(95), card: Map, keep_zero: false },
         ],
     },
-    // 130
+    // 138
     Message {
         name: "TypedLocalObjectReference",
         shape: Shape::Object,
@@ -1557,7 +1639,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "name", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 131
+    // 139
     Message {
         name: "TypedObjectReference",
         shape: Shape::Object,
@@ -1568,20 +1650,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "namespace", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 132
+    // 140
     Message {
         name: "PersistentVolumeClaimCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastProbeTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastProbeTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 133
+    // 141
     Message {
         name: "ModifyVolumeStatus",
         shape: Shape::Object,
@@ -1590,47 +1672,47 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 134
+    // 142
     Message {
         name: "LimitRangeItem",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "max", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 3, json: "min", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 4, json: "default", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 5, json: "defaultRequest", ty: Message(87), card: Map, keep_zero: false },
-            Field { tag: 6, json: "maxLimitRequestRatio", ty: Message(87), card: Map, keep_zero: false },
+            Field { tag: 2, json: "max", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 3, json: "min", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 4, json: "default", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 5, json: "defaultRequest", ty: Message(95), card: Map, keep_zero: false },
+            Field { tag: 6, json: "maxLimitRequestRatio", ty: Message(95), card: Map, keep_zero: false },
         ],
     },
-    // 135
+    // 143
     Message {
         name: "ScopeSelector",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "matchExpressions", ty: Message(219), card: Repeated, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "matchExpressions", ty: Message(227), card: Repeated, keep_zero: false }],
     },
-    // 136
+    // 144
     Message {
         name: "ReplicaSetCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: false },
-            Field { tag: 3, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 137
+    // 145
     Message {
         name: "DeploymentStrategy",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "rollingUpdate", ty: Message(220), card: Single, keep_zero: false },
+            Field { tag: 2, json: "rollingUpdate", ty: Message(228), card: Single, keep_zero: false },
         ],
     },
-    // 138
+    // 146
     Message {
         name: "DeploymentCondition",
         shape: Shape::Object,
@@ -1639,57 +1721,57 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "message", ty: String, card: Single, keep_zero: false },
-            Field { tag: 6, json: "lastUpdateTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 7, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 6, json: "lastUpdateTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 7, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
         ],
     },
-    // 139
+    // 147
     Message {
         name: "DaemonSetUpdateStrategy",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "rollingUpdate", ty: Message(221), card: Single, keep_zero: false },
+            Field { tag: 2, json: "rollingUpdate", ty: Message(229), card: Single, keep_zero: false },
         ],
     },
-    // 140
+    // 148
     Message {
         name: "DaemonSetCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: false },
-            Field { tag: 3, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 141
+    // 149
     Message {
         name: "PodFailurePolicy",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "rules", ty: Message(222), card: Repeated, keep_zero: true }],
+        fields: &[Field { tag: 1, json: "rules", ty: Message(230), card: Repeated, keep_zero: true }],
     },
-    // 142
+    // 150
     Message {
         name: "SuccessPolicy",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "rules", ty: Message(223), card: Repeated, keep_zero: true }],
+        fields: &[Field { tag: 1, json: "rules", ty: Message(231), card: Repeated, keep_zero: true }],
     },
-    // 143
+    // 151
     Message {
         name: "JobCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastProbeTime", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 4, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastProbeTime", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 4, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 5, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 144
+    // 152
     Message {
         name: "UncountedTerminatedPods",
         shape: Shape::Object,
@@ -1698,7 +1780,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "failed", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 145
+    // 153
     Message {
         name: "CrossVersionObjectReference",
         shape: Shape::Object,
@@ -1708,54 +1790,54 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "apiVersion", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 146
+    // 154
     Message {
         name: "MetricSpec",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "object", ty: Message(224), card: Single, keep_zero: false },
-            Field { tag: 3, json: "pods", ty: Message(225), card: Single, keep_zero: false },
-            Field { tag: 4, json: "resource", ty: Message(226), card: Single, keep_zero: false },
-            Field { tag: 5, json: "external", ty: Message(228), card: Single, keep_zero: false },
-            Field { tag: 7, json: "containerResource", ty: Message(227), card: Single, keep_zero: false },
+            Field { tag: 2, json: "object", ty: Message(232), card: Single, keep_zero: false },
+            Field { tag: 3, json: "pods", ty: Message(233), card: Single, keep_zero: false },
+            Field { tag: 4, json: "resource", ty: Message(234), card: Single, keep_zero: false },
+            Field { tag: 5, json: "external", ty: Message(236), card: Single, keep_zero: false },
+            Field { tag: 7, json: "containerResource", ty: Message(235), card: Single, keep_zero: false },
         ],
     },
-    // 147
+    // 155
     Message {
         name: "HorizontalPodAutoscalerBehavior",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "scaleUp", ty: Message(229), card: Single, keep_zero: false },
-            Field { tag: 2, json: "scaleDown", ty: Message(229), card: Single, keep_zero: false },
+            Field { tag: 1, json: "scaleUp", ty: Message(237), card: Single, keep_zero: false },
+            Field { tag: 2, json: "scaleDown", ty: Message(237), card: Single, keep_zero: false },
         ],
     },
-    // 148
+    // 156
     Message {
         name: "MetricStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "object", ty: Message(230), card: Single, keep_zero: false },
-            Field { tag: 3, json: "pods", ty: Message(231), card: Single, keep_zero: false },
-            Field { tag: 4, json: "resource", ty: Message(232), card: Single, keep_zero: false },
-            Field { tag: 5, json: "external", ty: Message(234), card: Single, keep_zero: false },
-            Field { tag: 7, json: "containerResource", ty: Message(233), card: Single, keep_zero: false },
+            Field { tag: 2, json: "object", ty: Message(238), card: Single, keep_zero: false },
+            Field { tag: 3, json: "pods", ty: Message(239), card: Single, keep_zero: false },
+            Field { tag: 4, json: "resource", ty: Message(240), card: Single, keep_zero: false },
+            Field { tag: 5, json: "external", ty: Message(242), card: Single, keep_zero: false },
+            Field { tag: 7, json: "containerResource", ty: Message(241), card: Single, keep_zero: false },
         ],
     },
-    // 149
+    // 157
     Message {
         name: "HorizontalPodAutoscalerCondition",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "lastTransitionTime", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 3, json: "lastTransitionTime", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 4, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 150
+    // 158
     Message {
         name: "EndpointConditions",
         shape: Shape::Object,
@@ -1765,16 +1847,16 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "terminating", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 151
+    // 159
     Message {
         name: "EndpointHints",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "forZones", ty: Message(235), card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "forNodes", ty: Message(236), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "forZones", ty: Message(243), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "forNodes", ty: Message(244), card: Repeated, keep_zero: false },
         ],
     },
-    // 152
+    // 160
     Message {
         name: "ResourceAttributes",
         shape: Shape::Object,
@@ -1786,11 +1868,11 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "resource", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "subresource", ty: String, card: Single, keep_zero: false },
             Field { tag: 7, json: "name", ty: String, card: Single, keep_zero: false },
-            Field { tag: 8, json: "fieldSelector", ty: Message(237), card: Single, keep_zero: false },
-            Field { tag: 9, json: "labelSelector", ty: Message(238), card: Single, keep_zero: false },
+            Field { tag: 8, json: "fieldSelector", ty: Message(245), card: Single, keep_zero: false },
+            Field { tag: 9, json: "labelSelector", ty: Message(246), card: Single, keep_zero: false },
         ],
     },
-    // 153
+    // 161
     Message {
         name: "NonResourceAttributes",
         shape: Shape::Object,
@@ -1799,7 +1881,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "verb", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 154
+    // 162
     Message {
         name: "ResourceRule",
         shape: Shape::Object,
@@ -1810,7 +1892,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "resourceNames", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 155
+    // 163
     Message {
         name: "NonResourceRule",
         shape: Shape::Object,
@@ -1819,9 +1901,9 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "nonResourceURLs", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 156
+    // 164
     Message { name: "ExtraValue", shape: Shape::StringList, fields: &[] },
-    // 157
+    // 165
     Message {
         name: "BoundObjectReference",
         shape: Shape::Object,
@@ -1832,7 +1914,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "uid", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 158
+    // 166
     Message {
         name: "UserInfo",
         shape: Shape::Object,
@@ -1840,10 +1922,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "username", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "uid", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "groups", ty: String, card: Repeated, keep_zero: false },
-            Field { tag: 4, json: "extra", ty: Message(239), card: Map, keep_zero: false },
+            Field { tag: 4, json: "extra", ty: Message(247), card: Map, keep_zero: false },
         ],
     },
-    // 159
+    // 167
     Message {
         name: "Preconditions",
         shape: Shape::Object,
@@ -1852,9 +1934,9 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "resourceVersion", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 160
+    // 168
     Message { name: "FieldsV1", shape: Shape::RawJson, fields: &[] },
-    // 161
+    // 169
     Message {
         name: "ConfigMapNodeConfigSource",
         shape: Shape::Object,
@@ -1866,19 +1948,19 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "kubeletConfigKey", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 162
+    // 170
     Message {
         name: "DaemonEndpoint",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "Port", ty: Int32, card: Single, keep_zero: true }],
     },
-    // 163
+    // 171
     Message {
         name: "NodeSwapStatus",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "capacity", ty: Int64, card: Single, keep_zero: true }],
     },
-    // 164
+    // 172
     Message {
         name: "NodeRuntimeHandlerFeatures",
         shape: Shape::Object,
@@ -1887,44 +1969,44 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "userNamespaces", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 165
+    // 173
     Message {
         name: "VolumeSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "hostPath", ty: Message(197), card: Single, keep_zero: false },
-            Field { tag: 2, json: "emptyDir", ty: Message(240), card: Single, keep_zero: false },
-            Field { tag: 3, json: "gcePersistentDisk", ty: Message(195), card: Single, keep_zero: false },
-            Field { tag: 4, json: "awsElasticBlockStore", ty: Message(196), card: Single, keep_zero: false },
-            Field { tag: 5, json: "gitRepo", ty: Message(241), card: Single, keep_zero: false },
-            Field { tag: 6, json: "secret", ty: Message(242), card: Single, keep_zero: false },
-            Field { tag: 7, json: "nfs", ty: Message(199), card: Single, keep_zero: false },
-            Field { tag: 8, json: "iscsi", ty: Message(243), card: Single, keep_zero: false },
-            Field { tag: 9, json: "glusterfs", ty: Message(244), card: Single, keep_zero: false },
-            Field { tag: 10, json: "persistentVolumeClaim", ty: Message(245), card: Single, keep_zero: false },
-            Field { tag: 11, json: "rbd", ty: Message(246), card: Single, keep_zero: false },
-            Field { tag: 12, json: "flexVolume", ty: Message(247), card: Single, keep_zero: false },
-            Field { tag: 13, json: "cinder", ty: Message(248), card: Single, keep_zero: false },
-            Field { tag: 14, json: "cephfs", ty: Message(249), card: Single, keep_zero: false },
-            Field { tag: 15, json: "flocker", ty: Message(205), card: Single, keep_zero: false },
-            Field { tag: 16, json: "downwardAPI", ty: Message(250), card: Single, keep_zero: false },
-            Field { tag: 17, json: "fc", ty: Message(204), card: Single, keep_zero: false },
-            Field { tag: 18, json: "azureFile", ty: Message(251), card: Single, keep_zero: false },
-            Field { tag: 19, json: "configMap", ty: Message(252), card: Single, keep_zero: false },
-            Field { tag: 20, json: "vsphereVolume", ty: Message(208), card: Single, keep_zero: false },
-            Field { tag: 21, json: "quobyte", ty: Message(209), card: Single, keep_zero: false },
-            Field { tag: 22, json: "azureDisk", ty: Message(210), card: Single, keep_zero: false },
-            Field { tag: 23, json: "photonPersistentDisk", ty: Message(211), card: Single, keep_zero: false },
-            Field { tag: 24, json: "portworxVolume", ty: Message(212), card: Single, keep_zero: false },
-            Field { tag: 25, json: "scaleIO", ty: Message(254), card: Single, keep_zero: false },
-            Field { tag: 26, json: "projected", ty: Message(253), card: Single, keep_zero: false },
-            Field { tag: 27, json: "storageos", ty: Message(255), card: Single, keep_zero: false },
-            Field { tag: 28, json: "csi", ty: Message(256), card: Single, keep_zero: false },
-            Field { tag: 29, json: "ephemeral", ty: Message(257), card: Single, keep_zero: false },
-            Field { tag: 30, json: "image", ty: Message(258), card: Single, keep_zero: false },
+            Field { tag: 1, json: "hostPath", ty: Message(205), card: Single, keep_zero: false },
+            Field { tag: 2, json: "emptyDir", ty: Message(248), card: Single, keep_zero: false },
+            Field { tag: 3, json: "gcePersistentDisk", ty: Message(203), card: Single, keep_zero: false },
+            Field { tag: 4, json: "awsElasticBlockStore", ty: Message(204), card: Single, keep_zero: false },
+            Field { tag: 5, json: "gitRepo", ty: Message(249), card: Single, keep_zero: false },
+            Field { tag: 6, json: "secret", ty: Message(250), card: Single, keep_zero: false },
+            Field { tag: 7, json: "nfs", ty: Message(207), card: Single, keep_zero: false },
+            Field { tag: 8, json: "iscsi", ty: Message(251), card: Single, keep_zero: false },
+            Field { tag: 9, json: "glusterfs", ty: Message(252), card: Single, keep_zero: false },
+            Field { tag: 10, json: "persistentVolumeClaim", ty: Message(253), card: Single, keep_zero: false },
+            Field { tag: 11, json: "rbd", ty: Message(254), card: Single, keep_zero: false },
+            Field { tag: 12, json: "flexVolume", ty: Message(255), card: Single, keep_zero: false },
+            Field { tag: 13, json: "cinder", ty: Message(256), card: Single, keep_zero: false },
+            Field { tag: 14, json: "cephfs", ty: Message(257), card: Single, keep_zero: false },
+            Field { tag: 15, json: "flocker", ty: Message(213), card: Single, keep_zero: false },
+            Field { tag: 16, json: "downwardAPI", ty: Message(258), card: Single, keep_zero: false },
+            Field { tag: 17, json: "fc", ty: Message(212), card: Single, keep_zero: false },
+            Field { tag: 18, json: "azureFile", ty: Message(259), card: Single, keep_zero: false },
+            Field { tag: 19, json: "configMap", ty: Message(260), card: Single, keep_zero: false },
+            Field { tag: 20, json: "vsphereVolume", ty: Message(216), card: Single, keep_zero: false },
+            Field { tag: 21, json: "quobyte", ty: Message(217), card: Single, keep_zero: false },
+            Field { tag: 22, json: "azureDisk", ty: Message(218), card: Single, keep_zero: false },
+            Field { tag: 23, json: "photonPersistentDisk", ty: Message(219), card: Single, keep_zero: false },
+            Field { tag: 24, json: "portworxVolume", ty: Message(220), card: Single, keep_zero: false },
+            Field { tag: 25, json: "scaleIO", ty: Message(262), card: Single, keep_zero: false },
+            Field { tag: 26, json: "projected", ty: Message(261), card: Single, keep_zero: false },
+            Field { tag: 27, json: "storageos", ty: Message(263), card: Single, keep_zero: false },
+            Field { tag: 28, json: "csi", ty: Message(264), card: Single, keep_zero: false },
+            Field { tag: 29, json: "ephemeral", ty: Message(265), card: Single, keep_zero: false },
+            Field { tag: 30, json: "image", ty: Message(266), card: Single, keep_zero: false },
         ],
     },
-    // 166
+    // 174
     Message {
         name: "ContainerPort",
         shape: Shape::Object,
@@ -1936,27 +2018,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "hostIP", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 167
+    // 175
     Message {
         name: "EnvFromSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "prefix", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "configMapRef", ty: Message(259), card: Single, keep_zero: false },
-            Field { tag: 3, json: "secretRef", ty: Message(260), card: Single, keep_zero: false },
+            Field { tag: 2, json: "configMapRef", ty: Message(267), card: Single, keep_zero: false },
+            Field { tag: 3, json: "secretRef", ty: Message(268), card: Single, keep_zero: false },
         ],
     },
-    // 168
+    // 176
     Message {
         name: "EnvVar",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "value", ty: String, card: Single, keep_zero: false },
-            Field { tag: 3, json: "valueFrom", ty: Message(261), card: Single, keep_zero: false },
+            Field { tag: 3, json: "valueFrom", ty: Message(269), card: Single, keep_zero: false },
         ],
     },
-    // 169
+    // 177
     Message {
         name: "ContainerResizePolicy",
         shape: Shape::Object,
@@ -1965,16 +2047,16 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "restartPolicy", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 170
+    // 178
     Message {
         name: "ContainerRestartRule",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "action", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "exitCodes", ty: Message(262), card: Single, keep_zero: false },
+            Field { tag: 2, json: "exitCodes", ty: Message(270), card: Single, keep_zero: false },
         ],
     },
-    // 171
+    // 179
     Message {
         name: "VolumeMount",
         shape: Shape::Object,
@@ -1988,7 +2070,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "recursiveReadOnly", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 172
+    // 180
     Message {
         name: "VolumeDevice",
         shape: Shape::Object,
@@ -1997,12 +2079,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "devicePath", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 173
+    // 181
     Message {
         name: "Probe",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(263), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(271), card: Inline, keep_zero: false },
             Field { tag: 2, json: "initialDelaySeconds", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 3, json: "timeoutSeconds", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 4, json: "periodSeconds", ty: Int32, card: Single, keep_zero: false },
@@ -2011,36 +2093,36 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "terminationGracePeriodSeconds", ty: Int64, card: Single, keep_zero: true },
         ],
     },
-    // 174
+    // 182
     Message {
         name: "Lifecycle",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "postStart", ty: Message(264), card: Single, keep_zero: false },
-            Field { tag: 2, json: "preStop", ty: Message(264), card: Single, keep_zero: false },
+            Field { tag: 1, json: "postStart", ty: Message(272), card: Single, keep_zero: false },
+            Field { tag: 2, json: "preStop", ty: Message(272), card: Single, keep_zero: false },
             Field { tag: 3, json: "stopSignal", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 175
+    // 183
     Message {
         name: "SecurityContext",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "capabilities", ty: Message(265), card: Single, keep_zero: false },
+            Field { tag: 1, json: "capabilities", ty: Message(273), card: Single, keep_zero: false },
             Field { tag: 2, json: "privileged", ty: Bool, card: Single, keep_zero: true },
-            Field { tag: 3, json: "seLinuxOptions", ty: Message(177), card: Single, keep_zero: false },
+            Field { tag: 3, json: "seLinuxOptions", ty: Message(185), card: Single, keep_zero: false },
             Field { tag: 4, json: "runAsUser", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 5, json: "runAsNonRoot", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 6, json: "readOnlyRootFilesystem", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 7, json: "allowPrivilegeEscalation", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 8, json: "runAsGroup", ty: Int64, card: Single, keep_zero: true },
             Field { tag: 9, json: "procMount", ty: String, card: Single, keep_zero: true },
-            Field { tag: 10, json: "windowsOptions", ty: Message(178), card: Single, keep_zero: false },
-            Field { tag: 11, json: "seccompProfile", ty: Message(180), card: Single, keep_zero: false },
-            Field { tag: 12, json: "appArmorProfile", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 10, json: "windowsOptions", ty: Message(186), card: Single, keep_zero: false },
+            Field { tag: 11, json: "seccompProfile", ty: Message(188), card: Single, keep_zero: false },
+            Field { tag: 12, json: "appArmorProfile", ty: Message(189), card: Single, keep_zero: false },
         ],
     },
-    // 176
+    // 184
     Message {
         name: "EphemeralContainerCommon",
         shape: Shape::Object,
@@ -2050,29 +2132,29 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "command", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 4, json: "args", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 5, json: "workingDir", ty: String, card: Single, keep_zero: false },
-            Field { tag: 6, json: "ports", ty: Message(166), card: Repeated, keep_zero: false },
-            Field { tag: 7, json: "env", ty: Message(168), card: Repeated, keep_zero: false },
-            Field { tag: 8, json: "resources", ty: Message(110), card: Single, keep_zero: false },
-            Field { tag: 9, json: "volumeMounts", ty: Message(171), card: Repeated, keep_zero: false },
-            Field { tag: 10, json: "livenessProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 11, json: "readinessProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 12, json: "lifecycle", ty: Message(174), card: Single, keep_zero: false },
+            Field { tag: 6, json: "ports", ty: Message(174), card: Repeated, keep_zero: false },
+            Field { tag: 7, json: "env", ty: Message(176), card: Repeated, keep_zero: false },
+            Field { tag: 8, json: "resources", ty: Message(118), card: Single, keep_zero: false },
+            Field { tag: 9, json: "volumeMounts", ty: Message(179), card: Repeated, keep_zero: false },
+            Field { tag: 10, json: "livenessProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 11, json: "readinessProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 12, json: "lifecycle", ty: Message(182), card: Single, keep_zero: false },
             Field { tag: 13, json: "terminationMessagePath", ty: String, card: Single, keep_zero: false },
             Field { tag: 14, json: "imagePullPolicy", ty: String, card: Single, keep_zero: false },
-            Field { tag: 15, json: "securityContext", ty: Message(175), card: Single, keep_zero: false },
+            Field { tag: 15, json: "securityContext", ty: Message(183), card: Single, keep_zero: false },
             Field { tag: 16, json: "stdin", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 17, json: "stdinOnce", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 18, json: "tty", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 19, json: "envFrom", ty: Message(167), card: Repeated, keep_zero: false },
+            Field { tag: 19, json: "envFrom", ty: Message(175), card: Repeated, keep_zero: false },
             Field { tag: 20, json: "terminationMessagePolicy", ty: String, card: Single, keep_zero: false },
-            Field { tag: 21, json: "volumeDevices", ty: Message(172), card: Repeated, keep_zero: false },
-            Field { tag: 22, json: "startupProbe", ty: Message(173), card: Single, keep_zero: false },
-            Field { tag: 23, json: "resizePolicy", ty: Message(169), card: Repeated, keep_zero: false },
+            Field { tag: 21, json: "volumeDevices", ty: Message(180), card: Repeated, keep_zero: false },
+            Field { tag: 22, json: "startupProbe", ty: Message(181), card: Single, keep_zero: false },
+            Field { tag: 23, json: "resizePolicy", ty: Message(177), card: Repeated, keep_zero: false },
             Field { tag: 24, json: "restartPolicy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 25, json: "restartPolicyRules", ty: Message(170), card: Repeated, keep_zero: false },
+            Field { tag: 25, json: "restartPolicyRules", ty: Message(178), card: Repeated, keep_zero: false },
         ],
     },
-    // 177
+    // 185
     Message {
         name: "SELinuxOptions",
         shape: Shape::Object,
@@ -2083,7 +2165,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "level", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 178
+    // 186
     Message {
         name: "WindowsSecurityContextOptions",
         shape: Shape::Object,
@@ -2094,7 +2176,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "hostProcess", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 179
+    // 187
     Message {
         name: "Sysctl",
         shape: Shape::Object,
@@ -2103,7 +2185,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "value", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 180
+    // 188
     Message {
         name: "SeccompProfile",
         shape: Shape::Object,
@@ -2112,7 +2194,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "localhostProfile", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 181
+    // 189
     Message {
         name: "AppArmorProfile",
         shape: Shape::Object,
@@ -2121,7 +2203,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "localhostProfile", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 182
+    // 190
     Message {
         name: "NodeAffinity",
         shape: Shape::Object,
@@ -2129,20 +2211,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "requiredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(217),
+                ty: Message(225),
                 card: Single,
                 keep_zero: false,
             },
             Field {
                 tag: 2,
                 json: "preferredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(266),
+                ty: Message(274),
                 card: Repeated,
                 keep_zero: false,
             },
         ],
     },
-    // 183
+    // 191
     Message {
         name: "PodAffinity",
         shape: Shape::Object,
@@ -2150,20 +2232,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "requiredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(267),
+                ty: Message(275),
                 card: Repeated,
                 keep_zero: false,
             },
             Field {
                 tag: 2,
                 json: "preferredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(268),
+                ty: Message(276),
                 card: Repeated,
                 keep_zero: false,
             },
         ],
     },
-    // 184
+    // 192
     Message {
         name: "PodAntiAffinity",
         shape: Shape::Object,
@@ -2171,20 +2253,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "requiredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(267),
+                ty: Message(275),
                 card: Repeated,
                 keep_zero: false,
             },
             Field {
                 tag: 2,
                 json: "preferredDuringSchedulingIgnoredDuringExecution",
-                ty: Message(268),
+                ty: Message(276),
                 card: Repeated,
                 keep_zero: false,
             },
         ],
     },
-    // 185
+    // 193
     Message {
         name: "PodDNSConfigOption",
         shape: Shape::Object,
@@ -2193,7 +2275,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "value", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 186
+    // 194
     Message {
         name: "ResourceClaim",
         shape: Shape::Object,
@@ -2202,17 +2284,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "request", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 187
+    // 195
     Message {
         name: "ContainerState",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "waiting", ty: Message(269), card: Single, keep_zero: false },
-            Field { tag: 2, json: "running", ty: Message(270), card: Single, keep_zero: false },
-            Field { tag: 3, json: "terminated", ty: Message(271), card: Single, keep_zero: false },
+            Field { tag: 1, json: "waiting", ty: Message(277), card: Single, keep_zero: false },
+            Field { tag: 2, json: "running", ty: Message(278), card: Single, keep_zero: false },
+            Field { tag: 3, json: "terminated", ty: Message(279), card: Single, keep_zero: false },
         ],
     },
-    // 188
+    // 196
     Message {
         name: "VolumeMountStatus",
         shape: Shape::Object,
@@ -2223,22 +2305,22 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "recursiveReadOnly", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 189
+    // 197
     Message {
         name: "ContainerUser",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "linux", ty: Message(272), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "linux", ty: Message(280), card: Single, keep_zero: false }],
     },
-    // 190
+    // 198
     Message {
         name: "ResourceStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "resources", ty: Message(273), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "resources", ty: Message(281), card: Repeated, keep_zero: false },
         ],
     },
-    // 191
+    // 199
     Message {
         name: "ContainerExtendedResourceRequest",
         shape: Shape::Object,
@@ -2248,15 +2330,15 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "requestName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 192
+    // 200
     Message { name: "IntOrString", shape: Shape::IntOrString, fields: &[] },
-    // 193
+    // 201
     Message {
         name: "ClientIPConfig",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "timeoutSeconds", ty: Int32, card: Single, keep_zero: true }],
     },
-    // 194
+    // 202
     Message {
         name: "LoadBalancerIngress",
         shape: Shape::Object,
@@ -2264,10 +2346,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "ip", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "hostname", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "ipMode", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "ports", ty: Message(274), card: Repeated, keep_zero: false },
+            Field { tag: 4, json: "ports", ty: Message(282), card: Repeated, keep_zero: false },
         ],
     },
-    // 195
+    // 203
     Message {
         name: "GCEPersistentDiskVolumeSource",
         shape: Shape::Object,
@@ -2278,7 +2360,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 196
+    // 204
     Message {
         name: "AWSElasticBlockStoreVolumeSource",
         shape: Shape::Object,
@@ -2289,7 +2371,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 197
+    // 205
     Message {
         name: "HostPathVolumeSource",
         shape: Shape::Object,
@@ -2298,7 +2380,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "type", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 198
+    // 206
     Message {
         name: "GlusterfsPersistentVolumeSource",
         shape: Shape::Object,
@@ -2309,7 +2391,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "endpointsNamespace", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 199
+    // 207
     Message {
         name: "NFSVolumeSource",
         shape: Shape::Object,
@@ -2319,7 +2401,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 200
+    // 208
     Message {
         name: "RBDPersistentVolumeSource",
         shape: Shape::Object,
@@ -2330,11 +2412,11 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "pool", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "user", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "keyring", ty: String, card: Single, keep_zero: false },
-            Field { tag: 7, json: "secretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 7, json: "secretRef", ty: Message(283), card: Single, keep_zero: false },
             Field { tag: 8, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 201
+    // 209
     Message {
         name: "ISCSIPersistentVolumeSource",
         shape: Shape::Object,
@@ -2347,12 +2429,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 6, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 7, json: "portals", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 8, json: "chapAuthDiscovery", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 10, json: "secretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 10, json: "secretRef", ty: Message(283), card: Single, keep_zero: false },
             Field { tag: 11, json: "chapAuthSession", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 12, json: "initiatorName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 202
+    // 210
     Message {
         name: "CinderPersistentVolumeSource",
         shape: Shape::Object,
@@ -2360,10 +2442,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "volumeID", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 4, json: "secretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 4, json: "secretRef", ty: Message(283), card: Single, keep_zero: false },
         ],
     },
-    // 203
+    // 211
     Message {
         name: "CephFSPersistentVolumeSource",
         shape: Shape::Object,
@@ -2372,11 +2454,11 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "path", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "user", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "secretFile", ty: String, card: Single, keep_zero: false },
-            Field { tag: 5, json: "secretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 5, json: "secretRef", ty: Message(283), card: Single, keep_zero: false },
             Field { tag: 6, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 204
+    // 212
     Message {
         name: "FCVolumeSource",
         shape: Shape::Object,
@@ -2388,7 +2470,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 5, json: "wwids", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 205
+    // 213
     Message {
         name: "FlockerVolumeSource",
         shape: Shape::Object,
@@ -2397,19 +2479,19 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "datasetUUID", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 206
+    // 214
     Message {
         name: "FlexPersistentVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "driver", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: false },
-            Field { tag: 3, json: "secretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 3, json: "secretRef", ty: Message(283), card: Single, keep_zero: false },
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 5, json: "options", ty: String, card: Map, keep_zero: false },
         ],
     },
-    // 207
+    // 215
     Message {
         name: "AzureFilePersistentVolumeSource",
         shape: Shape::Object,
@@ -2420,7 +2502,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "secretNamespace", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 208
+    // 216
     Message {
         name: "VsphereVirtualDiskVolumeSource",
         shape: Shape::Object,
@@ -2431,7 +2513,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "storagePolicyID", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 209
+    // 217
     Message {
         name: "QuobyteVolumeSource",
         shape: Shape::Object,
@@ -2444,7 +2526,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 6, json: "tenant", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 210
+    // 218
     Message {
         name: "AzureDiskVolumeSource",
         shape: Shape::Object,
@@ -2457,7 +2539,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 6, json: "kind", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 211
+    // 219
     Message {
         name: "PhotonPersistentDiskVolumeSource",
         shape: Shape::Object,
@@ -2466,7 +2548,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 212
+    // 220
     Message {
         name: "PortworxVolumeSource",
         shape: Shape::Object,
@@ -2476,14 +2558,14 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 213
+    // 221
     Message {
         name: "ScaleIOPersistentVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "gateway", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "system", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "secretRef", ty: Message(275), card: Single, keep_zero: true },
+            Field { tag: 3, json: "secretRef", ty: Message(283), card: Single, keep_zero: true },
             Field { tag: 4, json: "sslEnabled", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 5, json: "protectionDomain", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "storagePool", ty: String, card: Single, keep_zero: false },
@@ -2493,7 +2575,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 10, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 214
+    // 222
     Message {
         name: "LocalVolumeSource",
         shape: Shape::Object,
@@ -2502,7 +2584,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 215
+    // 223
     Message {
         name: "StorageOSPersistentVolumeSource",
         shape: Shape::Object,
@@ -2511,10 +2593,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "volumeNamespace", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "fsType", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 5, json: "secretRef", ty: Message(43), card: Single, keep_zero: false },
+            Field { tag: 5, json: "secretRef", ty: Message(47), card: Single, keep_zero: false },
         ],
     },
-    // 216
+    // 224
     Message {
         name: "CSIPersistentVolumeSource",
         shape: Shape::Object,
@@ -2524,20 +2606,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 4, json: "fsType", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "volumeAttributes", ty: String, card: Map, keep_zero: false },
-            Field { tag: 6, json: "controllerPublishSecretRef", ty: Message(275), card: Single, keep_zero: false },
-            Field { tag: 7, json: "nodeStageSecretRef", ty: Message(275), card: Single, keep_zero: false },
-            Field { tag: 8, json: "nodePublishSecretRef", ty: Message(275), card: Single, keep_zero: false },
-            Field { tag: 9, json: "controllerExpandSecretRef", ty: Message(275), card: Single, keep_zero: false },
-            Field { tag: 10, json: "nodeExpandSecretRef", ty: Message(275), card: Single, keep_zero: false },
+            Field { tag: 6, json: "controllerPublishSecretRef", ty: Message(283), card: Single, keep_zero: false },
+            Field { tag: 7, json: "nodeStageSecretRef", ty: Message(283), card: Single, keep_zero: false },
+            Field { tag: 8, json: "nodePublishSecretRef", ty: Message(283), card: Single, keep_zero: false },
+            Field { tag: 9, json: "controllerExpandSecretRef", ty: Message(283), card: Single, keep_zero: false },
+            Field { tag: 10, json: "nodeExpandSecretRef", ty: Message(283), card: Single, keep_zero: false },
         ],
     },
-    // 217
+    // 225
     Message {
         name: "NodeSelector",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "nodeSelectorTerms", ty: Message(276), card: Repeated, keep_zero: true }],
+        fields: &[Field { tag: 1, json: "nodeSelectorTerms", ty: Message(284), card: Repeated, keep_zero: true }],
     },
-    // 218
+    // 226
     Message {
         name: "LabelSelectorRequirement",
         shape: Shape::Object,
@@ -2547,7 +2629,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "values", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 219
+    // 227
     Message {
         name: "ScopedResourceSelectorRequirement",
         shape: Shape::Object,
@@ -2557,35 +2639,35 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "values", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 220
+    // 228
     Message {
         name: "RollingUpdateDeployment",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "maxUnavailable", ty: Message(192), card: Single, keep_zero: true },
-            Field { tag: 2, json: "maxSurge", ty: Message(192), card: Single, keep_zero: true },
+            Field { tag: 1, json: "maxUnavailable", ty: Message(200), card: Single, keep_zero: true },
+            Field { tag: 2, json: "maxSurge", ty: Message(200), card: Single, keep_zero: true },
         ],
     },
-    // 221
+    // 229
     Message {
         name: "RollingUpdateDaemonSet",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "maxUnavailable", ty: Message(192), card: Single, keep_zero: true },
-            Field { tag: 2, json: "maxSurge", ty: Message(192), card: Single, keep_zero: true },
+            Field { tag: 1, json: "maxUnavailable", ty: Message(200), card: Single, keep_zero: true },
+            Field { tag: 2, json: "maxSurge", ty: Message(200), card: Single, keep_zero: true },
         ],
     },
-    // 222
+    // 230
     Message {
         name: "PodFailurePolicyRule",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "action", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "onExitCodes", ty: Message(277), card: Single, keep_zero: true },
-            Field { tag: 3, json: "onPodConditions", ty: Message(278), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "onExitCodes", ty: Message(285), card: Single, keep_zero: true },
+            Field { tag: 3, json: "onPodConditions", ty: Message(286), card: Repeated, keep_zero: false },
         ],
     },
-    // 223
+    // 231
     Message {
         name: "SuccessPolicyRule",
         shape: Shape::Object,
@@ -2594,153 +2676,153 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "succeededCount", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 224
+    // 232
     Message {
         name: "ObjectMetricSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "describedObject", ty: Message(145), card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(279), card: Single, keep_zero: true },
-            Field { tag: 3, json: "metric", ty: Message(280), card: Single, keep_zero: true },
+            Field { tag: 1, json: "describedObject", ty: Message(153), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(287), card: Single, keep_zero: true },
+            Field { tag: 3, json: "metric", ty: Message(288), card: Single, keep_zero: true },
         ],
     },
-    // 225
+    // 233
     Message {
         name: "PodsMetricSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metric", ty: Message(280), card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(279), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metric", ty: Message(288), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(287), card: Single, keep_zero: true },
         ],
     },
-    // 226
+    // 234
     Message {
         name: "ResourceMetricSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(279), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(287), card: Single, keep_zero: true },
         ],
     },
-    // 227
+    // 235
     Message {
         name: "ContainerResourceMetricSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(279), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(287), card: Single, keep_zero: true },
             Field { tag: 3, json: "container", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 228
+    // 236
     Message {
         name: "ExternalMetricSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metric", ty: Message(280), card: Single, keep_zero: true },
-            Field { tag: 2, json: "target", ty: Message(279), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metric", ty: Message(288), card: Single, keep_zero: true },
+            Field { tag: 2, json: "target", ty: Message(287), card: Single, keep_zero: true },
         ],
     },
-    // 229
+    // 237
     Message {
         name: "HPAScalingRules",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "selectPolicy", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "policies", ty: Message(281), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "policies", ty: Message(289), card: Repeated, keep_zero: false },
             Field { tag: 3, json: "stabilizationWindowSeconds", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 4, json: "tolerance", ty: Message(87), card: Single, keep_zero: false },
+            Field { tag: 4, json: "tolerance", ty: Message(95), card: Single, keep_zero: false },
         ],
     },
-    // 230
+    // 238
     Message {
         name: "ObjectMetricStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metric", ty: Message(280), card: Single, keep_zero: true },
-            Field { tag: 2, json: "current", ty: Message(282), card: Single, keep_zero: true },
-            Field { tag: 3, json: "describedObject", ty: Message(145), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metric", ty: Message(288), card: Single, keep_zero: true },
+            Field { tag: 2, json: "current", ty: Message(290), card: Single, keep_zero: true },
+            Field { tag: 3, json: "describedObject", ty: Message(153), card: Single, keep_zero: true },
         ],
     },
-    // 231
+    // 239
     Message {
         name: "PodsMetricStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metric", ty: Message(280), card: Single, keep_zero: true },
-            Field { tag: 2, json: "current", ty: Message(282), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metric", ty: Message(288), card: Single, keep_zero: true },
+            Field { tag: 2, json: "current", ty: Message(290), card: Single, keep_zero: true },
         ],
     },
-    // 232
+    // 240
     Message {
         name: "ResourceMetricStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "current", ty: Message(282), card: Single, keep_zero: true },
+            Field { tag: 2, json: "current", ty: Message(290), card: Single, keep_zero: true },
         ],
     },
-    // 233
+    // 241
     Message {
         name: "ContainerResourceMetricStatus",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "current", ty: Message(282), card: Single, keep_zero: true },
+            Field { tag: 2, json: "current", ty: Message(290), card: Single, keep_zero: true },
             Field { tag: 3, json: "container", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 234
+    // 242
     Message {
         name: "ExternalMetricStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metric", ty: Message(280), card: Single, keep_zero: true },
-            Field { tag: 2, json: "current", ty: Message(282), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metric", ty: Message(288), card: Single, keep_zero: true },
+            Field { tag: 2, json: "current", ty: Message(290), card: Single, keep_zero: true },
         ],
     },
-    // 235
+    // 243
     Message {
         name: "ForZone",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true }],
     },
-    // 236
+    // 244
     Message {
         name: "ForNode",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true }],
     },
-    // 237
+    // 245
     Message {
         name: "FieldSelectorAttributes",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "rawSelector", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "requirements", ty: Message(283), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "requirements", ty: Message(291), card: Repeated, keep_zero: false },
         ],
     },
-    // 238
+    // 246
     Message {
         name: "LabelSelectorAttributes",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "rawSelector", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "requirements", ty: Message(218), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "requirements", ty: Message(226), card: Repeated, keep_zero: false },
         ],
     },
-    // 239
+    // 247
     Message { name: "ExtraValue", shape: Shape::StringList, fields: &[] },
-    // 240
+    // 248
     Message {
         name: "EmptyDirVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "medium", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "sizeLimit", ty: Message(87), card: Single, keep_zero: false },
+            Field { tag: 2, json: "sizeLimit", ty: Message(95), card: Single, keep_zero: false },
         ],
     },
-    // 241
+    // 249
     Message {
         name: "GitRepoVolumeSource",
         shape: Shape::Object,
@@ -2750,18 +2832,18 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "directory", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 242
+    // 250
     Message {
         name: "SecretVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "secretName", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "items", ty: Message(284), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "items", ty: Message(292), card: Repeated, keep_zero: false },
             Field { tag: 3, json: "defaultMode", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 4, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 243
+    // 251
     Message {
         name: "ISCSIVolumeSource",
         shape: Shape::Object,
@@ -2774,12 +2856,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 6, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 7, json: "portals", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 8, json: "chapAuthDiscovery", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 10, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 10, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
             Field { tag: 11, json: "chapAuthSession", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 12, json: "initiatorName", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 244
+    // 252
     Message {
         name: "GlusterfsVolumeSource",
         shape: Shape::Object,
@@ -2789,7 +2871,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 245
+    // 253
     Message {
         name: "PersistentVolumeClaimVolumeSource",
         shape: Shape::Object,
@@ -2798,7 +2880,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 246
+    // 254
     Message {
         name: "RBDVolumeSource",
         shape: Shape::Object,
@@ -2809,23 +2891,23 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "pool", ty: String, card: Single, keep_zero: false },
             Field { tag: 5, json: "user", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "keyring", ty: String, card: Single, keep_zero: false },
-            Field { tag: 7, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 7, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
             Field { tag: 8, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 247
+    // 255
     Message {
         name: "FlexVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "driver", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: false },
-            Field { tag: 3, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 3, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 5, json: "options", ty: String, card: Map, keep_zero: false },
         ],
     },
-    // 248
+    // 256
     Message {
         name: "CinderVolumeSource",
         shape: Shape::Object,
@@ -2833,10 +2915,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 1, json: "volumeID", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "fsType", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 4, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 4, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
         ],
     },
-    // 249
+    // 257
     Message {
         name: "CephFSVolumeSource",
         shape: Shape::Object,
@@ -2845,20 +2927,20 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "path", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "user", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "secretFile", ty: String, card: Single, keep_zero: false },
-            Field { tag: 5, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 5, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
             Field { tag: 6, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 250
+    // 258
     Message {
         name: "DownwardAPIVolumeSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "items", ty: Message(285), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "items", ty: Message(293), card: Repeated, keep_zero: false },
             Field { tag: 2, json: "defaultMode", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 251
+    // 259
     Message {
         name: "AzureFileVolumeSource",
         shape: Shape::Object,
@@ -2868,34 +2950,34 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 252
+    // 260
     Message {
         name: "ConfigMapVolumeSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
-            Field { tag: 2, json: "items", ty: Message(284), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
+            Field { tag: 2, json: "items", ty: Message(292), card: Repeated, keep_zero: false },
             Field { tag: 3, json: "defaultMode", ty: Int32, card: Single, keep_zero: true },
             Field { tag: 4, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 253
+    // 261
     Message {
         name: "ProjectedVolumeSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "sources", ty: Message(286), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "sources", ty: Message(294), card: Repeated, keep_zero: false },
             Field { tag: 2, json: "defaultMode", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 254
+    // 262
     Message {
         name: "ScaleIOVolumeSource",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "gateway", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "system", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "secretRef", ty: Message(44), card: Single, keep_zero: true },
+            Field { tag: 3, json: "secretRef", ty: Message(48), card: Single, keep_zero: true },
             Field { tag: 4, json: "sslEnabled", ty: Bool, card: Single, keep_zero: false },
             Field { tag: 5, json: "protectionDomain", ty: String, card: Single, keep_zero: false },
             Field { tag: 6, json: "storagePool", ty: String, card: Single, keep_zero: false },
@@ -2905,7 +2987,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 10, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
         ],
     },
-    // 255
+    // 263
     Message {
         name: "StorageOSVolumeSource",
         shape: Shape::Object,
@@ -2914,10 +2996,10 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "volumeNamespace", ty: String, card: Single, keep_zero: false },
             Field { tag: 3, json: "fsType", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "readOnly", ty: Bool, card: Single, keep_zero: false },
-            Field { tag: 5, json: "secretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 5, json: "secretRef", ty: Message(48), card: Single, keep_zero: false },
         ],
     },
-    // 256
+    // 264
     Message {
         name: "CSIVolumeSource",
         shape: Shape::Object,
@@ -2926,16 +3008,16 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "readOnly", ty: Bool, card: Single, keep_zero: true },
             Field { tag: 3, json: "fsType", ty: String, card: Single, keep_zero: true },
             Field { tag: 4, json: "volumeAttributes", ty: String, card: Map, keep_zero: false },
-            Field { tag: 5, json: "nodePublishSecretRef", ty: Message(44), card: Single, keep_zero: false },
+            Field { tag: 5, json: "nodePublishSecretRef", ty: Message(48), card: Single, keep_zero: false },
         ],
     },
-    // 257
+    // 265
     Message {
         name: "EphemeralVolumeSource",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "volumeClaimTemplate", ty: Message(287), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "volumeClaimTemplate", ty: Message(295), card: Single, keep_zero: false }],
     },
-    // 258
+    // 266
     Message {
         name: "ImageVolumeSource",
         shape: Shape::Object,
@@ -2944,37 +3026,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "pullPolicy", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 259
+    // 267
     Message {
         name: "ConfigMapEnvSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
             Field { tag: 2, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 260
+    // 268
     Message {
         name: "SecretEnvSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
             Field { tag: 2, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 261
+    // 269
     Message {
         name: "EnvVarSource",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "fieldRef", ty: Message(288), card: Single, keep_zero: false },
-            Field { tag: 2, json: "resourceFieldRef", ty: Message(289), card: Single, keep_zero: false },
-            Field { tag: 3, json: "configMapKeyRef", ty: Message(290), card: Single, keep_zero: false },
-            Field { tag: 4, json: "secretKeyRef", ty: Message(291), card: Single, keep_zero: false },
-            Field { tag: 5, json: "fileKeyRef", ty: Message(292), card: Single, keep_zero: false },
+            Field { tag: 1, json: "fieldRef", ty: Message(296), card: Single, keep_zero: false },
+            Field { tag: 2, json: "resourceFieldRef", ty: Message(297), card: Single, keep_zero: false },
+            Field { tag: 3, json: "configMapKeyRef", ty: Message(298), card: Single, keep_zero: false },
+            Field { tag: 4, json: "secretKeyRef", ty: Message(299), card: Single, keep_zero: false },
+            Field { tag: 5, json: "fileKeyRef", ty: Message(300), card: Single, keep_zero: false },
         ],
     },
-    // 262
+    // 270
     Message {
         name: "ContainerRestartRuleOnExitCodes",
         shape: Shape::Object,
@@ -2983,29 +3065,29 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "values", ty: Int32, card: Repeated, keep_zero: false },
         ],
     },
-    // 263
+    // 271
     Message {
         name: "ProbeHandler",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "exec", ty: Message(293), card: Single, keep_zero: false },
-            Field { tag: 2, json: "httpGet", ty: Message(294), card: Single, keep_zero: false },
-            Field { tag: 3, json: "tcpSocket", ty: Message(295), card: Single, keep_zero: false },
-            Field { tag: 4, json: "grpc", ty: Message(296), card: Single, keep_zero: false },
+            Field { tag: 1, json: "exec", ty: Message(301), card: Single, keep_zero: false },
+            Field { tag: 2, json: "httpGet", ty: Message(302), card: Single, keep_zero: false },
+            Field { tag: 3, json: "tcpSocket", ty: Message(303), card: Single, keep_zero: false },
+            Field { tag: 4, json: "grpc", ty: Message(304), card: Single, keep_zero: false },
         ],
     },
-    // 264
+    // 272
     Message {
         name: "LifecycleHandler",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "exec", ty: Message(293), card: Single, keep_zero: false },
-            Field { tag: 2, json: "httpGet", ty: Message(294), card: Single, keep_zero: false },
-            Field { tag: 3, json: "tcpSocket", ty: Message(295), card: Single, keep_zero: false },
-            Field { tag: 4, json: "sleep", ty: Message(297), card: Single, keep_zero: false },
+            Field { tag: 1, json: "exec", ty: Message(301), card: Single, keep_zero: false },
+            Field { tag: 2, json: "httpGet", ty: Message(302), card: Single, keep_zero: false },
+            Field { tag: 3, json: "tcpSocket", ty: Message(303), card: Single, keep_zero: false },
+            Field { tag: 4, json: "sleep", ty: Message(305), card: Single, keep_zero: false },
         ],
     },
-    // 265
+    // 273
     Message {
         name: "Capabilities",
         shape: Shape::Object,
@@ -3014,38 +3096,38 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "drop", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 266
+    // 274
     Message {
         name: "PreferredSchedulingTerm",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "weight", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 2, json: "preference", ty: Message(276), card: Single, keep_zero: true },
+            Field { tag: 2, json: "preference", ty: Message(284), card: Single, keep_zero: true },
         ],
     },
-    // 267
+    // 275
     Message {
         name: "PodAffinityTerm",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "labelSelector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 1, json: "labelSelector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 2, json: "namespaces", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 3, json: "topologyKey", ty: String, card: Single, keep_zero: true },
-            Field { tag: 4, json: "namespaceSelector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 4, json: "namespaceSelector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 5, json: "matchLabelKeys", ty: String, card: Repeated, keep_zero: false },
             Field { tag: 6, json: "mismatchLabelKeys", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 268
+    // 276
     Message {
         name: "WeightedPodAffinityTerm",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "weight", ty: Int32, card: Single, keep_zero: true },
-            Field { tag: 2, json: "podAffinityTerm", ty: Message(267), card: Single, keep_zero: true },
+            Field { tag: 2, json: "podAffinityTerm", ty: Message(275), card: Single, keep_zero: true },
         ],
     },
-    // 269
+    // 277
     Message {
         name: "ContainerStateWaiting",
         shape: Shape::Object,
@@ -3054,13 +3136,13 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "message", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 270
+    // 278
     Message {
         name: "ContainerStateRunning",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "startedAt", ty: Message(46), card: Single, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "startedAt", ty: Message(50), card: Single, keep_zero: false }],
     },
-    // 271
+    // 279
     Message {
         name: "ContainerStateTerminated",
         shape: Shape::Object,
@@ -3069,12 +3151,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "signal", ty: Int32, card: Single, keep_zero: false },
             Field { tag: 3, json: "reason", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "message", ty: String, card: Single, keep_zero: false },
-            Field { tag: 5, json: "startedAt", ty: Message(46), card: Single, keep_zero: false },
-            Field { tag: 6, json: "finishedAt", ty: Message(46), card: Single, keep_zero: false },
+            Field { tag: 5, json: "startedAt", ty: Message(50), card: Single, keep_zero: false },
+            Field { tag: 6, json: "finishedAt", ty: Message(50), card: Single, keep_zero: false },
             Field { tag: 7, json: "containerID", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 272
+    // 280
     Message {
         name: "LinuxContainerUser",
         shape: Shape::Object,
@@ -3084,7 +3166,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "supplementalGroups", ty: Int64, card: Repeated, keep_zero: false },
         ],
     },
-    // 273
+    // 281
     Message {
         name: "ResourceHealth",
         shape: Shape::Object,
@@ -3093,7 +3175,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "health", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 274
+    // 282
     Message {
         name: "PortStatus",
         shape: Shape::Object,
@@ -3103,7 +3185,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "error", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 275
+    // 283
     Message {
         name: "SecretReference",
         shape: Shape::Object,
@@ -3112,16 +3194,16 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "namespace", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 276
+    // 284
     Message {
         name: "NodeSelectorTerm",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "matchExpressions", ty: Message(298), card: Repeated, keep_zero: false },
-            Field { tag: 2, json: "matchFields", ty: Message(298), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "matchExpressions", ty: Message(306), card: Repeated, keep_zero: false },
+            Field { tag: 2, json: "matchFields", ty: Message(306), card: Repeated, keep_zero: false },
         ],
     },
-    // 277
+    // 285
     Message {
         name: "PodFailurePolicyOnExitCodesRequirement",
         shape: Shape::Object,
@@ -3131,7 +3213,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "values", ty: Int32, card: Repeated, keep_zero: true },
         ],
     },
-    // 278
+    // 286
     Message {
         name: "PodFailurePolicyOnPodConditionsPattern",
         shape: Shape::Object,
@@ -3140,27 +3222,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "status", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 279
+    // 287
     Message {
         name: "MetricTarget",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "type", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "value", ty: Message(87), card: Single, keep_zero: false },
-            Field { tag: 3, json: "averageValue", ty: Message(87), card: Single, keep_zero: false },
+            Field { tag: 2, json: "value", ty: Message(95), card: Single, keep_zero: false },
+            Field { tag: 3, json: "averageValue", ty: Message(95), card: Single, keep_zero: false },
             Field { tag: 4, json: "averageUtilization", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 280
+    // 288
     Message {
         name: "MetricIdentifier",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "selector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 2, json: "selector", ty: Message(136), card: Single, keep_zero: false },
         ],
     },
-    // 281
+    // 289
     Message {
         name: "HPAScalingPolicy",
         shape: Shape::Object,
@@ -3170,17 +3252,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "periodSeconds", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 282
+    // 290
     Message {
         name: "MetricValueStatus",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "value", ty: Message(87), card: Single, keep_zero: false },
-            Field { tag: 2, json: "averageValue", ty: Message(87), card: Single, keep_zero: false },
+            Field { tag: 1, json: "value", ty: Message(95), card: Single, keep_zero: false },
+            Field { tag: 2, json: "averageValue", ty: Message(95), card: Single, keep_zero: false },
             Field { tag: 3, json: "averageUtilization", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 283
+    // 291
     Message {
         name: "FieldSelectorRequirement",
         shape: Shape::Object,
@@ -3190,7 +3272,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "values", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 284
+    // 292
     Message {
         name: "KeyToPath",
         shape: Shape::Object,
@@ -3200,40 +3282,40 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "mode", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 285
+    // 293
     Message {
         name: "DownwardAPIVolumeFile",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "path", ty: String, card: Single, keep_zero: true },
-            Field { tag: 2, json: "fieldRef", ty: Message(288), card: Single, keep_zero: false },
-            Field { tag: 3, json: "resourceFieldRef", ty: Message(289), card: Single, keep_zero: false },
+            Field { tag: 2, json: "fieldRef", ty: Message(296), card: Single, keep_zero: false },
+            Field { tag: 3, json: "resourceFieldRef", ty: Message(297), card: Single, keep_zero: false },
             Field { tag: 4, json: "mode", ty: Int32, card: Single, keep_zero: true },
         ],
     },
-    // 286
+    // 294
     Message {
         name: "VolumeProjection",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "secret", ty: Message(299), card: Single, keep_zero: false },
-            Field { tag: 2, json: "downwardAPI", ty: Message(300), card: Single, keep_zero: false },
-            Field { tag: 3, json: "configMap", ty: Message(301), card: Single, keep_zero: false },
-            Field { tag: 4, json: "serviceAccountToken", ty: Message(302), card: Single, keep_zero: false },
-            Field { tag: 5, json: "clusterTrustBundle", ty: Message(303), card: Single, keep_zero: false },
-            Field { tag: 6, json: "podCertificate", ty: Message(304), card: Single, keep_zero: false },
+            Field { tag: 1, json: "secret", ty: Message(307), card: Single, keep_zero: false },
+            Field { tag: 2, json: "downwardAPI", ty: Message(308), card: Single, keep_zero: false },
+            Field { tag: 3, json: "configMap", ty: Message(309), card: Single, keep_zero: false },
+            Field { tag: 4, json: "serviceAccountToken", ty: Message(310), card: Single, keep_zero: false },
+            Field { tag: 5, json: "clusterTrustBundle", ty: Message(311), card: Single, keep_zero: false },
+            Field { tag: 6, json: "podCertificate", ty: Message(312), card: Single, keep_zero: false },
         ],
     },
-    // 287
+    // 295
     Message {
         name: "PersistentVolumeClaimTemplate",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "metadata", ty: Message(31), card: Single, keep_zero: false },
-            Field { tag: 2, json: "spec", ty: Message(51), card: Single, keep_zero: true },
+            Field { tag: 1, json: "metadata", ty: Message(35), card: Single, keep_zero: false },
+            Field { tag: 2, json: "spec", ty: Message(55), card: Single, keep_zero: true },
         ],
     },
-    // 288
+    // 296
     Message {
         name: "ObjectFieldSelector",
         shape: Shape::Object,
@@ -3242,37 +3324,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "fieldPath", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 289
+    // 297
     Message {
         name: "ResourceFieldSelector",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "containerName", ty: String, card: Single, keep_zero: false },
             Field { tag: 2, json: "resource", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "divisor", ty: Message(87), card: Single, keep_zero: false },
+            Field { tag: 3, json: "divisor", ty: Message(95), card: Single, keep_zero: false },
         ],
     },
-    // 290
+    // 298
     Message {
         name: "ConfigMapKeySelector",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
             Field { tag: 2, json: "key", ty: String, card: Single, keep_zero: true },
             Field { tag: 3, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 291
+    // 299
     Message {
         name: "SecretKeySelector",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
             Field { tag: 2, json: "key", ty: String, card: Single, keep_zero: true },
             Field { tag: 3, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 292
+    // 300
     Message {
         name: "FileKeySelector",
         shape: Shape::Object,
@@ -3283,34 +3365,34 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 4, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 293
+    // 301
     Message {
         name: "ExecAction",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "command", ty: String, card: Repeated, keep_zero: false }],
     },
-    // 294
+    // 302
     Message {
         name: "HTTPGetAction",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "path", ty: String, card: Single, keep_zero: false },
-            Field { tag: 2, json: "port", ty: Message(192), card: Single, keep_zero: true },
+            Field { tag: 2, json: "port", ty: Message(200), card: Single, keep_zero: true },
             Field { tag: 3, json: "host", ty: String, card: Single, keep_zero: false },
             Field { tag: 4, json: "scheme", ty: String, card: Single, keep_zero: false },
-            Field { tag: 5, json: "httpHeaders", ty: Message(305), card: Repeated, keep_zero: false },
+            Field { tag: 5, json: "httpHeaders", ty: Message(313), card: Repeated, keep_zero: false },
         ],
     },
-    // 295
+    // 303
     Message {
         name: "TCPSocketAction",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "port", ty: Message(192), card: Single, keep_zero: true },
+            Field { tag: 1, json: "port", ty: Message(200), card: Single, keep_zero: true },
             Field { tag: 2, json: "host", ty: String, card: Single, keep_zero: false },
         ],
     },
-    // 296
+    // 304
     Message {
         name: "GRPCAction",
         shape: Shape::Object,
@@ -3319,13 +3401,13 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 2, json: "service", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 297
+    // 305
     Message {
         name: "SleepAction",
         shape: Shape::Object,
         fields: &[Field { tag: 1, json: "seconds", ty: Int64, card: Single, keep_zero: true }],
     },
-    // 298
+    // 306
     Message {
         name: "NodeSelectorRequirement",
         shape: Shape::Object,
@@ -3335,33 +3417,33 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "values", ty: String, card: Repeated, keep_zero: false },
         ],
     },
-    // 299
+    // 307
     Message {
         name: "SecretProjection",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
-            Field { tag: 2, json: "items", ty: Message(284), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
+            Field { tag: 2, json: "items", ty: Message(292), card: Repeated, keep_zero: false },
             Field { tag: 4, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 300
+    // 308
     Message {
         name: "DownwardAPIProjection",
         shape: Shape::Object,
-        fields: &[Field { tag: 1, json: "items", ty: Message(285), card: Repeated, keep_zero: false }],
+        fields: &[Field { tag: 1, json: "items", ty: Message(293), card: Repeated, keep_zero: false }],
     },
-    // 301
+    // 309
     Message {
         name: "ConfigMapProjection",
         shape: Shape::Object,
         fields: &[
-            Field { tag: 1, json: "", ty: Message(44), card: Inline, keep_zero: false },
-            Field { tag: 2, json: "items", ty: Message(284), card: Repeated, keep_zero: false },
+            Field { tag: 1, json: "", ty: Message(48), card: Inline, keep_zero: false },
+            Field { tag: 2, json: "items", ty: Message(292), card: Repeated, keep_zero: false },
             Field { tag: 4, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 302
+    // 310
     Message {
         name: "ServiceAccountTokenProjection",
         shape: Shape::Object,
@@ -3371,19 +3453,19 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 3, json: "path", ty: String, card: Single, keep_zero: true },
         ],
     },
-    // 303
+    // 311
     Message {
         name: "ClusterTrustBundleProjection",
         shape: Shape::Object,
         fields: &[
             Field { tag: 1, json: "name", ty: String, card: Single, keep_zero: true },
             Field { tag: 2, json: "signerName", ty: String, card: Single, keep_zero: true },
-            Field { tag: 3, json: "labelSelector", ty: Message(128), card: Single, keep_zero: false },
+            Field { tag: 3, json: "labelSelector", ty: Message(136), card: Single, keep_zero: false },
             Field { tag: 4, json: "path", ty: String, card: Single, keep_zero: true },
             Field { tag: 5, json: "optional", ty: Bool, card: Single, keep_zero: true },
         ],
     },
-    // 304
+    // 312
     Message {
         name: "PodCertificateProjection",
         shape: Shape::Object,
@@ -3397,7 +3479,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { tag: 7, json: "userAnnotations", ty: String, card: Map, keep_zero: false },
         ],
     },
-    // 305
+    // 313
     Message {
         name: "HTTPHeader",
         shape: Shape::Object,

@@ -2,6 +2,7 @@
 //! built from the resource table. kubectl falls back to it when the answer
 //! is plain `application/json`, and the Python client only knows it.
 
+use crate::authz::review::REVIEW_RESOURCES;
 use rkube_api::ResourceInfo;
 use rkube_api::metrics::{self, METRICS_RESOURCES};
 use rkube_api::versions::all_served;
@@ -37,7 +38,7 @@ pub fn core_versions(server_address: &str) -> Value {
 /// then `metrics.k8s.io` (computed, not stored).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in all_served().filter(|r| !r.group.is_empty()) {
+    for r in all_served().chain(REVIEW_RESOURCES.iter().copied()).filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
             Some(_) => {}
@@ -122,6 +123,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         return Some(metrics_resource_list());
     }
     let mut resources = Vec::new();
+    for review in REVIEW_RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        resources.push(json!({
+            "name": review.plural,
+            "singularName": review.singular,
+            "namespaced": review.namespaced,
+            "kind": review.kind,
+            "verbs": ["create"],
+        }));
+    }
     for info in all_served().filter(|r| r.group == group && r.version == version) {
         let mut r = json!({
             "name": info.plural,
@@ -205,6 +215,28 @@ mod tests {
                 .any(|r| r["name"] == "deployments")
         );
         assert!(resource_list("apps", "v9").is_none());
+    }
+
+    #[test]
+    fn rbac_and_access_reviews_are_discoverable() {
+        let list = group_list();
+        let groups = list["groups"].as_array().unwrap();
+        for g in ["rbac.authorization.k8s.io", "authorization.k8s.io"] {
+            assert!(groups.iter().any(|x| x["name"] == g), "{g} missing");
+        }
+        let rbac = resource_list("rbac.authorization.k8s.io", "v1").unwrap();
+        let names: Vec<&str> =
+            rbac["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["clusterrolebindings", "clusterroles", "rolebindings", "roles"]);
+        let reviews = resource_list("authorization.k8s.io", "v1").unwrap();
+        let reviews = reviews["resources"].as_array().unwrap();
+        let ssar = reviews.iter().find(|r| r["name"] == "selfsubjectaccessreviews").unwrap();
+        assert_eq!(ssar["verbs"], json!(["create"]));
+        assert_eq!(
+            (ssar["kind"].as_str(), ssar["namespaced"].as_bool()),
+            (Some("SelfSubjectAccessReview"), Some(false))
+        );
+        assert!(reviews.iter().any(|r| r["name"] == "subjectaccessreviews"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod query;
 mod watch;
 
+use crate::authz::review::{create_review, review_resource, unauthenticated_request_user};
 use crate::metrics::Metrics;
 use crate::node_proxy::NodeProxy;
 use crate::openapi::OpenApi;
@@ -108,6 +109,8 @@ enum Route<'a> {
     OpenApiIndex,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`.
     OpenApi(&'a str),
+    /// An access review (`authorization.k8s.io/v1`): created, never stored.
+    Review(&'static ResourceInfo),
 }
 
 /// A resource, collection or object, with an optional subresource.
@@ -142,6 +145,9 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["openapi", "v3", ..] => Some(Route::OpenApi(path.trim_matches('/').trim_start_matches("openapi/v3/"))),
         ["api", version, rest @ ..] => resources("", version, rest),
         ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] if !rest.is_empty() => metrics_route(rest),
+        ["apis", group, version, plural] if review_resource(&format!("{group}/{version}"), plural).is_some() => {
+            review_resource(&format!("{group}/{version}"), plural).map(Route::Review)
+        }
         ["apis", group, version, rest @ ..] => resources(group, version, rest),
         _ => None,
     }
@@ -230,6 +236,13 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
                 Err(e) => error_response(&e),
             };
             (verb, target.resource.plural.to_string(), response)
+        }
+        Some(Route::Review(info)) => {
+            let response = match rest.review(info, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            ("create", info.plural.to_string(), response)
         }
         Some(Route::Object(target)) => {
             let resource = target.info.plural.to_string();
@@ -369,6 +382,18 @@ impl Rest {
             "items": items,
         });
         Ok(value_response(StatusCode::OK, &list))
+    }
+
+    /// POST of an access review: answered by the authorizer, not stored.
+    async fn review(&self, info: &'static ResourceInfo, req: Request) -> Result<Response> {
+        if req.method() != Method::POST {
+            return Err(method_not_allowed(req.method()));
+        }
+        let content_type = content_type(req.headers());
+        let body = object_body(&content_type, read_body(req.into_body()).await?)?;
+        let user = unauthenticated_request_user();
+        let answer = create_review(self.registry.authorizer(), info, &user, &body).await?;
+        Ok(value_response(StatusCode::CREATED, &answer))
     }
 
     /// Serves a request on a resource, collection or object; returns the
