@@ -2,9 +2,13 @@
 //!
 //! Nothing here decides anything about objects; it translates messages and
 //! errors (an [`ApiError`] travels as a gRPC status whose details are the
-//! Kubernetes `Status` JSON) and records metrics.
+//! Kubernetes `Status` JSON) and records metrics. Every call is authorized
+//! (RBAC) as the user the authentication middleware put in its extensions,
+//! with the verb, resource and subresource its REST twin would have.
 
-use crate::authz::review::{create_review, review_resource, unauthenticated_request_user};
+use crate::authn::UserInfo;
+use crate::authz::Attributes;
+use crate::authz::review::{create_review, review_resource};
 use crate::metrics::Metrics;
 use crate::node_proxy::{NodeProxy, kubelet_error, start_for};
 use crate::registry::{DeleteOptions, ListOptions, Object, Patch, PatchKind, Propagation, Registry};
@@ -37,6 +41,22 @@ impl GrpcApi {
         GrpcApi { registry, metrics, proxy, usage }
     }
 
+    /// Whether `user` may `verb` the `info` resource's `subresource` of
+    /// `namespace/name` (Kubernetes' 403 if not).
+    async fn authorize(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        info: &ResourceInfo,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let attrs =
+            Attributes::resource(user, verb, info.group, info.plural, namespace, name).with_subresource(subresource);
+        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)
+    }
+
     /// Records a finished request and turns its result into a gRPC answer.
     fn finish<T>(
         &self,
@@ -58,10 +78,17 @@ impl GrpcApi {
 
 impl GrpcApi {
     /// Update (`status: false`) or UpdateStatus (`status: true`).
-    async fn replace(&self, req: pb::UpdateRequest, status: bool) -> Result<Response<pb::Object>, Status> {
+    async fn replace(
+        &self,
+        user: UserInfo,
+        req: pb::UpdateRequest,
+        status: bool,
+    ) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            let sub = if status { "status" } else { "" };
+            self.authorize(&user, "update", info, sub, &req.namespace, &req.name).await?;
             self.registry.update(info, &req.namespace, &req.name, &req.body, status, req.dry_run).await.map(to_pb)
         }
         .await;
@@ -69,9 +96,9 @@ impl GrpcApi {
     }
 
     /// Create of an access review: the authorizer's answer, not stored.
-    async fn review(&self, info: &'static ResourceInfo, body: &[u8]) -> Result<pb::Object, ApiError> {
-        let user = unauthenticated_request_user();
-        let answer = create_review(self.registry.authorizer(), info, &user, body).await?;
+    async fn review(&self, user: &UserInfo, info: &'static ResourceInfo, body: &[u8]) -> Result<pb::Object, ApiError> {
+        self.authorize(user, "create", info, "", "", "").await?;
+        let answer = create_review(self.registry.authorizer(), info, user, body).await?;
         Ok(pb::Object {
             api_version: info.api_version.to_string(),
             kind: info.kind.to_string(),
@@ -81,6 +108,12 @@ impl GrpcApi {
             json: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?.into(),
         })
     }
+}
+
+/// The user of a call, as the authentication middleware found it
+/// (anonymous if it did not run).
+fn user_of<T>(req: &Request<T>) -> UserInfo {
+    req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous)
 }
 
 fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
@@ -120,15 +153,17 @@ type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecOutput, Status>> + Se
 #[tonic::async_trait]
 impl Resources for GrpcApi {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             if let Some(r) = req.resource.as_ref()
                 && let Some(info) = review_resource(&r.api_version, &r.resource)
             {
-                return self.review(info, &req.body).await;
+                return self.review(&user, info, &req.body).await;
             }
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "create", info, "", &req.namespace, "").await?;
             self.registry.create(info, &req.namespace, &req.body, req.dry_run).await.map(to_pb)
         }
         .await;
@@ -136,10 +171,12 @@ impl Resources for GrpcApi {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "get", info, "", &req.namespace, &req.name).await?;
             self.registry.get(info, &req.namespace, &req.name).await.map(to_pb)
         }
         .await;
@@ -147,10 +184,12 @@ impl Resources for GrpcApi {
     }
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "list", info, "", &req.namespace, "").await?;
             let opts = ListOptions {
                 label_selector: req.label_selector.clone(),
                 field_selector: req.field_selector.clone(),
@@ -172,18 +211,20 @@ impl Resources for GrpcApi {
     }
 
     async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
-        self.replace(req.into_inner(), false).await
+        self.replace(user_of(&req), req.into_inner(), false).await
     }
 
     async fn update_status(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
-        self.replace(req.into_inner(), true).await
+        self.replace(user_of(&req), req.into_inner(), true).await
     }
 
     async fn get_scale(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "get", info, "scale", &req.namespace, &req.name).await?;
             let scale = self.registry.get_scale(info, &req.namespace, &req.name).await?;
             scale_to_pb(&scale)
         }
@@ -192,10 +233,12 @@ impl Resources for GrpcApi {
     }
 
     async fn update_scale(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "update", info, "scale", &req.namespace, &req.name).await?;
             let scale = self.registry.update_scale(info, &req.namespace, &req.name, &req.body, req.dry_run).await?;
             scale_to_pb(&scale)
         }
@@ -204,10 +247,13 @@ impl Resources for GrpcApi {
     }
 
     async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            let sub = if req.status { "status" } else { "" };
+            self.authorize(&user, "patch", info, sub, &req.namespace, &req.name).await?;
             let kind = match pb::PatchType::try_from(req.patch_type) {
                 Ok(pb::PatchType::Merge) | Ok(pb::PatchType::Unspecified) => PatchKind::Merge,
                 Ok(pb::PatchType::Json) => PatchKind::Json,
@@ -229,10 +275,12 @@ impl Resources for GrpcApi {
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "delete", info, "", &req.namespace, &req.name).await?;
             let propagation = match pb::PropagationPolicy::try_from(req.propagation_policy) {
                 Ok(pb::PropagationPolicy::Unspecified) | Ok(pb::PropagationPolicy::Background) => {
                     Propagation::Background
@@ -264,10 +312,12 @@ impl Resources for GrpcApi {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
+            self.authorize(&user, "watch", info, "", &req.namespace, "").await?;
             let opts = ListOptions {
                 label_selector: req.label_selector.clone(),
                 field_selector: req.field_selector.clone(),
@@ -303,11 +353,13 @@ impl Resources for GrpcApi {
     }
 
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::BindResponse>, Status> {
+        let user = user_of(&req);
         let req = req.into_inner();
         let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
         let start = Instant::now();
         let result = async {
-            let _ = resource_of(Some(&pods))?;
+            let info = resource_of(Some(&pods))?;
+            self.authorize(&user, "create", info, "binding", &req.namespace, &req.name).await?;
             let pod = self.registry.bind(&req.namespace, &req.name, &req.body).await?;
             Ok(pb::BindResponse { pod: Some(to_pb(pod)) })
         }
@@ -319,9 +371,11 @@ impl Resources for GrpcApi {
 
     async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogStream>, Status> {
         let start = Instant::now();
+        let user = user_of(&req);
         let req = req.into_inner();
         let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
         let result = async {
+            self.authorize(&user, "get", resource_of(Some(&pods))?, "log", &req.namespace, &req.pod).await?;
             let target = self.proxy.target(&req.namespace, &req.pod, &req.container).await?;
             let mut kubelet = target.kubelet;
             let forwarded = pb::LogsRequest { container: target.container, ..req.clone() };
@@ -336,6 +390,7 @@ impl Resources for GrpcApi {
 
     async fn exec(&self, req: Request<tonic::Streaming<pb::ExecInput>>) -> Result<Response<ExecStream>, Status> {
         let started = Instant::now();
+        let user = user_of(&req);
         let mut input = req.into_inner();
         let pods = pb::ResourceRef { api_version: "v1".into(), resource: "pods".into() };
         let result = async {
@@ -346,6 +401,7 @@ impl Resources for GrpcApi {
             let Some(pb::ExecInput { input: Some(pb::exec_input::Input::Start(start)) }) = first else {
                 return Err(ApiError::bad_request("an exec stream must begin with its start message"));
             };
+            self.authorize(&user, "create", resource_of(Some(&pods))?, "exec", &start.namespace, &start.pod).await?;
             if start.command.is_empty() {
                 return Err(ApiError::bad_request("you must specify at least one command for the container"));
             }
@@ -372,9 +428,11 @@ impl Resources for GrpcApi {
 
     async fn node_stats(&self, req: Request<pb::NodeStatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         let start = Instant::now();
+        let user = user_of(&req);
         let req = req.into_inner();
         let nodes = pb::ResourceRef { api_version: "v1".into(), resource: "nodes".into() };
         let result = async {
+            self.authorize(&user, "get", resource_of(Some(&nodes))?, "stats", "", &req.node).await?;
             let mut kubelet = self.proxy.kubelet(&req.node).await?;
             Ok(kubelet.stats(pb::StatsRequest {}).await.map_err(kubelet_error)?.into_inner())
         }
@@ -384,6 +442,7 @@ impl Resources for GrpcApi {
 
     async fn metrics(&self, req: Request<pb::MetricsRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let start = Instant::now();
+        let user = user_of(&req);
         let req = req.into_inner();
         let reference =
             pb::ResourceRef { api_version: rkube_api::metrics::API_VERSION.into(), resource: req.resource.clone() };
@@ -395,6 +454,9 @@ impl Resources for GrpcApi {
                     rkube_api::metrics::API_VERSION
                 ))
             })?;
+            let verb = if req.name.is_empty() { "list" } else { "get" };
+            let attrs = Attributes::resource(&user, verb, "metrics.k8s.io", resource.plural, &req.namespace, &req.name);
+            self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
             let q = MetricsQuery {
                 resource,
                 namespace: &req.namespace,
@@ -428,11 +490,17 @@ impl Resources for GrpcApi {
         self.finish(if req.name.is_empty() { "list" } else { "get" }, Some(&reference), start, result)
     }
 
-    async fn version(&self, _req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
+    async fn version(&self, req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
+        let user = user_of(&req);
+        let attrs = Attributes::non_resource(&user, "get", "/version");
+        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
         Ok(Response::new(pb::VersionResponse { json: version_json().into_bytes().into() }))
     }
 
-    async fn discovery(&self, _req: Request<pb::DiscoveryRequest>) -> Result<Response<pb::DiscoveryResponse>, Status> {
+    async fn discovery(&self, req: Request<pb::DiscoveryRequest>) -> Result<Response<pb::DiscoveryResponse>, Status> {
+        let user = user_of(&req);
+        let attrs = Attributes::non_resource(&user, "get", "/apis");
+        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
         let resources = RESOURCES
             .iter()
             .map(|r| pb::ResourceInfo {

@@ -359,6 +359,7 @@ impl App {
             .add_service(api)
             .prepare()
             .into_axum_router()
+            .layer(axum::middleware::from_fn_with_state(self.registry.authorizer().clone(), authz::authorize))
             .layer(axum::middleware::from_fn_with_state(self.authn.clone(), authn::authenticate));
         let addr = self.local_addr();
         info!(%addr, tls = self.tls.is_some(), "rkube-apiserver serving");

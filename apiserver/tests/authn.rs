@@ -34,8 +34,9 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("a PKI file")
 }
 
-async fn list_namespaces(client: &Client) -> rkube_api::Result<usize> {
-    let info = lookup("namespaces").expect("a known resource");
+/// Lists nodes: something the admin, nodes and the controller manager may do.
+async fn list_nodes(client: &Client) -> rkube_api::Result<usize> {
+    let info = lookup("nodes").expect("a known resource");
     Ok(client.list(info, "", &ListParams::default()).await?.items.len())
 }
 
@@ -49,18 +50,20 @@ async fn certificates_and_tokens_authenticate_and_everyone_else_is_refused() -> 
     for user in ["admin", "node-n1", "controller-manager"] {
         let cfg = ClientConfig::from_kubeconfig(&pki.join(format!("{user}.kubeconfig")))?;
         let client = Client::from_config(&cfg)?;
-        assert!(list_namespaces(&client).await? >= 3, "{user} lists the system namespaces");
+        list_nodes(&client).await?;
     }
 
-    // A static token.
     let ca = Some(read(&pki.join("ca.crt")));
     let token =
         |t: &str| Credentials { certificate_authority: ca.clone(), token: Some(t.into()), ..Default::default() };
-    list_namespaces(&Client::with_credentials(&api.url(), &token("s3cret-token"))?).await?;
+    // A static token: jane is known (no 401) but may not list nodes (403 naming her).
+    let e = list_nodes(&Client::with_credentials(&api.url(), &token("s3cret-token"))?).await.expect_err("not allowed");
+    assert_eq!(e.reason, Reason::Forbidden, "{e}");
+    assert!(e.message.contains(r#"User "jane" cannot list resource "nodes""#), "{e}");
 
     // A wrong token and no credentials at all: 401 Unauthorized.
     for creds in [token("wrong"), Credentials { certificate_authority: ca.clone(), ..Default::default() }] {
-        let e = list_namespaces(&Client::with_credentials(&api.url(), &creds)?).await.expect_err("refused");
+        let e = list_nodes(&Client::with_credentials(&api.url(), &creds)?).await.expect_err("refused");
         assert_eq!((e.reason, e.message.as_str()), (Reason::Unauthorized, "Unauthorized"), "{e}");
     }
 
@@ -73,18 +76,18 @@ async fn certificates_and_tokens_authenticate_and_everyone_else_is_refused() -> 
         client_key: Some(read(&other.0.join("admin.key"))),
         token: None,
     };
-    let e = list_namespaces(&Client::with_credentials(&api.url(), &foreign)?).await.expect_err("foreign cert");
+    let e = list_nodes(&Client::with_credentials(&api.url(), &foreign)?).await.expect_err("foreign cert");
     assert_ne!(e.reason, Reason::Unauthorized, "refused in the handshake, before any request: {e}");
     // A client that does not trust the server's CA does not talk to it.
     let untrusting = Credentials { certificate_authority: Some(read(&other.0.join("ca.crt"))), ..Default::default() };
-    list_namespaces(&Client::with_credentials(&api.url(), &untrusting)?).await.expect_err("untrusted server");
+    list_nodes(&Client::with_credentials(&api.url(), &untrusting)?).await.expect_err("untrusted server");
     // https without a CA is refused before connecting, naming what is missing.
     let e = Client::with_credentials(&api.url(), &Credentials::default()).expect_err("no CA");
     assert!(e.message.contains("certificate-authority"), "{e}");
 
     // The plain loopback port trusts its clients.
     let insecure = api.insecure_url().expect("an insecure port");
-    list_namespaces(&Client::new(&insecure)?).await?;
+    list_nodes(&Client::new(&insecure)?).await?;
     Ok(())
 }
 
@@ -144,4 +147,73 @@ async fn https_get(addr: std::net::SocketAddr, ca: &Path, path: &str, headers: &
     let mut response = Vec::new();
     tls.read_to_end(&mut response).await?;
     Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_decides_what_an_authenticated_user_may_do_over_grpc_and_rest() -> anyhow::Result<()> {
+    let (api, dir) = secure_apiserver("rbac").await?;
+    let pki = dir.0.join("pki");
+    let admin = Client::from_config(&ClientConfig::from_kubeconfig(&pki.join("admin.kubeconfig"))?)?;
+    let namespaces = lookup("namespaces").expect("a known resource");
+    for ns in ["a", "b"] {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        admin.create(namespaces, "", serde_json::to_vec(&body)?).await?;
+    }
+    // jane (the static token) may view namespace a.
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "jane-view", "namespace": "a"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}]});
+    admin.create(lookup("rolebindings").expect("served"), "a", serde_json::to_vec(&binding)?).await?;
+
+    let ca = Some(read(&pki.join("ca.crt")));
+    let creds = Credentials { certificate_authority: ca, token: Some("s3cret-token".into()), ..Default::default() };
+    let jane = Client::with_credentials(&api.url(), &creds)?;
+    let pods = lookup("pods").expect("a known resource");
+    let secrets = lookup("secrets").expect("a known resource");
+    // The binding reaches the authorizer through its watch: allow a moment.
+    rkube_testkit::wait_for(std::time::Duration::from_secs(5), || async {
+        jane.list(pods, "a", &ListParams::default()).await.is_ok()
+    })
+    .await?;
+    let e = jane.list(secrets, "a", &ListParams::default()).await.expect_err("view reads no secrets");
+    assert_eq!(e.reason, Reason::Forbidden);
+    assert_eq!(
+        e.message,
+        r#"secrets is forbidden: User "jane" cannot list resource "secrets" in API group "" in the namespace "a""#
+    );
+    jane.list(pods, "b", &ListParams::default()).await.expect_err("nothing in b");
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let e = jane.create(pods, "a", serde_json::to_vec(&pod)?).await.expect_err("view creates nothing");
+    assert_eq!(
+        e.message,
+        r#"pods is forbidden: User "jane" cannot create resource "pods" in API group "" in the namespace "a""#
+    );
+
+    // The same over REST, with the real kubectl.
+    let ca = pki.join("ca.crt");
+    let as_jane = [
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &api.url(),
+        "--certificate-authority",
+        ca.to_str().expect("UTF-8"),
+        "--token",
+        "s3cret-token",
+    ];
+    let (ok, out, err) = kubectl(&[&as_jane[..], &["get", "pods", "-n", "a"]].concat()).await?;
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    let (ok, _, err) = kubectl(&[&as_jane[..], &["get", "secrets", "-n", "a"]].concat()).await?;
+    assert!(
+        !ok && err.contains(r#"User "jane" cannot list resource "secrets" in API group "" in the namespace "a""#),
+        "{err}"
+    );
+    for (what, expect) in [(["list", "pods"], "yes"), (["create", "pods"], "no"), (["get", "secrets"], "no")] {
+        let (_, out, err) = kubectl(&[&as_jane[..], &["auth", "can-i", what[0], what[1], "-n", "a"]].concat()).await?;
+        assert_eq!(out.trim(), expect, "can-i {what:?}: {err}");
+    }
+    Ok(())
 }

@@ -188,6 +188,32 @@ impl Decision {
     }
 }
 
+/// Middleware: authorizes each REST request as its authenticated user
+/// (after [`crate::authn::authenticate`]), from the verb and resource its
+/// method and path name ([`request_info::RequestInfo`]); 403 with
+/// Kubernetes' message if RBAC does not allow it. gRPC calls pass through:
+/// their handlers authorize them, knowing the resource from the message.
+pub async fn authorize(
+    axum::extract::State(authorizer): axum::extract::State<std::sync::Arc<cache::Authorizer>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let grpc =
+        req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return next.run(req).await;
+    }
+    let anonymous = UserInfo::anonymous();
+    let user = req.extensions().get::<UserInfo>().unwrap_or(&anonymous);
+    let info =
+        request_info::RequestInfo::parse(req.method().as_str(), req.uri().path(), req.uri().query().unwrap_or(""));
+    let attrs = info.attributes(user);
+    match authorizer.authorize(&attrs).await.into_result(&attrs) {
+        Ok(()) => next.run(req).await,
+        Err(e) => crate::rest::error_response(&e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,17 +46,6 @@ pub fn review_resource(api_version: &str, plural: &str) -> Option<&'static Resou
     REVIEW_RESOURCES.iter().copied().find(|r| r.api_version == api_version && r.plural == plural)
 }
 
-/// The user requests act as until authentication is in place: every
-/// request may do anything today, so a SelfSubjectAccessReview answers for
-/// a cluster admin. Replace with the authenticated user when it arrives.
-pub fn unauthenticated_request_user() -> UserInfo {
-    UserInfo {
-        name: "system:admin".into(),
-        uid: String::new(),
-        groups: vec![super::SYSTEM_MASTERS.into(), "system:authenticated".into()],
-    }
-}
-
 /// Kubernetes' check that exactly one kind of attributes is given.
 fn attributes_given(resource: &Option<ResourceAttributes>, non_resource: &Option<NonResourceAttributes>) -> Vec<Cause> {
     match (resource, non_resource) {

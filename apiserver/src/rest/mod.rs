@@ -14,7 +14,8 @@ pub mod logs;
 pub mod query;
 mod watch;
 
-use crate::authz::review::{create_review, review_resource, unauthenticated_request_user};
+use crate::authn::UserInfo;
+use crate::authz::review::{create_review, review_resource};
 use crate::metrics::Metrics;
 use crate::node_proxy::NodeProxy;
 use crate::openapi::OpenApi;
@@ -389,9 +390,9 @@ impl Rest {
         if req.method() != Method::POST {
             return Err(method_not_allowed(req.method()));
         }
+        let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
         let content_type = content_type(req.headers());
         let body = object_body(&content_type, read_body(req.into_body()).await?)?;
-        let user = unauthenticated_request_user();
         let answer = create_review(self.registry.authorizer(), info, &user, &body).await?;
         Ok(value_response(StatusCode::CREATED, &answer))
     }
