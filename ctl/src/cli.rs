@@ -69,6 +69,8 @@ pub enum Command {
     Version(VersionArgs),
     /// Print the supported API resources on the server.
     ApiResources(ApiResourcesArgs),
+    /// Inspect authorization.
+    Auth(AuthArgs),
 }
 
 /// `create -f FILE` or `create configmap|namespace|secret ...`.
@@ -600,6 +602,42 @@ pub struct VersionArgs {
     /// Output format: yaml or json.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+}
+
+/// `auth`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// What to inspect.
+    #[command(subcommand)]
+    pub what: AuthWhat,
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthWhat {
+    /// Check whether an action is allowed.
+    CanI(CanIArgs),
+}
+
+/// `auth can-i VERB TYPE[/NAME] | VERB /PATH`.
+#[derive(Debug, Args)]
+pub struct CanIArgs {
+    /// The verb: get, list, watch, create, update, patch, delete, ... or `*`.
+    pub verb: String,
+    /// The resource type (`pods`, `deployments.apps`, `pods/NAME`) or a
+    /// non-resource URL (`/logs`).
+    pub resource: String,
+    /// A name, when not given as TYPE/NAME.
+    pub name: Option<String>,
+    /// If true, check the action in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// The subresource (`log`, `exec`, `status`, ...).
+    #[arg(long, default_value = "")]
+    pub subresource: String,
+    /// If true, print nothing; the exit code (0 yes, 1 no) tells.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// `api-resources`.

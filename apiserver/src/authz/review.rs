@@ -17,26 +17,7 @@ use rkube_api::validation::invalid;
 use rkube_api::{ApiError, ResourceInfo, Result};
 use serde_json::Value;
 
-const fn review(kind: &'static str, plural: &'static str, singular: &'static str) -> ResourceInfo {
-    ResourceInfo {
-        group: "authorization.k8s.io",
-        version: "v1",
-        api_version: "authorization.k8s.io/v1",
-        kind,
-        plural,
-        singular,
-        namespaced: false,
-        short_names: &[],
-        has_status: false,
-    }
-}
-
-/// `selfsubjectaccessreviews`.
-pub static SELF_SUBJECT_ACCESS_REVIEWS: ResourceInfo =
-    review("SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview");
-/// `subjectaccessreviews`.
-pub static SUBJECT_ACCESS_REVIEWS: ResourceInfo =
-    review("SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview");
+pub use rkube_api::resource::{SELF_SUBJECT_ACCESS_REVIEWS, SUBJECT_ACCESS_REVIEWS};
 
 /// The review resources, which only take `create`.
 pub static REVIEW_RESOURCES: [&ResourceInfo; 2] = [&SELF_SUBJECT_ACCESS_REVIEWS, &SUBJECT_ACCESS_REVIEWS];

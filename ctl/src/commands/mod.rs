@@ -5,6 +5,7 @@
 
 mod api_resources;
 mod apply;
+mod auth;
 mod autoscale;
 mod create;
 mod delete;
@@ -63,6 +64,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Version(a) => version::run(Some(&session), a).await,
         Command::ApiResources(_) => unreachable!("handled above"),
+        Command::Auth(a) => match &a.what {
+            crate::cli::AuthWhat::CanI(a) => auth::can_i(&session, a).await,
+        },
     }
 }
 
