@@ -247,6 +247,28 @@ impl ApiError {
     }
 }
 
+const fn review(kind: &'static str, plural: &'static str, singular: &'static str) -> ResourceInfo {
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        api_version: "authorization.k8s.io/v1",
+        kind,
+        plural,
+        singular,
+        namespaced: false,
+        short_names: &[],
+        has_status: false,
+    }
+}
+
+/// `selfsubjectaccessreviews` (`kubectl auth can-i`): created, answered by
+/// the authorizer, never stored, so not in [`RESOURCES`].
+pub static SELF_SUBJECT_ACCESS_REVIEWS: ResourceInfo =
+    review("SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview");
+/// `subjectaccessreviews`: as [`SELF_SUBJECT_ACCESS_REVIEWS`], about another user.
+pub static SUBJECT_ACCESS_REVIEWS: ResourceInfo =
+    review("SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,25 +324,3 @@ mod tests {
         assert_eq!(nodes.key("", "n1"), "/registry/nodes/n1");
     }
 }
-
-const fn review(kind: &'static str, plural: &'static str, singular: &'static str) -> ResourceInfo {
-    ResourceInfo {
-        group: "authorization.k8s.io",
-        version: "v1",
-        api_version: "authorization.k8s.io/v1",
-        kind,
-        plural,
-        singular,
-        namespaced: false,
-        short_names: &[],
-        has_status: false,
-    }
-}
-
-/// `selfsubjectaccessreviews` (`kubectl auth can-i`): created, answered by
-/// the authorizer, never stored, so not in [`RESOURCES`].
-pub static SELF_SUBJECT_ACCESS_REVIEWS: ResourceInfo =
-    review("SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview");
-/// `subjectaccessreviews`: as [`SELF_SUBJECT_ACCESS_REVIEWS`], about another user.
-pub static SUBJECT_ACCESS_REVIEWS: ResourceInfo =
-    review("SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview");
