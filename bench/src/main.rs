@@ -5,7 +5,11 @@
 //! - pod creates through the apiserver at 1, 8 and 64 concurrent clients,
 //!   side by side with raw etcd puts of the same JSON at the same concurrency;
 //! - watch fan-out: 100 watchers of pods, delivery latency from the write;
-//! - apiserver resident memory idle and with 10,000 pods stored.
+//! - apiserver resident memory idle and with 10,000 pods stored;
+//! - `secure` (not in the default phases): creates at 8 and 64 clients on
+//!   the plain apiserver beside a second one on the same etcd with TLS,
+//!   client-certificate authentication and RBAC, as a user RBAC decides for
+//!   (the controller manager's certificate, not system:masters).
 //!
 //! See bench/README.md for how to run it and the last figures.
 
@@ -122,6 +126,69 @@ async fn main() -> anyhow::Result<()> {
     if phase("memory") {
         memory(&client, pid, idle_rss, args.stored_pods).await?;
     }
+    if phase("secure") {
+        secure(&args, &etcd, &client).await?;
+    }
+    Ok(())
+}
+
+/// Creates through the plain apiserver (`plain`) and through a TLS + RBAC
+/// one on the same etcd, round by round, side by side.
+async fn secure(args: &Args, etcd: &Etcd, plain: &Client) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("rkube-bench-pki-{}", std::process::id()));
+    let port = rkube_testkit::free_port();
+    let pki = rkube_pki::Pki { dir: dir.clone(), server: format!("https://127.0.0.1:{port}"), ..Default::default() };
+    pki.ensure()?;
+    let f = |name: &str| dir.join(name).display().to_string();
+    let (cert, key, ca, port_arg) = (f("apiserver.crt"), f("apiserver.key"), f("ca.crt"), port.to_string());
+    let tls_args = [
+        "--etcd-servers",
+        &etcd.url(),
+        "--port",
+        &port_arg,
+        "--tls-cert-file",
+        &cert,
+        "--tls-private-key-file",
+        &key,
+        "--client-ca-file",
+        &ca,
+    ];
+    // Readiness is probed on the plain loopback port.
+    let _secure = start_daemon(&args.apiserver_bin, &tls_args, "--insecure-port", "/readyz").await?;
+    let cfg = rkube_client::ClientConfig::from_kubeconfig(&dir.join("controller-manager.kubeconfig"))?;
+    let secure = Client::from_config(&cfg)?;
+    let pods = lookup("pods")?;
+    println!("\n| clients | plain creates/s | p50 | p99 | TLS + RBAC creates/s | p50 | p99 | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in args.concurrency.iter().filter(|&&c| c > 1) {
+        let mut runs = Vec::new();
+        for (name, client) in [("plain", plain), ("secure", &secure)] {
+            let cl = client.clone();
+            runs.push(
+                drive(args.ops, c, move |i| {
+                    let cl = cl.clone();
+                    async move {
+                        cl.create(pods, "default", pod_json(&format!("{name}-{c}-{i}"), 0)).await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let (p, s) = (&runs[0], &runs[1]);
+        println!(
+            "| {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+            p.ops_per_sec,
+            ms(p.p50),
+            ms(p.p99),
+            s.ops_per_sec,
+            ms(s.p50),
+            ms(s.p99),
+            100.0 * s.ops_per_sec / p.ops_per_sec
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
