@@ -217,3 +217,31 @@ async fn rbac_decides_what_an_authenticated_user_may_do_over_grpc_and_rest() -> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_garbage_and_huge_headers_are_refused_without_harm() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (api, dir) = secure_apiserver("faults").await?;
+    let ca = dir.0.join("pki").join("ca.crt");
+    // A client that connects and never starts its handshake holds up no one.
+    let mut stalled = tokio::net::TcpStream::connect(api.addr()).await?;
+    let started = std::time::Instant::now();
+    assert!(https_get(api.addr(), &ca, "/healthz", "").await?.starts_with("HTTP/1.1 200"));
+    // Bytes that are not TLS end the connection.
+    let mut garbage = tokio::net::TcpStream::connect(api.addr()).await?;
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), garbage.read(&mut buf)).await?.unwrap_or(0);
+    assert!(!String::from_utf8_lossy(&buf[..n]).contains("200 OK"), "plain HTTP is not served on the TLS port");
+    // A header of a megabyte is refused, not buffered.
+    let huge = format!("X-Filler: {}\r\n", "a".repeat(1 << 20));
+    let answer = https_get(api.addr(), &ca, "/healthz", &huge).await.unwrap_or_default();
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{}", &answer[..answer.len().min(200)]);
+    assert!(https_get(api.addr(), &ca, "/healthz", "").await?.starts_with("HTTP/1.1 200"));
+    // The stalled connection is closed once the handshake time is up.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), stalled.read(&mut buf)).await?;
+    assert!(matches!(closed, Ok(0) | Err(_)), "closed, not answered: {closed:?}");
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_secs(9), "closed after the handshake limit, not at once: {waited:?}");
+    Ok(())
+}
