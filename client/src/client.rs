@@ -534,6 +534,32 @@ impl Client {
         resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))
     }
 
+    /// Issues a token for ServiceAccount `namespace/name` (its `token`
+    /// subresource): the answer carries `status.token` and
+    /// `status.expirationTimestamp`.
+    pub async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &k8s_openapi::api::authentication::v1::TokenRequest,
+    ) -> Result<k8s_openapi::api::authentication::v1::TokenRequest> {
+        let mut body = serde_json::to_value(request).map_err(|e| ApiError::internal(e.to_string()))?;
+        body["apiVersion"] = "authentication.k8s.io/v1".into();
+        body["kind"] = "TokenRequest".into();
+        let req = pb::CreateTokenRequest {
+            namespace: namespace.into(),
+            name: name.into(),
+            body: serde_json::to_vec(&body).expect("a Value always serializes").into(),
+        };
+        let resp = self
+            .call(Call::Write, |mut c| {
+                let req = req.clone();
+                async move { c.create_token(req).await }
+            })
+            .await?;
+        decode(&resp)
+    }
+
     /// Streams a container's logs (relayed by the apiserver from the kubelet).
     pub async fn logs(
         &self,
@@ -805,5 +831,18 @@ where
                 })),
             }
         }))
+    }
+}
+
+impl Api<k8s_openapi::api::core::v1::ServiceAccount> {
+    /// Issues a token for ServiceAccount `name` (TokenRequest): set
+    /// `spec.audiences`, `spec.expirationSeconds` and `spec.boundObjectRef`
+    /// as wanted; the answer's `status.token` is the token.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        request: &k8s_openapi::api::authentication::v1::TokenRequest,
+    ) -> Result<k8s_openapi::api::authentication::v1::TokenRequest> {
+        self.client.create_token(&self.namespace, name, request).await
     }
 }
