@@ -12,8 +12,11 @@
 //!
 //! With `--tls-cert-file` the port speaks TLS and every request is
 //! authenticated ([`authn`]): client certificates signed by
-//! `--client-ca-file`, tokens from `--token-auth-file`. Without it the port
-//! is plain HTTP and trusts everyone (a warning says so).
+//! `--client-ca-file`, tokens from `--token-auth-file`, and service account
+//! tokens ([`service_account_token`]: signed with
+//! `--service-account-signing-key-file`, issued by the TokenRequest
+//! subresource). Without it the port is plain HTTP and trusts everyone (a
+//! warning says so).
 
 pub mod admission;
 pub mod authn;
