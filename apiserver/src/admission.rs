@@ -144,6 +144,7 @@ pub struct Admission {
     namespaces: Arc<NamespaceCache>,
     service_accounts: Arc<ServiceAccountCache>,
     default_tolerations: DefaultTolerationSeconds,
+    token_volumes: bool,
     limit_ranges: Arc<PolicyCache>,
     quotas: Arc<PolicyCache>,
     quota_locks: resourcequota::NamespaceLocks,
@@ -162,6 +163,7 @@ impl Admission {
             namespaces,
             service_accounts,
             default_tolerations,
+            token_volumes: false,
             limit_ranges,
             quotas,
             quota_locks: Default::default(),
@@ -171,6 +173,13 @@ impl Admission {
     /// With DefaultTolerationSeconds' seconds (`--default-not-ready-toleration-seconds`, ...).
     pub fn with_default_tolerations(mut self, seconds: DefaultTolerationSeconds) -> Self {
         self.default_tolerations = seconds;
+        self
+    }
+
+    /// Whether the ServiceAccount plugin adds the token volume to pods (the
+    /// apiserver issues tokens).
+    pub fn with_token_volumes(mut self, on: bool) -> Self {
+        self.token_volumes = on;
         self
     }
 
@@ -250,7 +259,7 @@ impl Admission {
             security_context_deny(obj)?;
         }
         if info.kind == "Pod" && self.on(Plugin::ServiceAccount) {
-            service_account::admit_create(&self.service_accounts, namespace, obj).await?;
+            service_account::admit_create(&self.service_accounts, namespace, obj, self.token_volumes).await?;
         }
         if info.kind == "Pod" && self.on(Plugin::DefaultTolerationSeconds) {
             self.default_tolerations.admit(obj);

@@ -2,13 +2,17 @@
 //!
 //! As kube-apiserver does it: a client certificate signed by the client CA
 //! names the user (CN) and its groups (O); otherwise a bearer token from
-//! the static token file does; a request with neither is anonymous, and an
+//! the static token file does, or a bearer token that is a JWT is a service
+//! account token ([`crate::service_account_token`]); a request with neither
+//! is anonymous, and an
 //! anonymous request reaches only the health and version endpoints. A
 //! request that shows a token the server does not know is refused, never
 //! taken as anonymous. Connections on the plain port (no TLS configured,
 //! or the loopback-only `--insecure-port`) are trusted as kube's insecure
 //! port was: user `system:unsecured` in `system:masters`.
 
+use crate::registry::Registry;
+use crate::service_account_token::ServiceAccountTokens;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -16,6 +20,7 @@ use rkube_api::ApiError;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use tracing::debug;
 
 /// The authenticated user of a request, put in its extensions for the
 /// handlers (and the authorizer) to read.
@@ -171,16 +176,33 @@ fn public(path: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Authenticator {
     tokens: Tokens,
+    service_accounts: Option<(Arc<ServiceAccountTokens>, Arc<Registry>)>,
+}
+
+/// Whether a bearer token has a JWT's shape (three dot-separated parts).
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
 }
 
 impl Authenticator {
     /// With the static tokens.
     pub fn new(tokens: Tokens) -> Authenticator {
-        Authenticator { tokens }
+        Authenticator { tokens, service_accounts: None }
+    }
+
+    /// Also with service account tokens, checked against `registry`.
+    pub fn with_service_account_tokens(mut self, tokens: Option<(Arc<ServiceAccountTokens>, Arc<Registry>)>) -> Self {
+        self.service_accounts = tokens;
+        self
     }
 
     /// The request's user, or 401. `authorization` is the header's value.
-    pub fn authenticate(&self, peer: &Peer, authorization: Option<&[u8]>, path: &str) -> Result<UserInfo, ApiError> {
+    pub async fn authenticate(
+        &self,
+        peer: &Peer,
+        authorization: Option<&[u8]>,
+        path: &str,
+    ) -> Result<UserInfo, ApiError> {
         let cert_user = match peer {
             Peer::Plain => return Ok(UserInfo::unsecured()),
             Peer::Tls(user) => user,
@@ -196,9 +218,18 @@ impl Authenticator {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(ApiError::unauthorized)?;
-            return match self.tokens.users.get(token) {
-                Some(user) => Ok(UserInfo::clone(user)),
-                None => Err(ApiError::unauthorized()),
+            if let Some(user) = self.tokens.users.get(token) {
+                return Ok(UserInfo::clone(user));
+            }
+            return match &self.service_accounts {
+                Some((tokens, registry)) if looks_like_jwt(token) => {
+                    tokens.authenticate(registry, token).await.map_err(|e| {
+                        // Why, for the operator; never the token.
+                        debug!(reason = %e, "service account token refused");
+                        ApiError::unauthorized()
+                    })
+                }
+                _ => Err(ApiError::unauthorized()),
             };
         }
         if public(path) { Ok(UserInfo::anonymous()) } else { Err(ApiError::unauthorized()) }
@@ -210,7 +241,7 @@ impl Authenticator {
 pub async fn authenticate(State(authn): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().cloned().unwrap_or(Peer::Tls(None));
     let authorization = req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
-    match authn.authenticate(&peer, authorization, req.uri().path()) {
+    match authn.authenticate(&peer, authorization, req.uri().path()).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
@@ -241,15 +272,15 @@ mod tests {
         ))))
     }
 
-    #[test]
-    fn token_file_lines_give_users_and_bad_lines_are_named() {
+    #[tokio::test]
+    async fn token_file_lines_give_users_and_bad_lines_are_named() {
         let tokens = Tokens::parse("# comment\nabc,alice,1001,\"dev,ops\"\n\ndef, bob ,1002\n").expect("a valid file");
         let authn = Authenticator::new(tokens);
-        let alice = authn.authenticate(&Peer::Tls(None), Some(b"Bearer abc"), "/api").expect("alice");
+        let alice = authn.authenticate(&Peer::Tls(None), Some(b"Bearer abc"), "/api").await.expect("alice");
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.uid, "1001");
         assert_eq!(alice.groups, ["dev", "ops", "system:authenticated"]);
-        let bob = authn.authenticate(&Peer::Tls(None), Some(b"Bearer def"), "/api").expect("bob");
+        let bob = authn.authenticate(&Peer::Tls(None), Some(b"Bearer def"), "/api").await.expect("bob");
         assert_eq!((bob.name.as_str(), bob.groups.len()), ("bob", 1));
 
         let e = Tokens::parse("abc,alice\n").expect_err("too few fields");
@@ -260,20 +291,21 @@ mod tests {
         assert!(e.contains("twice") && !e.contains("a,"), "no token in the message: {e}");
     }
 
-    #[test]
-    fn anonymous_reaches_only_public_paths_and_a_wrong_token_is_never_anonymous() {
+    #[tokio::test]
+    async fn anonymous_reaches_only_public_paths_and_a_wrong_token_is_never_anonymous() {
         let authn = Authenticator::new(Tokens::parse("good,u,1\n").expect("valid"));
-        let anon = authn.authenticate(&Peer::Tls(None), None, "/healthz").expect("public");
+        let anon = authn.authenticate(&Peer::Tls(None), None, "/healthz").await.expect("public");
         assert!(anon.is_anonymous());
-        authn.authenticate(&Peer::Tls(None), None, "/version").expect("public");
-        let e = authn.authenticate(&Peer::Tls(None), None, "/api/v1/secrets").expect_err("not public");
+        authn.authenticate(&Peer::Tls(None), None, "/version").await.expect("public");
+        let e = authn.authenticate(&Peer::Tls(None), None, "/api/v1/secrets").await.expect_err("not public");
         assert_eq!((e.code(), e.message.as_str()), (401, "Unauthorized"));
         for header in [&b"Bearer bad"[..], b"Basic dTpw", b"Bearer ", b"\xff\xfe"] {
-            let e = authn.authenticate(&Peer::Tls(None), Some(header), "/healthz").expect_err("bad credentials");
+            let e = authn.authenticate(&Peer::Tls(None), Some(header), "/healthz").await.expect_err("bad credentials");
             assert_eq!(e.code(), 401);
         }
-        assert_eq!(authn.authenticate(&Peer::Plain, None, "/api").expect("trusted"), UserInfo::unsecured());
-        let node = authn.authenticate(&tls_user("system:node:n1", &["system:nodes"]), Some(b"Bearer bad"), "/api");
+        assert_eq!(authn.authenticate(&Peer::Plain, None, "/api").await.expect("trusted"), UserInfo::unsecured());
+        let node =
+            authn.authenticate(&tls_user("system:node:n1", &["system:nodes"]), Some(b"Bearer bad"), "/api").await;
         assert_eq!(node.expect("the certificate decides").name, "system:node:n1");
     }
 

@@ -367,6 +367,28 @@ impl Resources for GrpcApi {
         self.finish("bind", Some(&pods), start, result)
     }
 
+    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = user_of(&req);
+        let req = req.into_inner();
+        let resource = pb::ResourceRef { api_version: "v1".into(), resource: "serviceaccounts".into() };
+        let start = Instant::now();
+        let result = async {
+            let info = resource_of(Some(&resource))?;
+            self.authorize(&user, "create", info, "token", &req.namespace, &req.name).await?;
+            let request = self.registry.create_token(&req.namespace, &req.name, &req.body).await?;
+            Ok(pb::Object {
+                api_version: crate::service_account_token::request::API_VERSION.into(),
+                kind: crate::service_account_token::request::KIND.into(),
+                namespace: req.namespace.clone(),
+                name: req.name.clone(),
+                resource_version: String::new(),
+                json: serde_json::to_vec(&request).map_err(|e| ApiError::internal(e.to_string()))?.into(),
+            })
+        }
+        .await;
+        self.finish("create", Some(&resource), start, result)
+    }
+
     type LogsStream = LogStream;
 
     async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogStream>, Status> {

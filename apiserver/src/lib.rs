@@ -13,8 +13,11 @@
 //!
 //! With `--tls-cert-file` the port speaks TLS and every request is
 //! authenticated ([`authn`]): client certificates signed by
-//! `--client-ca-file`, tokens from `--token-auth-file`. Without it the port
-//! is plain HTTP and trusts everyone (a warning says so).
+//! `--client-ca-file`, tokens from `--token-auth-file`, and service account
+//! tokens ([`service_account_token`]: signed with
+//! `--service-account-signing-key-file`, issued by the TokenRequest
+//! subresource). Without it the port is plain HTTP and trusts everyone (a
+//! warning says so).
 
 pub mod admission;
 pub mod authn;
@@ -33,6 +36,7 @@ pub mod resource_metrics;
 pub mod rest;
 pub mod serve;
 pub mod service_account;
+pub mod service_account_token;
 pub mod service_alloc;
 pub mod storage;
 pub mod watch;
@@ -121,6 +125,34 @@ pub struct Args {
     /// Static bearer tokens, CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long, env = "RKUBE_TOKEN_AUTH_FILE", requires = "tls_cert_file")]
     pub token_auth_file: Option<std::path::PathBuf>,
+    /// The private key (PEM: PKCS#8 ECDSA P-256 or RSA, or PKCS#1 RSA) that
+    /// signs service account tokens. Without it (and without
+    /// --service-account-key-file) the apiserver neither issues nor accepts
+    /// them, and pods get no token volume.
+    #[arg(long, env = "RKUBE_SERVICE_ACCOUNT_SIGNING_KEY_FILE")]
+    pub service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// PEM files of public keys (or certificates, or private keys) that
+    /// verify service account tokens; may repeat. Default: the signing
+    /// key's public key.
+    #[arg(long, env = "RKUBE_SERVICE_ACCOUNT_KEY_FILE", value_delimiter = ',')]
+    pub service_account_key_file: Vec<std::path::PathBuf>,
+    /// The `iss` of service account tokens; may repeat: the first is
+    /// issued, all are accepted.
+    #[arg(
+        long,
+        env = "RKUBE_SERVICE_ACCOUNT_ISSUER",
+        value_delimiter = ',',
+        default_value = service_account_token::DEFAULT_ISSUER
+    )]
+    pub service_account_issuer: Vec<String>,
+    /// Audiences the apiserver accepts in tokens, and gives tokens that
+    /// ask for none. Default: the first issuer.
+    #[arg(long, env = "RKUBE_API_AUDIENCES", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest lifetime of a requested token (`3600s`, `90m`, `48h`);
+    /// longer requests get this. Default: no cap but 2^32 s.
+    #[arg(long, env = "RKUBE_SERVICE_ACCOUNT_MAX_TOKEN_EXPIRATION", value_parser = parse_duration_seconds)]
+    pub service_account_max_token_expiration: Option<i64>,
     /// With TLS on: a plain-HTTP port on --insecure-bind-address whose
     /// clients are trusted as system:masters (0: none, the default).
     #[arg(long, env = "RKUBE_INSECURE_PORT", default_value_t = 0)]
@@ -185,13 +217,23 @@ impl App {
         let storage =
             Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?.with_encryption(encryption);
         let shutdown = CancellationToken::new();
-        let admission = Admission::new(plugins, NamespaceCache::new(storage.clone())).with_default_tolerations(
-            default_tolerations::DefaultTolerationSeconds {
+        let tokens = service_account_token::ServiceAccountTokens::from_options(&service_account_token::TokenOptions {
+            signing_key_file: args.service_account_signing_key_file.clone(),
+            key_files: args.service_account_key_file.clone(),
+            issuers: args.service_account_issuer.clone(),
+            api_audiences: args.api_audiences.clone(),
+            max_expiration_seconds: args.service_account_max_token_expiration,
+        })?
+        .map(Arc::new);
+        let admission = Admission::new(plugins, NamespaceCache::new(storage.clone()))
+            .with_token_volumes(tokens.as_ref().is_some_and(|t| t.issues()))
+            .with_default_tolerations(default_tolerations::DefaultTolerationSeconds {
                 not_ready: args.default_not_ready_toleration_seconds,
                 unreachable: args.default_unreachable_toleration_seconds,
-            },
+            });
+        let registry = Arc::new(
+            Registry::new(storage, admission, services, shutdown.clone()).with_service_account_tokens(tokens.clone()),
         );
-        let registry = Arc::new(Registry::new(storage, admission, services, shutdown.clone()));
         let addr = SocketAddr::new(args.bind_address, args.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let port = listener.local_addr()?.port();
@@ -216,7 +258,7 @@ impl App {
                 None
             }
         };
-        let tokens = match &args.token_auth_file {
+        let static_tokens = match &args.token_auth_file {
             Some(path) => authn::Tokens::from_file(path)?,
             None => authn::Tokens::default(),
         };
@@ -245,7 +287,10 @@ impl App {
             insecure,
             tls,
             kubelet_tls,
-            authn: Arc::new(authn::Authenticator::new(tokens)),
+            authn: Arc::new(
+                authn::Authenticator::new(static_tokens)
+                    .with_service_account_tokens(tokens.map(|t| (t, registry.clone()))),
+            ),
             master,
             registry,
             metrics: Arc::new(Metrics::default()),
@@ -398,6 +443,21 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Seconds from `3600`, `3600s`, `90m` or `48h`.
+fn parse_duration_seconds(text: &str) -> Result<i64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text}: want a number of seconds, or one with the unit s, m or h")),
+    };
+    number.parse::<i64>().map(|n| n.saturating_mul(unit)).map_err(|e| format!("{text}: {e}"))
 }
 
 async fn readyz(registry: &Registry, ready: &AtomicBool) -> (axum::http::StatusCode, String) {

@@ -9,6 +9,7 @@
 use crate::admission::Admission;
 use crate::authz::Authorizer;
 use crate::codec::{self, key_parts, with_resource_version};
+use crate::service_account_token::ServiceAccountTokens;
 use crate::service_alloc::{Requested, ServiceAllocator};
 use crate::storage::{Storage, Stored, Write};
 use crate::watch::{Filter, Hub, WatchEvent};
@@ -216,6 +217,7 @@ pub struct Registry {
     services: ServiceAllocator,
     authorizer: Arc<Authorizer>,
     shutdown: CancellationToken,
+    tokens: Option<Arc<ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -354,7 +356,25 @@ impl Registry {
         shutdown: CancellationToken,
     ) -> Self {
         let hubs = RESOURCES.iter().map(|r| (r.plural, Hub::new(r, storage.clone()))).collect();
-        Registry { storage, hubs, admission, services, authorizer: Authorizer::new(), shutdown }
+        Registry { storage, hubs, admission, services, authorizer: Authorizer::new(), shutdown, tokens: None }
+    }
+
+    /// With service account tokens: the TokenRequest subresource issues them.
+    pub fn with_service_account_tokens(mut self, tokens: Option<Arc<ServiceAccountTokens>>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The service account token keys, when the apiserver has some.
+    pub fn service_account_tokens(&self) -> Option<&Arc<ServiceAccountTokens>> {
+        self.tokens.as_ref()
+    }
+
+    /// Issues a service account token (the `token` subresource of
+    /// ServiceAccount `namespace/name`; `body` is a TokenRequest).
+    pub async fn create_token(&self, namespace: &str, name: &str, body: &[u8]) -> Result<Value> {
+        let tokens = self.tokens.as_deref().ok_or_else(crate::service_account_token::not_issuing)?;
+        crate::service_account_token::request::create(self, tokens, namespace, name, body).await
     }
 
     /// The storage underneath (for health checks).

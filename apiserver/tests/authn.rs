@@ -75,6 +75,7 @@ async fn certificates_and_tokens_authenticate_and_everyone_else_is_refused() -> 
         client_certificate: Some(read(&other.0.join("admin.crt"))),
         client_key: Some(read(&other.0.join("admin.key"))),
         token: None,
+        token_file: None,
     };
     let e = list_nodes(&Client::with_credentials(&api.url(), &foreign)?).await.expect_err("foreign cert");
     assert_ne!(e.reason, Reason::Unauthorized, "refused in the handshake, before any request: {e}");

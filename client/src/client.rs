@@ -51,12 +51,58 @@ type Grpc = ResourcesClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
-struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+enum Bearer {
+    /// A token given once (or none).
+    Fixed(Option<tonic::metadata::AsciiMetadataValue>),
+    /// A token file, read again when what was read is a minute old.
+    File(Arc<TokenFile>),
+}
+
+/// How often a token file is read again (client-go's and kube-rs' minute).
+const TOKEN_FILE_REFRESH: Duration = Duration::from_secs(60);
+
+/// A token file and what was last read from it.
+struct TokenFile {
+    path: std::path::PathBuf,
+    read: std::sync::Mutex<Option<(tonic::metadata::AsciiMetadataValue, std::time::Instant)>>,
+}
+
+impl TokenFile {
+    /// The header value: the cached one while fresh, else the file's
+    /// current token (the cached one if the file cannot be read now).
+    fn value(&self) -> Option<tonic::metadata::AsciiMetadataValue> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, at)) = read.as_ref()
+            && at.elapsed() < TOKEN_FILE_REFRESH
+        {
+            return Some(v.clone());
+        }
+        let fresh = std::fs::read_to_string(&self.path)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .and_then(|t| format!("Bearer {t}").parse::<tonic::metadata::AsciiMetadataValue>().ok());
+        match fresh {
+            Some(v) => {
+                *read = Some((v.clone(), std::time::Instant::now()));
+                Some(v)
+            }
+            None => {
+                tracing::warn!(path = %self.path.display(), "cannot read the token file; keeping the last token");
+                read.as_ref().map(|(v, _)| v.clone())
+            }
+        }
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
+        let value = match self {
+            Bearer::Fixed(v) => v.clone(),
+            Bearer::File(f) => f.value(),
+        };
+        if let Some(v) = value {
+            req.metadata_mut().insert("authorization", v);
         }
         Ok(req)
     }
@@ -234,13 +280,16 @@ impl Client {
     /// server against `creds`' CA and shows its client certificate and
     /// bearer token.
     pub fn with_credentials(server: &str, creds: &Credentials) -> Result<Client> {
-        let bearer = match creds.token.as_deref().filter(|t| !t.is_empty()) {
-            Some(t) => Some(
+        let bearer = match (creds.token.as_deref().filter(|t| !t.is_empty()), &creds.token_file) {
+            (Some(t), _) => Bearer::Fixed(Some(
                 format!("Bearer {t}")
                     .parse()
                     .map_err(|_| ApiError::bad_request("the token holds characters an HTTP header cannot carry"))?,
-            ),
-            None => None,
+            )),
+            (None, Some(path)) => {
+                Bearer::File(Arc::new(TokenFile { path: path.clone(), read: std::sync::Mutex::new(None) }))
+            }
+            (None, None) => Bearer::Fixed(None),
         };
         let mut list = Vec::new();
         for url in crate::config::normalize(server).split(',').filter(|u| !u.is_empty()) {
@@ -255,7 +304,7 @@ impl Client {
                     .tls_config(tls_config(creds, url)?)
                     .map_err(|e| ApiError::bad_request(format!("TLS for \"{url}\": {e}")))?;
             }
-            let channel = InterceptedService::new(endpoint.connect_lazy(), Bearer(bearer.clone()));
+            let channel = InterceptedService::new(endpoint.connect_lazy(), bearer.clone());
             let client = ResourcesClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -534,6 +583,32 @@ impl Client {
         resp.pod.ok_or_else(|| ApiError::internal("bind response without pod"))
     }
 
+    /// Issues a token for ServiceAccount `namespace/name` (its `token`
+    /// subresource): the answer carries `status.token` and
+    /// `status.expirationTimestamp`.
+    pub async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &k8s_openapi::api::authentication::v1::TokenRequest,
+    ) -> Result<k8s_openapi::api::authentication::v1::TokenRequest> {
+        let mut body = serde_json::to_value(request).map_err(|e| ApiError::internal(e.to_string()))?;
+        body["apiVersion"] = "authentication.k8s.io/v1".into();
+        body["kind"] = "TokenRequest".into();
+        let req = pb::CreateTokenRequest {
+            namespace: namespace.into(),
+            name: name.into(),
+            body: serde_json::to_vec(&body).expect("a Value always serializes").into(),
+        };
+        let resp = self
+            .call(Call::Write, |mut c| {
+                let req = req.clone();
+                async move { c.create_token(req).await }
+            })
+            .await?;
+        decode(&resp)
+    }
+
     /// Streams a container's logs (relayed by the apiserver from the kubelet).
     pub async fn logs(
         &self,
@@ -805,5 +880,43 @@ where
                 })),
             }
         }))
+    }
+}
+
+impl Api<k8s_openapi::api::core::v1::ServiceAccount> {
+    /// Issues a token for ServiceAccount `name` (TokenRequest): set
+    /// `spec.audiences`, `spec.expirationSeconds` and `spec.boundObjectRef`
+    /// as wanted; the answer's `status.token` is the token.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        request: &k8s_openapi::api::authentication::v1::TokenRequest,
+    ) -> Result<k8s_openapi::api::authentication::v1::TokenRequest> {
+        self.client.create_token(&self.namespace, name, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_read_again_once_a_minute_and_kept_when_unreadable() {
+        let dir = std::env::temp_dir().join(format!("rkube-token-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("token");
+        std::fs::write(&path, "first\n").expect("write");
+        let file = TokenFile { path: path.clone(), read: std::sync::Mutex::new(None) };
+        let shown = |f: &TokenFile| f.value().map(|v| v.to_str().expect("ASCII").to_string());
+        assert_eq!(shown(&file).as_deref(), Some("Bearer first"));
+        std::fs::write(&path, "second").expect("write");
+        assert_eq!(shown(&file).as_deref(), Some("Bearer first"), "cached for a minute");
+        let stale = std::time::Instant::now().checked_sub(TOKEN_FILE_REFRESH).expect("the clock is past a minute");
+        file.read.lock().expect("lock").as_mut().expect("read").1 = stale;
+        assert_eq!(shown(&file).as_deref(), Some("Bearer second"), "read again");
+        std::fs::remove_file(&path).expect("remove");
+        file.read.lock().expect("lock").as_mut().expect("read").1 = stale;
+        assert_eq!(shown(&file).as_deref(), Some("Bearer second"), "the last token while the file is missing");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

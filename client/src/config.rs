@@ -4,7 +4,11 @@
 //! `$KUBERNETES_SERVICE_HOST` and `$KUBERNETES_SERVICE_PORT`; and who we
 //! are to it: the kubeconfig user's certificates and token
 //! ([`Credentials`]), read from the standard fields so the real kubectl
-//! uses the same file.
+//! uses the same file. In a pod with a service account token volume
+//! (`/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt,namespace}`)
+//! the client speaks https to the `kubernetes` Service, trusting that
+//! `ca.crt`, and shows that token, read again every minute as the kubelet
+//! renews it (client-go and kube-rs do the same).
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -34,6 +38,10 @@ pub struct Credentials {
     pub client_key: Option<Vec<u8>>,
     /// A bearer token.
     pub token: Option<String>,
+    /// A file holding a bearer token, read again every minute (a pod's
+    /// service account token, which the kubelet renews); used when `token`
+    /// is not set.
+    pub token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -44,6 +52,7 @@ impl std::fmt::Debug for Credentials {
             .field("client_certificate", &self.client_certificate.is_some())
             .field("client_key", &self.client_key.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -170,7 +179,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 impl ClientConfig {
     /// Resolves the server: an explicit `server` wins, then `$RKUBE_SERVER`,
     /// then the kubeconfig file (explicit path, `$RKUBECONFIG`, `~/.rkube/config`),
-    /// then the in-cluster `kubernetes` Service ([`in_cluster_server`]),
+    /// then the in-cluster `kubernetes` Service ([`in_cluster_config`]),
     /// then [`DEFAULT_SERVER`].
     pub fn resolve(server: Option<&str>, kubeconfig: Option<&Path>) -> Result<ClientConfig, ConfigError> {
         let from_file = match kubeconfig {
@@ -181,7 +190,8 @@ impl ClientConfig {
             },
         };
         let env = |name: &str| std::env::var(name).ok();
-        Ok(pick(server, env("RKUBE_SERVER"), from_file, in_cluster_server(env)))
+        let in_cluster = in_cluster_config(env, Path::new(SERVICE_ACCOUNT_DIR));
+        Ok(pick(server, env("RKUBE_SERVER"), from_file, in_cluster))
     }
 
     /// Reads a kubeconfig-style file: the current context's cluster server
@@ -274,7 +284,7 @@ fn pick(
     explicit: Option<&str>,
     env: Option<String>,
     from_file: Option<ClientConfig>,
-    in_cluster: Option<String>,
+    in_cluster: Option<ClientConfig>,
 ) -> ClientConfig {
     let namespace = from_file.as_ref().map(|c| c.namespace.clone()).unwrap_or_default();
     // A --server given beside a kubeconfig still uses its credentials.
@@ -283,16 +293,40 @@ fn pick(
         (Some(s), ..) => s.to_string(),
         (None, Some(env), ..) => env,
         (None, None, Some(file), _) => file.server,
-        (None, None, None, Some(in_cluster)) => in_cluster,
+        (None, None, None, Some(in_cluster)) => return in_cluster,
         (None, None, None, None) => DEFAULT_SERVER.to_string(),
     };
     ClientConfig { server: normalize(&server), namespace, credentials }
 }
 
+/// Where the ServiceAccount admission plugin mounts a pod's token volume.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The apiserver and credentials of a pod: the `kubernetes` Service
+/// ([`in_cluster_server`]); when `dir` holds a `token`, over https with
+/// `dir/ca.crt` as the CA and the token file (re-read as it is renewed),
+/// and the namespace of `dir/namespace`. Plain http without a token (a
+/// cluster without TLS). None outside a pod.
+pub fn in_cluster_config(env: impl Fn(&str) -> Option<String>, dir: &Path) -> Option<ClientConfig> {
+    let server = in_cluster_server(env)?;
+    let token = dir.join("token");
+    if !token.is_file() {
+        return Some(ClientConfig { server, ..ClientConfig::default() });
+    }
+    let namespace = std::fs::read_to_string(dir.join("namespace")).map(|n| n.trim().to_string()).unwrap_or_default();
+    let credentials = Credentials {
+        certificate_authority: std::fs::read(dir.join("ca.crt")).ok(),
+        token_file: Some(token),
+        ..Credentials::default()
+    };
+    let server = format!("https://{}", server.trim_start_matches("http://"));
+    Some(ClientConfig { server, namespace, credentials })
+}
+
 /// The apiserver as a pod sees it: `http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`
 /// (the `kubernetes` Service, whose address the kubelet puts in every
 /// container's environment), with `env` reading a variable. None unless both
-/// are set. Plain http until the apiserver serves TLS.
+/// are set. [`in_cluster_config`] turns it to https when the pod has a token.
 pub fn in_cluster_server(env: impl Fn(&str) -> Option<String>) -> Option<String> {
     let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.trim().is_empty())?;
     let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.trim().is_empty())?;
@@ -386,6 +420,7 @@ mod tests {
             client_certificate: Some(b"CERT".to_vec()),
             client_key: Some(b"KEY".to_vec()),
             token: None,
+            token_file: None,
         };
         let path = dir.join("inline");
         std::fs::write(&path, kubeconfig_with_credentials("https://127.0.0.1:6443", "c", "admin", &creds))
@@ -431,8 +466,30 @@ mod tests {
     }
 
     #[test]
+    fn in_a_pod_with_a_token_the_client_speaks_https_with_its_ca_token_and_namespace() {
+        let dir = std::env::temp_dir().join(format!("rkube-in-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let vars = [("KUBERNETES_SERVICE_HOST", "10.254.0.1"), ("KUBERNETES_SERVICE_PORT", "443")];
+        let plain = in_cluster_config(env(&vars), &dir).expect("in a pod");
+        assert_eq!(plain.server, "http://10.254.0.1:443", "no token: plain http");
+        assert_eq!(plain.credentials, Credentials::default());
+        std::fs::write(dir.join("token"), "jwt").expect("write");
+        std::fs::write(dir.join("ca.crt"), "CA").expect("write");
+        std::fs::write(dir.join("namespace"), "team").expect("write");
+        let secure = in_cluster_config(env(&vars), &dir).expect("in a pod");
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(secure.server, "https://10.254.0.1:443");
+        assert_eq!(secure.namespace, "team");
+        assert_eq!(secure.credentials.certificate_authority.as_deref(), Some(&b"CA"[..]));
+        assert_eq!(secure.credentials.token_file, Some(dir.join("token")));
+        assert_eq!(secure.credentials.token, None, "read per request, not once");
+        assert_eq!(in_cluster_config(env(&vars[..1]), &dir), None, "not in a pod");
+    }
+
+    #[test]
     fn in_cluster_comes_after_flags_and_kubeconfig_and_before_the_default() {
-        let in_cluster = || Some("http://10.254.0.1:443".to_string());
+        let in_cluster =
+            || Some(ClientConfig { server: "http://10.254.0.1:443".to_string(), ..ClientConfig::default() });
         let file = || {
             let credentials = Credentials { token: Some("t".into()), ..Credentials::default() };
             Some(ClientConfig { server: "http://file:1".into(), namespace: "dev".into(), credentials })

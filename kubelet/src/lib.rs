@@ -14,7 +14,8 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait with Docker and fake
 //!   implementations; [`containers`] turns a container spec into a runtime
 //!   spec (command/args, `$(VAR)`, env, resources), [`volumes`] puts pod
-//!   volumes on disk, [`images`] handles pull policies and credentials;
+//!   volumes on disk (with [`service_account_tokens`] for the token
+//!   projections), [`images`] handles pull policies and credentials;
 //!   [`dns`] writes each pod's `/etc/resolv.conf` (`--cluster-dns`,
 //!   `--cluster-domain`, dnsPolicy, dnsConfig) and [`service_env`] gives
 //!   containers the `<NAME>_SERVICE_HOST` variables of their namespace's
@@ -38,6 +39,7 @@ pub mod pod;
 pub mod probes;
 pub mod runtime;
 pub mod server;
+pub mod service_account_tokens;
 pub mod service_env;
 pub mod static_pods;
 pub mod stats;

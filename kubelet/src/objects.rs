@@ -51,6 +51,11 @@ impl ObjectCache {
         ObjectCache { informers: informers.clone() }
     }
 
+    /// The client the cache reads (and the kubelet writes) through.
+    pub fn client(&self) -> &rkube_client::Client {
+        self.informers.client()
+    }
+
     /// The object `name` in `namespace` ("" for cluster-scoped kinds); None
     /// when it does not exist. See the module docs for when this asks the
     /// apiserver instead of the cache.
@@ -95,6 +100,14 @@ pub fn references(pod: &Pod) -> References {
         }
         if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
             out.secrets.insert(name);
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &source.config_map {
+                out.config_maps.insert(cm.name.clone());
+            }
+            if let Some(secret) = &source.secret {
+                out.secrets.insert(secret.name.clone());
+            }
         }
     }
     for c in spec.init_containers.iter().flatten().chain(&spec.containers) {

@@ -8,7 +8,15 @@
 //!   Every sync projects them again; a change is swapped in atomically the
 //!   way Kubernetes' AtomicWriter does ([`write_atomic`]). A change to the
 //!   object re-syncs the pod at once ([`crate::objects::requeue_users`]);
-//! - `persistentVolumeClaim`: the bound PersistentVolume's `hostPath`.
+//! - `persistentVolumeClaim`: the bound PersistentVolume's `hostPath`;
+//! - `downwardAPI`: the pod's metadata (`metadata.name`, `namespace`, `uid`,
+//!   `labels`, `annotations`, one label or annotation) as files;
+//! - `projected` (on a tmpfs): configMap, secret, downwardAPI and
+//!   `serviceAccountToken` sources in one directory, written atomically
+//!   together. Tokens come from the TokenRequest API, bound to the pod
+//!   ([`crate::service_account_tokens`]), and are replaced once 80% of
+//!   their lifetime has passed; this is the volume the ServiceAccount
+//!   admission plugin mounts at `/var/run/secrets/kubernetes.io/serviceaccount`.
 //!
 //! The objects come from the process's shared caches ([`ObjectCache`]),
 //! not from a GET per sync.
@@ -19,13 +27,16 @@
 use crate::containers::ConfigError;
 use crate::objects::ObjectCache;
 use crate::runtime::Mount;
+use crate::service_account_tokens::TokenManager;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    Volume,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// The mode of projected files unless `defaultMode` says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -85,6 +96,7 @@ pub struct VolumeManager {
     root_dir: PathBuf,
     objects: ObjectCache,
     use_tmpfs: bool,
+    tokens: Arc<TokenManager>,
 }
 
 impl VolumeManager {
@@ -92,7 +104,8 @@ impl VolumeManager {
     /// `use_tmpfs` false (hollow nodes), memory-backed volumes are plain
     /// directories.
     pub fn new(root_dir: &Path, objects: ObjectCache, use_tmpfs: bool) -> VolumeManager {
-        VolumeManager { root_dir: root_dir.to_path_buf(), objects, use_tmpfs }
+        let tokens = Arc::new(TokenManager::new(objects.client().clone()));
+        VolumeManager { root_dir: root_dir.to_path_buf(), objects, use_tmpfs, tokens }
     }
 
     /// `<root-dir>/pods`.
@@ -122,13 +135,13 @@ impl VolumeManager {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let mut out = PodVolumes::default();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            let host = self.setup_volume(uid, namespace, v).await?;
+            let host = self.setup_volume(pod, uid, namespace, v).await?;
             out.volumes.insert(v.name.clone(), host);
         }
         Ok(out)
     }
 
-    async fn setup_volume(&self, uid: &str, namespace: &str, v: &Volume) -> Result<HostVolume, VolumeError> {
+    async fn setup_volume(&self, pod: &Pod, uid: &str, namespace: &str, v: &Volume) -> Result<HostVolume, VolumeError> {
         let failed = |message: String| VolumeError::Failed { volume: v.name.clone(), message };
         let missing = |message: String| VolumeError::Missing { volume: v.name.clone(), message };
         let api_failed = |e: rkube_client::ApiError| failed(e.to_string());
@@ -198,8 +211,75 @@ impl VolumeManager {
             check_host_path(&path, hp.type_.as_deref().unwrap_or_default()).map_err(failed)?;
             return Ok(HostVolume { path, read_only: src.read_only == Some(true) });
         }
+        if let Some(src) = &v.downward_api {
+            let default_mode = mode_or(src.default_mode, DEFAULT_FILE_MODE);
+            let files = downward_files(pod, src.items.iter().flatten(), default_mode).map_err(failed)?;
+            let dir = self.volume_dir(uid, "downward-api", &v.name);
+            self.write_projection(dir.clone(), files, false).await.map_err(failed)?;
+            return Ok(HostVolume { path: dir, read_only: true });
+        }
+        if let Some(src) = &v.projected {
+            let default_mode = mode_or(src.default_mode, DEFAULT_FILE_MODE);
+            let mut files = Payload::new();
+            for source in src.sources.iter().flatten() {
+                if let Some(cm) = &source.config_map {
+                    let optional = cm.optional == Some(true);
+                    match self.objects.get::<ConfigMap>(namespace, &cm.name).await.map_err(api_failed)? {
+                        Some(obj) => files.extend(
+                            project(
+                                &config_map_payload(&obj),
+                                cm.items.as_deref(),
+                                Some(default_mode as i32),
+                                optional,
+                                "configmap",
+                            )
+                            .map_err(missing)?,
+                        ),
+                        None if optional => {}
+                        None => return Err(missing(format!("configmap \"{}\" not found", cm.name))),
+                    }
+                }
+                if let Some(secret) = &source.secret {
+                    let optional = secret.optional == Some(true);
+                    match self.objects.get::<Secret>(namespace, &secret.name).await.map_err(api_failed)? {
+                        Some(obj) => files.extend(
+                            project(
+                                &secret_payload(&obj),
+                                secret.items.as_deref(),
+                                Some(default_mode as i32),
+                                optional,
+                                "secret",
+                            )
+                            .map_err(missing)?,
+                        ),
+                        None if optional => {}
+                        None => return Err(missing(format!("secret \"{}\" not found", secret.name))),
+                    }
+                }
+                if let Some(d) = &source.downward_api {
+                    files.extend(downward_files(pod, d.items.iter().flatten(), default_mode).map_err(failed)?);
+                }
+                if let Some(t) = &source.service_account_token {
+                    check_relative(&t.path).map_err(failed)?;
+                    let audience = t.audience.as_deref().unwrap_or_default();
+                    let seconds = t.expiration_seconds.unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS);
+                    let token = self
+                        .tokens
+                        .token(pod, audience, seconds)
+                        .await
+                        .map_err(|e| failed(format!("failed to fetch token: {}", e.message)))?;
+                    files.insert(t.path.clone(), (token.into_bytes(), default_mode));
+                }
+                if source.cluster_trust_bundle.is_some() {
+                    return Err(failed("clusterTrustBundle projections are not supported by rkubelet".into()));
+                }
+            }
+            let dir = self.volume_dir(uid, "projected", &v.name);
+            self.write_projection(dir.clone(), files, true).await.map_err(failed)?;
+            return Ok(HostVolume { path: dir, read_only: true });
+        }
         Err(failed(
-            "unsupported volume type; rkubelet supports emptyDir, hostPath, configMap, secret and persistentVolumeClaim"
+            "unsupported volume type; rkubelet supports emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim"
                 .into(),
         ))
     }
@@ -241,6 +321,7 @@ impl VolumeManager {
 
     /// Unmounts everything under the pod's directory and removes it.
     pub async fn teardown(&self, uid: &str) -> io::Result<()> {
+        self.tokens.forget(uid);
         let dir = self.pod_dir(uid);
         let mut mounts: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(&dir)).collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
@@ -342,6 +423,55 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
 
 /// Files to project: relative path → (content, mode).
 pub type Payload = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The lifetime a serviceAccountToken projection asks for when it does not say.
+const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+fn mode_or(mode: Option<i32>, default: u32) -> u32 {
+    mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(default)
+}
+
+/// The files of downwardAPI `items`: each a `fieldRef` of the pod's
+/// metadata, as Kubernetes writes them (maps as sorted `key="value"` lines).
+pub fn downward_files<'a>(
+    pod: &Pod,
+    items: impl IntoIterator<Item = &'a DownwardAPIVolumeFile>,
+    default_mode: u32,
+) -> Result<Payload, String> {
+    let meta = &pod.metadata;
+    let lines = |map: Option<&BTreeMap<String, String>>| -> String {
+        map.into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}\n", serde_json::Value::String(v.clone())))
+            .collect::<String>()
+            .trim_end_matches('\n')
+            .to_string()
+    };
+    let one = |map: Option<&BTreeMap<String, String>>, path: &str, prefix: &str| -> Option<String> {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    let mut out = Payload::new();
+    for item in items {
+        check_relative(&item.path)?;
+        let Some(field) = &item.field_ref else {
+            return Err(format!("downwardAPI item \"{}\": only fieldRef is supported", item.path));
+        };
+        let path = field.field_path.as_str();
+        let value = match path {
+            "metadata.name" => meta.name.clone().unwrap_or_default(),
+            "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+            "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+            "metadata.labels" => lines(meta.labels.as_ref()),
+            "metadata.annotations" => lines(meta.annotations.as_ref()),
+            _ => one(meta.labels.as_ref(), path, "metadata.labels['")
+                .or_else(|| one(meta.annotations.as_ref(), path, "metadata.annotations['"))
+                .ok_or_else(|| format!("unsupported fieldRef fieldPath in a volume: \"{path}\""))?,
+        };
+        out.insert(item.path.clone(), (value.into_bytes(), mode_or(item.mode, default_mode)));
+    }
+    Ok(out)
+}
 
 fn config_map_payload(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     let text = cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes()));
@@ -619,6 +749,32 @@ mod tests {
             ..Default::default()
         };
         assert!(container_mounts(&bad, &volumes).is_err());
+    }
+
+    #[test]
+    fn downward_files_show_metadata_as_kubernetes_writes_it() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {
+            "name": "web", "namespace": "ns", "uid": "u1",
+            "labels": {"b": "2", "a": "x\"y"}, "annotations": {"note": "hi"}}}))
+        .unwrap();
+        let item = |path: &str, field: &str, mode: Option<i32>| -> DownwardAPIVolumeFile {
+            serde_json::from_value(serde_json::json!({"path": path, "fieldRef": {"fieldPath": field}, "mode": mode}))
+                .unwrap()
+        };
+        let items = [
+            item("namespace", "metadata.namespace", None),
+            item("labels", "metadata.labels", Some(0o600)),
+            item("sub/note", "metadata.annotations['note']", None),
+            item("uid", "metadata.uid", None),
+        ];
+        let files = downward_files(&pod, &items, 0o644).unwrap();
+        let text = |p: &str| (String::from_utf8(files[p].0.clone()).unwrap(), files[p].1);
+        assert_eq!(text("namespace"), ("ns".into(), 0o644));
+        assert_eq!(text("labels"), ("a=\"x\\\"y\"\nb=\"2\"".into(), 0o600));
+        assert_eq!(text("sub/note"), ("hi".into(), 0o644));
+        assert_eq!(text("uid"), ("u1".into(), 0o644));
+        assert!(downward_files(&pod, &[item("x", "spec.nodeName", None)], 0o644).is_err());
+        assert!(downward_files(&pod, &[item("../x", "metadata.name", None)], 0o644).is_err());
     }
 
     #[test]

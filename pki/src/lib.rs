@@ -2,7 +2,7 @@
 //! laid out the way kubeadm does it, made with rcgen (no openssl CLI).
 //!
 //! Start with [`Pki::ensure`], which creates whatever is missing in a certificate directory and keeps
-//! what exists; [`Ca`] and [`LeafSpec`] are the building blocks it uses, and [`kubeconfig`] renders the
+//! what exists (certificates, kubeconfigs, and `sa.key`/`sa.pub`, the service account token keys); [`Ca`] and [`LeafSpec`] are the building blocks it uses, and [`kubeconfig`] renders the
 //! credentials in the format kubectl reads.
 
 mod args;

@@ -126,7 +126,28 @@ impl Pki {
         for credential in &credentials {
             self.ensure_credential(&ca, credential, &mut report)?;
         }
+        self.ensure_service_account_key(&mut report)?;
         Ok(report)
+    }
+
+    /// `sa.key` and `sa.pub`, as kubeadm writes them: the key pair that signs and verifies
+    /// service account tokens (`--service-account-signing-key-file`, `--service-account-key-file`).
+    /// ECDSA P-256 (PKCS#8) like the certificates, where kubeadm uses RSA.
+    fn ensure_service_account_key(&self, report: &mut Report) -> Result<()> {
+        let key = self.dir.join("sa.key");
+        let public = self.dir.join("sa.pub");
+        if exists_pair(&public, &key)? {
+            report.push(key, Outcome::Kept);
+            report.push(public, Outcome::Kept);
+            return Ok(());
+        }
+        let pair = rcgen::KeyPair::generate()
+            .map_err(|source| Error::Issue { common_name: "service account signing key".to_owned(), source })?;
+        write_new(&key, &pair.serialize_pem(), 0o600)?;
+        write_new(&public, &pair.public_key_pem(), 0o644)?;
+        report.push(key, Outcome::Created);
+        report.push(public, Outcome::Created);
+        Ok(())
     }
 
     fn credentials(&self) -> Vec<Credential> {
@@ -296,7 +317,7 @@ mod tests {
         std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
     }
 
-    const FILES: [&str; 24] = [
+    const FILES: [&str; 26] = [
         "ca.crt",
         "ca.key",
         "apiserver.crt",
@@ -321,6 +342,8 @@ mod tests {
         "node-n1.kubeconfig",
         "kubelet-n1.crt",
         "kubelet-n1.key",
+        "sa.key",
+        "sa.pub",
     ];
 
     fn expected_files(pki: &Pki) -> Vec<PathBuf> {

@@ -239,6 +239,8 @@ impl TestApiserver {
             a.kubelet_client_certificate = p("apiserver-kubelet-client.crt");
             a.kubelet_client_key = p("apiserver-kubelet-client.key");
             a.kubelet_certificate_authority = p("ca.crt");
+            a.service_account_signing_key_file = p("sa.key");
+            a.service_account_key_file = vec![pki_dir.join("sa.pub")];
             a.insecure_port = free_port();
             tweak(a);
         })

@@ -92,6 +92,9 @@ fn subresources(
         out.push(("exec", "PodExecOptions", "", "", &["create", "get"][..]));
         out.push(("log", "Pod", "", "", &["get"][..]));
     }
+    if info.kind == "ServiceAccount" {
+        out.push(("token", "TokenRequest", "authentication.k8s.io", "v1", &["create"][..]));
+    }
     out
 }
 

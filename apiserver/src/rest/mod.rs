@@ -112,6 +112,8 @@ enum Route<'a> {
     OpenApi(&'a str),
     /// An access review (`authorization.k8s.io/v1`): created, never stored.
     Review(&'static ResourceInfo),
+    /// `authentication.k8s.io/v1` `selfsubjectreviews`: who the caller is.
+    SelfSubjectReview,
 }
 
 /// A resource, collection or object, with an optional subresource.
@@ -144,6 +146,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["apis", group] => Some(Route::Group(group)),
         ["openapi", "v3"] => Some(Route::OpenApiIndex),
         ["openapi", "v3", ..] => Some(Route::OpenApi(path.trim_matches('/').trim_start_matches("openapi/v3/"))),
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => Some(Route::SelfSubjectReview),
         ["api", version, rest @ ..] => resources("", version, rest),
         ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] if !rest.is_empty() => metrics_route(rest),
         ["apis", group, version, plural] if review_resource(&format!("{group}/{version}"), plural).is_some() => {
@@ -245,6 +248,13 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
             };
             ("create", info.plural.to_string(), response)
         }
+        Some(Route::SelfSubjectReview) => {
+            let response = match self_subject_review(&req) {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            ("create", "selfsubjectreviews".into(), response)
+        }
         Some(Route::Object(target)) => {
             let resource = target.info.plural.to_string();
             let (verb, response) = rest.object(target, req).await;
@@ -253,6 +263,27 @@ async fn serve(State(rest): State<Arc<Rest>>, req: Request) -> Response {
     };
     rest.metrics.record(verb, &resource, response.status().as_u16(), start.elapsed());
     response
+}
+
+/// `POST selfsubjectreviews`: the caller's user, as authentication saw it
+/// (what `kubectl auth whoami` shows).
+fn self_subject_review(req: &Request) -> Result<Response> {
+    if req.method() != Method::POST {
+        return Err(method_not_allowed(req.method()));
+    }
+    let user =
+        req.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
+    let mut user_info = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        user_info["uid"] = user.uid.into();
+    }
+    let review = json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": user_info},
+    });
+    Ok(value_response(StatusCode::CREATED, &review))
 }
 
 /// How the client wants objects back.
@@ -484,6 +515,11 @@ impl Rest {
                 self.registry.delete(info, ns, name, &opts).await?;
                 Ok(success(StatusCode::CREATED, None))
             }
+            (&Method::POST, _, "token") if info.kind == "ServiceAccount" => {
+                let body = object_body(&ct, read_body(req.into_body()).await?)?;
+                let request = self.registry.create_token(ns, name, &body).await?;
+                Ok(value_response(StatusCode::CREATED, &request))
+            }
             (&Method::GET, _, "log") if info.kind == "Pod" => {
                 Ok(logs::logs(self.proxy.clone(), ns.into(), name.into(), req.uri().query().unwrap_or_default()).await)
             }
@@ -491,7 +527,9 @@ impl Rest {
                 let query = req.uri().query().unwrap_or_default().to_string();
                 Ok(exec::exec(self.proxy.clone(), ns.into(), name.into(), &query, req).await)
             }
-            (_, _, "" | "status" | "binding" | "eviction" | "log" | "exec") => Err(method_not_allowed(method)),
+            (_, _, "" | "status" | "binding" | "eviction" | "log" | "exec" | "token") => {
+                Err(method_not_allowed(method))
+            }
             _ => Err(not_found()),
         }
     }

@@ -20,6 +20,7 @@ pub mod persistentvolume;
 pub mod pod_state;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod tainteviction;
 pub mod template_hash;
@@ -78,6 +79,9 @@ pub struct Flags {
     /// PersistentVolume binder.
     #[command(flatten)]
     pub persistentvolume: persistentvolume::Flags,
+    /// Root CA certificate publisher.
+    #[command(flatten)]
+    pub rootcacertpublisher: rootcacertpublisher::Flags,
 }
 
 /// What every controller gets when it starts.
@@ -148,6 +152,7 @@ pub const CONTROLLERS: &[Controller] = &[
     serviceaccount::CONTROLLER,
     resourcequota::CONTROLLER,
     persistentvolume::CONTROLLER,
+    rootcacertpublisher::CONTROLLER,
 ];
 
 /// The controllers `--controllers` selects, Kubernetes-style: `*` enables
@@ -200,7 +205,7 @@ mod tests {
     fn unknown_controllers_are_rejected_with_the_known_ones() {
         assert_eq!(
             names(&["*", "nope"]).unwrap_err(),
-            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, horizontalpodautoscaling, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota, persistentvolume-binder)"
+            "--controllers: unknown controller \"nope\" (known: nodeipam, replication, replicaset, deployment, garbagecollector, daemonset, job, ttl-after-finished, horizontalpodautoscaling, endpoint, endpointslice, node-lifecycle, taint-eviction-controller, namespace, serviceaccount, resourcequota, persistentvolume-binder, root-ca-cert-publisher)"
         );
     }
 }

@@ -131,12 +131,25 @@ impl Harness {
     }
 
     async fn start_with(manifests: bool, extra: &[&str]) -> anyhow::Result<Harness> {
+        Harness::start_full(manifests, extra, |_| {}).await
+    }
+
+    /// Like [`Harness::start`], with apiserver flags that `tweak` sets.
+    pub async fn start_with_apiserver(tweak: impl FnOnce(&mut rkube_apiserver::Args)) -> anyhow::Result<Harness> {
+        Harness::start_full(false, &[], tweak).await
+    }
+
+    async fn start_full(
+        manifests: bool,
+        extra: &[&str],
+        tweak: impl FnOnce(&mut rkube_apiserver::Args),
+    ) -> anyhow::Result<Harness> {
         // Logs show when a test fails (nextest captures them otherwise).
         let _ = rkube_client::daemon::init_tracing("text");
         ensure_images().await?;
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         let claim = claim_cidr(&docker).await?;
-        let apiserver = TestApiserver::start().await?;
+        let apiserver = TestApiserver::start_with(tweak).await?;
         let client = Client::new(&apiserver.url())?;
         let node = format!("kt-{:08x}", fastrand::u32(..));
         let root_dir = std::env::temp_dir().join(format!("rkubelet-test-{node}"));

@@ -7,7 +7,8 @@
 //! if it is Active and its `default` is missing from the cache, the
 //! ServiceAccount is created. A namespace being deleted is left alone (the
 //! namespace controller is emptying it, and the apiserver would refuse).
-//! No token Secret is made: rkube issues no tokens.
+//! No token Secret is made: pods get bound tokens through the TokenRequest
+//! API instead, as in Kubernetes since 1.24.
 
 use crate::controllers::{Controller, ControllerContext, Error};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
