@@ -10,7 +10,7 @@
 //!   object re-syncs the pod at once ([`crate::objects::requeue_users`]);
 //! - `persistentVolumeClaim`: the bound PersistentVolume's `hostPath`.
 //!
-//! The objects come from the process's shared caches ([`ObjectCache`]),
+//! The objects come from per-object watches ([`ObjectCache`]),
 //! not from a GET per sync.
 //!
 //! A ConfigMap, Secret or claim that does not exist (and is not `optional`)
@@ -93,6 +93,11 @@ impl VolumeManager {
     /// directories.
     pub fn new(root_dir: &Path, objects: ObjectCache, use_tmpfs: bool) -> VolumeManager {
         VolumeManager { root_dir: root_dir.to_path_buf(), objects, use_tmpfs }
+    }
+
+    /// Where the objects pods use are read from (shared with the pod manager).
+    pub fn objects(&self) -> &ObjectCache {
+        &self.objects
     }
 
     /// `<root-dir>/pods`.
