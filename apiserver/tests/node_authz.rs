@@ -1,7 +1,8 @@
 //! The Node authorizer and NodeRestriction on a TLS apiserver with nodes
 //! n1 and n2, each acting with its own certificate: a node reads only the
 //! Secrets and ConfigMaps of pods bound to it, and writes only its own Node,
-//! its own Lease and pods bound to it.
+//! its own Lease and pods bound to it — over gRPC and, with the real
+//! kubectl, over REST.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
@@ -23,6 +24,24 @@ impl Drop for Scratch {
 
 fn client(pki: &Path, user: &str) -> anyhow::Result<Client> {
     Ok(Client::from_config(&ClientConfig::from_kubeconfig(&pki.join(format!("{user}.kubeconfig")))?)?)
+}
+
+/// Runs the real kubectl as `user`, returning (success, stdout, stderr).
+async fn kubectl(pki: &Path, user: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let config = pki.join(format!("{user}.kubeconfig"));
+    // Async: a blocking wait would starve the in-process apiserver.
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
@@ -112,6 +131,15 @@ async fn nodes_reach_only_what_their_pods_use_and_write_only_their_own() -> anyh
     let e = Api::<Pod>::namespaced(n1.clone(), "default").patch_status("other", &status).await.expect_err("n2's");
     assert_eq!(e.reason, Reason::Forbidden, "{e}");
     Api::<Pod>::namespaced(n1.clone(), "default").patch_status("web", &status).await?;
+
+    // The same over REST: the authorizer, and NodeRestriction with the user.
+    let (ok, out, err) = kubectl(&pki, "node-n1", &["get", "secret", "s1", "-n", "default", "-o", "name"]).await?;
+    assert!(ok && out.trim() == "secret/s1", "{out}{err}");
+    let (ok, _, err) = kubectl(&pki, "node-n2", &["get", "secret", "s1", "-n", "default"]).await?;
+    assert!(!ok && err.contains("no relationship found between node 'n2' and this object"), "{err}");
+    let (ok, _, err) = kubectl(&pki, "node-n1", &["delete", "pod", "other", "-n", "default", "--wait=false"]).await?;
+    assert!(!ok && err.contains(r#"node "n1" can only delete pods with spec.nodeName set to itself"#), "{err}");
+
     Api::<Pod>::namespaced(n2.clone(), "default").delete("other", &DeleteParams::default()).await?;
 
     // Leases: n1 creates and renews its own, not n2's.
