@@ -5,6 +5,7 @@
 //! own watch of namespaces, so a create costs no extra etcd read; a namespace
 //! missing from the cache is looked up in etcd before a create is refused.
 
+use crate::authn::UserInfo;
 use crate::default_tolerations::DefaultTolerationSeconds;
 use crate::registry::{ListOptions, Registry};
 use crate::service_account::{self, ServiceAccountCache};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tracing::debug;
 
 pub mod limitranger;
+pub mod noderestriction;
 pub mod policy_cache;
 pub mod resourcequota;
 
@@ -46,11 +48,14 @@ pub enum Plugin {
     /// Refuses objects that would exceed a ResourceQuota of their namespace
     /// and charges admitted ones to it (see [`resourcequota`]).
     ResourceQuota,
+    /// Confines kubelets' writes to their own Node, Lease and pods (see
+    /// [`noderestriction`]).
+    NodeRestriction,
 }
 
 impl Plugin {
     /// Every plugin, by its Kubernetes name.
-    pub const ALL: [(&'static str, Plugin); 7] = [
+    pub const ALL: [(&'static str, Plugin); 8] = [
         ("NamespaceLifecycle", Plugin::NamespaceLifecycle),
         ("NamespaceExists", Plugin::NamespaceExists),
         ("SecurityContextDeny", Plugin::SecurityContextDeny),
@@ -58,6 +63,7 @@ impl Plugin {
         ("DefaultTolerationSeconds", Plugin::DefaultTolerationSeconds),
         ("LimitRanger", Plugin::LimitRanger),
         ("ResourceQuota", Plugin::ResourceQuota),
+        ("NodeRestriction", Plugin::NodeRestriction),
     ];
 
     /// The plugin called `name`, or an error that lists the known ones.
@@ -249,6 +255,11 @@ impl Admission {
                 Some(_) => {}
             }
         }
+        if self.on(Plugin::NodeRestriction)
+            && let Some(node) = requesting_node()
+        {
+            noderestriction::admit_create(&node, info, namespace, obj)?;
+        }
         if info.kind == "LimitRange" {
             self.limit_ranges.expect(namespace);
         }
@@ -268,7 +279,12 @@ impl Admission {
     }
 
     /// Admits an update of `old` to `new`.
-    pub fn admit_update(&self, info: &ResourceInfo, _namespace: &str, new: &mut Value, _old: &Value) -> Result<()> {
+    pub fn admit_update(&self, info: &ResourceInfo, namespace: &str, new: &mut Value, old: &Value) -> Result<()> {
+        if self.on(Plugin::NodeRestriction)
+            && let Some(node) = requesting_node()
+        {
+            noderestriction::admit_update(&node, info, namespace, new, old)?;
+        }
         if info.kind == "Pod" && self.on(Plugin::SecurityContextDeny) {
             security_context_deny(new)?;
         }
@@ -288,6 +304,43 @@ impl Admission {
         }
         Ok(())
     }
+
+    /// Admits the deletion of `old`, the stored object (plugins that look
+    /// at what is deleted: NodeRestriction).
+    pub fn admit_delete_of(&self, info: &ResourceInfo, namespace: &str, old: &Value) -> Result<()> {
+        if self.on(Plugin::NodeRestriction)
+            && let Some(node) = requesting_node()
+        {
+            noderestriction::admit_delete(&node, info, namespace, old)?;
+        }
+        Ok(())
+    }
+}
+
+tokio::task_local! {
+    /// The authenticated user of the request being served (set by the
+    /// front-ends' authorization middleware, [`as_user`]).
+    static REQUEST_USER: UserInfo;
+}
+
+/// Runs `f`, the handling of one request, as `user`: the plugins that ask
+/// who writes (NodeRestriction) find it with [`requesting_user`]. A
+/// task-local (as [`bootstrap`]) rather than a parameter of every registry
+/// write: the user is Kubernetes' request context, and the registry's
+/// callers (REST, gRPC, the apiserver's own writes) need not pass it.
+/// Writes outside a request (the apiserver's own) have no user; those pass.
+pub async fn as_user<F: std::future::Future>(user: UserInfo, f: F) -> F::Output {
+    REQUEST_USER.scope(user, f).await
+}
+
+/// The user of the request being served, if any.
+pub fn requesting_user() -> Option<UserInfo> {
+    REQUEST_USER.try_with(UserInfo::clone).ok()
+}
+
+/// The node the request being served comes from, if a node's.
+fn requesting_node() -> Option<String> {
+    REQUEST_USER.try_with(|u| crate::authz::node::node_name(u).map(str::to_string)).ok().flatten()
 }
 
 tokio::task_local! {

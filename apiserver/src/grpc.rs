@@ -116,6 +116,14 @@ fn user_of<T>(req: &Request<T>) -> UserInfo {
     req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous)
 }
 
+/// The one object a list or watch selects by `metadata.name`, or "": its
+/// name is the request's for authorization, as kube's RequestInfo makes it
+/// (a kubelet's per-object watch of a Secret).
+fn selected_name(field_selector: &str) -> &str {
+    use crate::authz::request_info::{exact_name, valid_path_segment};
+    exact_name(field_selector).filter(|n| valid_path_segment(n)).unwrap_or("")
+}
+
 fn resource_of(r: Option<&pb::ResourceRef>) -> Result<&'static ResourceInfo, ApiError> {
     let r = r.ok_or_else(|| ApiError::bad_request("request names no resource"))?;
     for_resource(&r.api_version, &r.resource)
@@ -189,7 +197,8 @@ impl Resources for GrpcApi {
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
-            self.authorize(&user, "list", info, "", &req.namespace, "").await?;
+            let name = selected_name(&req.field_selector);
+            self.authorize(&user, "list", info, "", &req.namespace, name).await?;
             let opts = ListOptions {
                 label_selector: req.label_selector.clone(),
                 field_selector: req.field_selector.clone(),
@@ -317,7 +326,8 @@ impl Resources for GrpcApi {
         let start = Instant::now();
         let result = async {
             let info = resource_of(req.resource.as_ref())?;
-            self.authorize(&user, "watch", info, "", &req.namespace, "").await?;
+            let name = selected_name(&req.field_selector);
+            self.authorize(&user, "watch", info, "", &req.namespace, name).await?;
             let opts = ListOptions {
                 label_selector: req.label_selector.clone(),
                 field_selector: req.field_selector.clone(),

@@ -96,7 +96,7 @@ pub struct Args {
         long,
         env = "RKUBE_ENABLE_ADMISSION_PLUGINS",
         value_delimiter = ',',
-        default_value = "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,ResourceQuota"
+        default_value = "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,NodeRestriction,ResourceQuota"
     )]
     pub enable_admission_plugins: Vec<String>,
     /// How long pods tolerate `node.kubernetes.io/not-ready:NoExecute` when

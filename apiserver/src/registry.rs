@@ -387,12 +387,14 @@ impl Registry {
         &self.authorizer
     }
 
-    /// Starts the watch hubs, the namespace cache and the RBAC policy cache.
+    /// Starts the watch hubs, the namespace cache, the RBAC policy cache
+    /// and the Node authorizer's graph.
     pub fn start(self: &Arc<Self>, tracker: &tokio_util::task::TaskTracker) {
         for hub in self.hubs.values() {
             tracker.spawn(hub.clone().run(self.shutdown.clone()));
         }
         tracker.spawn(self.authorizer.clone().run(self.clone(), self.shutdown.clone()));
+        tracker.spawn(self.authorizer.node().clone().run(self.clone(), self.shutdown.clone()));
         let me = self.clone();
         let stop = self.shutdown.clone();
         tracker.spawn(async move { me.admission.namespaces().clone().run(me.clone(), stop).await });
@@ -947,6 +949,7 @@ impl Registry {
         let mut current = self.get_stored(info, namespace, name).await?;
         for _ in 0..UPDATE_RETRIES {
             let old = codec::decode(&current.value)?;
+            self.admission.admit_delete_of(info, namespace, &old)?;
             if !opts.uid.is_empty() && meta(&old, "uid") != opts.uid {
                 return Err(ApiError::conflict(
                     info.plural,

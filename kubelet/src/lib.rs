@@ -21,9 +21,10 @@
 //!   containers the `<NAME>_SERVICE_HOST` variables of their namespace's
 //!   Services;
 //! - [`objects`]: the ConfigMaps, Secrets, claims and volumes pods use,
-//!   read from one [`SharedInformers`] per process (every hollow node
-//!   shares its watches) instead of fetched on every sync; a change to a
-//!   ConfigMap or Secret re-syncs the pods that use it at once;
+//!   each ConfigMap and Secret read from a watch of that one object (the
+//!   Node authorizer lets a node read only what its pods use) instead of
+//!   fetched on every sync; a change to one re-syncs the pods that use it
+//!   at once;
 //! - [`server`]: the kubelet API on `--port` (logs, exec, [`stats`]) that
 //!   the apiserver relays to.
 
@@ -343,7 +344,8 @@ pub async fn run_node<R: Runtime>(
         memory_bytes: config.memory_bytes(),
         dns: Arc::new(setup.dns),
     };
-    let volumes = volumes::VolumeManager::new(&setup.root_dir, objects::ObjectCache::new(&informers), setup.use_tmpfs);
+    let volumes =
+        volumes::VolumeManager::new(&setup.root_dir, objects::ObjectCache::new(client.clone()), setup.use_tmpfs);
     let pods = PodManager::new(informers, facts, runtime, volumes, recorder, network_rx, metrics)
         .with_static_pods(setup.pod_manifest_path);
     pods.run(shutdown, tracker.clone()).await;
@@ -424,7 +426,8 @@ impl HollowNodes {
     }
 
     /// Runs the nodes until `shutdown`; returns once all have stopped. The
-    /// nodes share one set of informers (one ConfigMap watch for all).
+    /// nodes share one set of informers (each node watches the ConfigMaps
+    /// and Secrets of its own pods).
     pub async fn run(&self, client: Client, shutdown: CancellationToken) -> Vec<Arc<Metrics>> {
         let tracker = TaskTracker::new();
         let informers = SharedInformers::new(client, tracker.clone(), shutdown.clone());

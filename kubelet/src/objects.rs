@@ -1,77 +1,144 @@
 //! The API objects pods use — ConfigMaps, Secrets, PersistentVolumeClaims
-//! and the PersistentVolumes they bind — read from the process's shared
-//! informers instead of fetched on every sync (Kubernetes' watch-based
-//! ConfigMap and Secret managers).
+//! and the PersistentVolumes they bind — as Kubernetes' kubelet reads them:
+//! each ConfigMap and Secret a pod of this node uses through a watch of that
+//! one object (its namespace, field selector `metadata.name=<name>`:
+//! Kubernetes' watch-based ConfigMap and Secret managers), claims and
+//! volumes with a GET when a pod mounts one.
 //!
-//! One [`SharedInformers`] serves the whole process: a single node, or every
-//! hollow node of `--hollow-nodes` (one ConfigMap watch and one Secret watch
-//! for all of them). ConfigMaps and Secrets are watched from the start,
-//! because a change to one re-syncs the pods on the node that use it
-//! ([`requeue_users`]), so a configMap volume's files follow an update
-//! within about a second; claims and volumes are watched from the first
-//! read, that is, once a pod mounts a claim.
+//! A node may read no other: the apiserver's Node authorizer lets it get,
+//! list or watch only the objects its pods refer to, one by name, so there
+//! is no cluster-wide watch to share between nodes (or hollow nodes).
+//! [`requeue_users`] follows the node's pods and keeps one watch per object
+//! they refer to, started when the first pod refers to it and stopped when
+//! the last is gone; a change to the object re-syncs the pods that use it
+//! ([`users`]), so a configMap volume's files follow an update within
+//! about a second.
 //!
-//! [`ObjectCache::get`] answers from the cache once it has synced. It asks
-//! the apiserver (one GET, as every read did before the cache) only
-//! - while the cache is still listing, rather than holding the sync until
-//!   the list completes: the pod's own watch may well be ahead of it;
-//! - when the synced cache does not hold the object: the pod's watch event
-//!   can arrive before the event of an object created just before the pod,
-//!   and the GET then finds the object instead of failing the pod's mount
-//!   with a `not found` event. An object that really is missing (a pod
-//!   waiting for it, an `optional` one) so costs one GET per sync, as it
-//!   always did; an object that exists costs none.
+//! [`ObjectCache::get`] answers from the object's watch once it has
+//! synced. It asks the apiserver (one GET, as every read did before the
+//! cache) only
+//! - while there is no watch yet, or it is still listing, rather than
+//!   holding the sync until the list completes: the pod's own watch may
+//!   well be ahead of it;
+//! - when the synced watch does not hold the object: the object may have
+//!   been created just before the pod, and the GET then finds it instead of
+//!   failing the pod's mount with a `not found` event. An object that
+//!   really is missing (a pod waiting for it, an `optional` one) so costs
+//!   one GET per sync, as it always did; an object that exists costs none.
 //!
-//! Only API pods are re-synced on a change; static pods (which Kubernetes
-//! does not let use API objects) follow at the periodic resync.
+//! Only API pods are followed; static pods (which Kubernetes does not let
+//! use API objects) follow at the periodic resync.
 
 use crate::containers;
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rkube_client::informers::forward;
-use rkube_client::{Api, ApiError, ObjectKey, SharedInformers, Store, WorkQueue};
+use rkube_client::{Api, ApiError, Client, Event, Informer, ListParams, ObjectKey, Reflector, Store, WorkQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Reads the objects pods use from the shared informers; cheap to clone,
-/// every clone (and every node of the process) shares the caches.
+/// An object's kind and key.
+type WatchKey = (&'static str, ObjectKey);
+
+/// One object's watch: its store (a `Store<K>`) and what stops it.
+type ObjectWatch = (Box<dyn Any + Send + Sync>, CancellationToken);
+
+/// Reads the objects the pods of one node use; cheap to clone, every clone
+/// shares the watches.
 #[derive(Debug, Clone)]
 pub struct ObjectCache {
-    informers: SharedInformers,
+    client: Client,
+    watches: Arc<Mutex<HashMap<WatchKey, ObjectWatch>>>,
 }
 
 impl ObjectCache {
-    /// Reads through `informers` (their client for the GETs the cache cannot answer).
-    pub fn new(informers: &SharedInformers) -> ObjectCache {
-        ObjectCache { informers: informers.clone() }
+    /// Reads through `client`; no watch until [`requeue_users`] starts them.
+    pub fn new(client: Client) -> ObjectCache {
+        ObjectCache { client, watches: Arc::default() }
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<WatchKey, ObjectWatch>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The client the cache reads (and the kubelet writes) through.
     pub fn client(&self) -> &rkube_client::Client {
-        self.informers.client()
+        &self.client
     }
 
     /// The object `name` in `namespace` ("" for cluster-scoped kinds); None
     /// when it does not exist. See the module docs for when this asks the
-    /// apiserver instead of the cache.
+    /// apiserver instead of the object's watch.
     pub async fn get<K>(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, ApiError>
     where
         K: k8s_openapi::Resource + Metadata<Ty = ObjectMeta> + Serialize + DeserializeOwned + Clone + Send + Sync,
         K: 'static,
     {
-        let informer = self.informers.get::<K>();
-        if let Some(obj) = cached(informer.store(), &ObjectKey::new(namespace, name)) {
+        let key = ObjectKey::new(namespace, name);
+        let store =
+            self.watches().get(&(K::KIND, key.clone())).and_then(|(s, _)| s.downcast_ref::<Store<K>>().cloned());
+        if let Some(obj) = store.and_then(|s| cached(&s, &key)) {
             return Ok(Some(obj));
         }
-        let client = self.informers.client().clone();
+        let client = self.client.clone();
         let api = if namespace.is_empty() { Api::<K>::all(client) } else { Api::<K>::namespaced(client, namespace) };
         Ok(api.get_opt(name).await?.map(Arc::new))
     }
+
+    /// Starts the watch of `K` `key` (re-syncing its users in `pods` on
+    /// `queue`) unless it runs.
+    fn watch<K>(&self, key: &ObjectKey, users: Users, tracker: &TaskTracker, shutdown: &CancellationToken)
+    where
+        K: k8s_openapi::Resource + Metadata<Ty = ObjectMeta> + Serialize + DeserializeOwned + Clone + Send + Sync,
+        K: 'static,
+    {
+        let mut watches = self.watches();
+        let Some(slot) = absent(&mut watches, (K::KIND, key.clone())) else { return };
+        let api = Api::<K>::namespaced(self.client.clone(), &key.namespace);
+        let reflector = Reflector::new(api, ListParams::default().fields(&format!("metadata.name={}", key.name)));
+        let informer: Informer<K> = reflector.informer();
+        let stop = shutdown.child_token();
+        tracker.spawn(reflector.run(stop.clone()));
+        let Users { pods, queue, pick } = users;
+        let object = ObjectKey::new(&key.namespace, &key.name);
+        forward(&informer, queue, tracker, stop.clone(), move |_: &K| self::users(&pods, &object, pick), || {});
+        slot.insert((Box::new(informer.store().clone()), stop));
+    }
+
+    /// Stops the watches of the objects not in `wanted`.
+    fn keep_only(&self, wanted: &BTreeSet<WatchKey>) {
+        self.watches().retain(|key, (_, stop)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+    }
+}
+
+/// The vacant entry for `key`, if no watch runs for it.
+fn absent(
+    watches: &mut HashMap<WatchKey, ObjectWatch>,
+    key: WatchKey,
+) -> Option<std::collections::hash_map::VacantEntry<'_, WatchKey, ObjectWatch>> {
+    match watches.entry(key) {
+        std::collections::hash_map::Entry::Vacant(v) => Some(v),
+        std::collections::hash_map::Entry::Occupied(_) => None,
+    }
+}
+
+/// Whom a change of an object re-syncs.
+struct Users {
+    pods: Store<Pod>,
+    queue: WorkQueue<ObjectKey>,
+    pick: fn(References) -> BTreeSet<String>,
 }
 
 /// The object `key` if the synced `store` holds it; None means "ask the
@@ -129,24 +196,53 @@ fn users(pods: &Store<Pod>, key: &ObjectKey, pick: fn(References) -> BTreeSet<St
         .collect()
 }
 
-/// Queues on `queue` the pods in `pods` (one node's) that use a ConfigMap
-/// or Secret whenever it is created, changed or deleted, until `shutdown`.
-/// Starts the process's ConfigMap and Secret informers if nothing has yet.
-/// A re-list reports what changed meanwhile as such, so it needs no resync
-/// of its own; the kubelet's periodic resync stays the safety net.
+/// Follows `pods` (one node's) and keeps a watch of every ConfigMap and
+/// Secret they refer to, queueing on `queue` the pods that use one whenever
+/// it is created, changed or deleted, until `shutdown`. A watch stops when
+/// no pod refers to its object any more. A re-list reports what changed
+/// meanwhile as such, so it needs no resync of its own; the kubelet's
+/// periodic resync stays the safety net.
 pub fn requeue_users(
-    informers: &SharedInformers,
-    pods: &Store<Pod>,
+    objects: &ObjectCache,
+    pods: &Informer<Pod>,
     queue: &WorkQueue<ObjectKey>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    let store = pods.clone();
-    let keys = move |cm: &ConfigMap| users(&store, &ObjectKey::of(cm), |r| r.config_maps);
-    forward(&informers.get::<ConfigMap>(), queue.clone(), tracker, shutdown.clone(), keys, || {});
-    let store = pods.clone();
-    let keys = move |s: &Secret| users(&store, &ObjectKey::of(s), |r| r.secrets);
-    forward(&informers.get::<Secret>(), queue.clone(), tracker, shutdown.clone(), keys, || {});
+    let mut events = pods.subscribe();
+    let (objects, store, queue, t, stop) =
+        (objects.clone(), pods.store().clone(), queue.clone(), tracker.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.recv() => match event {
+                    Some(Event::Applied(_) | Event::Deleted(_) | Event::Restarted) => {}
+                    None => return,
+                },
+            }
+            // Take every event already queued: one pass for a burst.
+            while events.try_recv().is_ok() {}
+            let mut wanted = BTreeSet::new();
+            for pod in store.list() {
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                let refs = references(&pod);
+                for name in refs.config_maps {
+                    let key = ObjectKey::new(&ns, &name);
+                    let users = Users { pods: store.clone(), queue: queue.clone(), pick: |r| r.config_maps };
+                    objects.watch::<ConfigMap>(&key, users, &t, &stop);
+                    wanted.insert((<ConfigMap as k8s_openapi::Resource>::KIND, key));
+                }
+                for name in refs.secrets {
+                    let key = ObjectKey::new(&ns, &name);
+                    let users = Users { pods: store.clone(), queue: queue.clone(), pick: |r| r.secrets };
+                    objects.watch::<Secret>(&key, users, &t, &stop);
+                    wanted.insert((<Secret as k8s_openapi::Resource>::KIND, key));
+                }
+            }
+            objects.keep_only(&wanted);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -226,15 +322,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_before_the_cache_has_synced_go_to_the_apiserver() {
-        // Nothing listens there: the cache never syncs, and the GET fails.
+    async fn reads_without_a_synced_watch_go_to_the_apiserver() {
+        // Nothing listens there: no watch runs, and the GET fails.
         let client = rkube_client::Client::new("http://127.0.0.1:1").expect("a valid URL");
-        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let informers = SharedInformers::new(client, tracker.clone(), shutdown.clone());
-        let err = ObjectCache::new(&informers).get::<ConfigMap>("ns", "cfg").await.unwrap_err();
+        let err = ObjectCache::new(client).get::<ConfigMap>("ns", "cfg").await.unwrap_err();
         assert_eq!(err.reason, rkube_client::Reason::ServiceUnavailable, "{err}");
-        shutdown.cancel();
-        tracker.close();
-        tracker.wait().await;
     }
 }

@@ -18,7 +18,7 @@
 //!   their lifetime has passed; this is the volume the ServiceAccount
 //!   admission plugin mounts at `/var/run/secrets/kubernetes.io/serviceaccount`.
 //!
-//! The objects come from the process's shared caches ([`ObjectCache`]),
+//! The objects come from per-object watches ([`ObjectCache`]),
 //! not from a GET per sync.
 //!
 //! A ConfigMap, Secret or claim that does not exist (and is not `optional`)
@@ -106,6 +106,11 @@ impl VolumeManager {
     pub fn new(root_dir: &Path, objects: ObjectCache, use_tmpfs: bool) -> VolumeManager {
         let tokens = Arc::new(TokenManager::new(objects.client().clone()));
         VolumeManager { root_dir: root_dir.to_path_buf(), objects, use_tmpfs, tokens }
+    }
+
+    /// Where the objects pods use are read from (shared with the pod manager).
+    pub fn objects(&self) -> &ObjectCache {
+        &self.objects
     }
 
     /// `<root-dir>/pods`.

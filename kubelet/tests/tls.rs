@@ -1,14 +1,20 @@
 //! The kubelet API over TLS: the apiserver relays to it with its kubelet
 //! client certificate, and the kubelet refuses every other client (a node's
 //! own certificate, no certificate). A node with the fake runtime is enough:
-//! what is checked is who may call, not what the runtime does.
+//! what is checked is who may call, not what the runtime does. And the
+//! kubelet with its node's certificate, under the Node authorizer and
+//! NodeRestriction, registers, renews its Lease, runs its pods and follows
+//! the ConfigMaps they use.
 
-use rkube_client::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use rkube_client::config::ClientConfig;
+use rkube_client::{Api, Client};
 use rkube_kubelet::{App, Args};
 use rkube_proto::v1 as pb;
 use rkube_proto::v1::kubelet_client::KubeletClient;
 use rkube_testkit::TestApiserver;
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -80,6 +86,98 @@ async fn only_the_apiserver_may_call_the_kubelet_api() -> anyhow::Result<()> {
     let e = stats_as(&pki, addr, Some(&format!("node-{NODE}"))).await.expect_err("a node's certificate");
     assert!(e.starts_with("PermissionDenied") && e.contains("only the apiserver"), "{e}");
     stats_as(&pki, addr, None).await.expect_err("no client certificate");
+
+    stop.cancel();
+    kubelet.await??;
+    drop(api);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts a fake-runtime kubelet for `node` with its own kubeconfig, under `dir`.
+async fn start_kubelet(dir: &Path, node: &str, cidr: &str) -> anyhow::Result<(App, CancellationToken)> {
+    let pki = dir.join("pki");
+    let p = |f: &str| pki.join(f).display().to_string();
+    let args = <Args as clap::Parser>::try_parse_from([
+        "rkubelet".to_string(),
+        format!("--kubeconfig={}", p(&format!("node-{node}.kubeconfig"))),
+        "--healthz-bind-address=127.0.0.1:0".into(),
+        format!("--hostname-override={node}"),
+        "--node-ip=127.0.0.1".into(),
+        "--runtime=fake".into(),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--pod-cidr={cidr}"),
+        "--cluster-cidr=10.252.0.0/16".into(),
+        "--port=0".into(),
+        format!("--tls-cert-file={}", p(&format!("kubelet-{node}.crt"))),
+        format!("--tls-private-key-file={}", p(&format!("kubelet-{node}.key"))),
+        format!("--client-ca-file={}", p("ca.crt")),
+    ])?;
+    Ok((App::build(args).await?, CancellationToken::new()))
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_its_own_certificate_registers_runs_its_pods_and_follows_their_config_maps() -> anyhow::Result<()> {
+    let node = "kt-own";
+    let dir = std::env::temp_dir().join(format!("rkubelet-own-{}", std::process::id()));
+    let pki = dir.join("pki");
+    let api = TestApiserver::start_secure(&pki, &[node], |_| {}).await?;
+    let (app, stop) = start_kubelet(&dir, node, "10.252.253.0/24").await?;
+    let kubelet = tokio::spawn(app.run(stop.clone()));
+    let admin = Client::from_config(&ClientConfig::from_kubeconfig(&pki.join("admin.kubeconfig"))?)?;
+
+    // Registered and Ready, with its Lease.
+    let nodes = Api::<Node>::all(admin.clone());
+    let ready = rkube_testkit::wait_for(Duration::from_secs(20), || async {
+        let n = nodes.get_opt(node).await.ok().flatten();
+        let conditions = n.and_then(|n| n.status).and_then(|s| s.conditions).unwrap_or_default();
+        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    assert!(ready.is_ok(), "node {node} never became Ready");
+    let leases = Api::<Lease>::namespaced(admin.clone(), "kube-node-lease");
+    rkube_testkit::wait_for(Duration::from_secs(20), || async { leases.get_opt(node).await.ok().flatten().is_some() })
+        .await?;
+
+    // A pod using a ConfigMap and a Secret runs, with both projected.
+    let data = |v: &str| json!({"metadata": {"name": "c1"}, "data": {"k": v}});
+    let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
+    config_maps.create(&from(data("v1"))).await?;
+    Api::<Secret>::namespaced(admin.clone(), "default")
+        .create(&from(json!({"metadata": {"name": "s1"}, "stringData": {"k": "secret"}})))
+        .await?;
+    let pods = Api::<Pod>::namespaced(admin.clone(), "default");
+    let pod = pods
+        .create(&from(json!({"metadata": {"name": "web"}, "spec": {
+            "nodeName": node,
+            "volumes": [{"name": "cfg", "configMap": {"name": "c1"}}, {"name": "sec", "secret": {"secretName": "s1"}}],
+            "containers": [{"name": "c", "image": "nginx",
+                            "env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}}]}]}})))
+        .await?;
+    let running = rkube_testkit::wait_for(Duration::from_secs(20), || async {
+        let p = pods.get("web").await.ok();
+        p.and_then(|p| p.status).and_then(|s| s.phase).as_deref() == Some("Running")
+    })
+    .await;
+    assert!(running.is_ok(), "the pod never ran: {:?}", pods.get("web").await.map(|p| p.status));
+    let uid = pod.metadata.uid.expect("a uid");
+    let file = dir.join("root/pods").join(&uid).join("volumes/kubernetes.io~configmap/cfg/k");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    assert_eq!(read(), "v1");
+
+    // Updates reach the volume through the ConfigMap's own watch, well
+    // before the 10 s resync (which two in a row cannot both beat by luck).
+    for value in ["v2", "v3"] {
+        let mut cm = config_maps.get("c1").await?;
+        cm.data = Some([("k".to_string(), value.to_string())].into());
+        config_maps.replace(&cm).await?;
+        let followed = rkube_testkit::wait_for(Duration::from_secs(3), || async { read() == value }).await;
+        assert!(followed.is_ok(), "the volume holds {:?}, not {value:?}", read());
+    }
 
     stop.cancel();
     kubelet.await??;

@@ -13,8 +13,11 @@
 //!   the namespace controller delete anything, the workload controllers
 //!   write pods, ReplicaSets, Endpoints, EndpointSlices, ServiceAccounts and
 //!   statuses, leader election a Lease).
-//! - `system:node` is bound to the `system:nodes` group, as Kubernetes did
-//!   before its Node authorizer; it has the rules rkubelet needs.
+//! - `system:node` has the rules rkubelet needs (see [`node_rules`]); as in
+//!   Kubernetes, its binding names no subject: the Node authorizer
+//!   ([`super::node`]) grants kubelets these rules. A cluster bootstrapped
+//!   before keeps its binding to `system:nodes` (existing objects are left
+//!   alone): delete its subjects to confine nodes to their own objects.
 //! - The scheduler's and the controller manager's leader-election Leases
 //!   are named `default-scheduler` and `rkube-controller-manager` here.
 
@@ -238,7 +241,7 @@ fn admin_only_rules() -> Vec<Value> {
 /// What rkubelet reads and writes (Kubernetes' `NodeRules`, without what
 /// rkube does not serve, plus `delete` of pods for the final deletion and
 /// list/watch of the objects it caches).
-fn node_rules() -> Vec<Value> {
+pub(crate) fn node_rules() -> Vec<Value> {
     vec![
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
@@ -407,10 +410,10 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         cluster_role_binding("system:node-proxier", vec![subject("User", "system:kube-proxy")]),
         cluster_role_binding("system:kube-controller-manager", vec![subject("User", "system:kube-controller-manager")]),
         cluster_role_binding("system:kube-scheduler", vec![subject("User", "system:kube-scheduler")]),
-        // Kubernetes leaves system:node unbound and authorizes kubelets with
-        // its Node authorizer (each node only its own objects). rkube has
-        // none yet, so every node gets the role's rules through its group.
-        cluster_role_binding("system:node", vec![subject("Group", "system:nodes")]),
+        // As Kubernetes (≥ 1.8): the binding names nobody; the Node
+        // authorizer grants kubelets the role's rules, and the objects
+        // (Secrets, ConfigMaps, volumes) only those their pods use.
+        cluster_role_binding("system:node", vec![]),
         cluster_role_binding("system:kube-dns", vec![subject("ServiceAccount", KUBE_DNS_SERVICE_ACCOUNT)]),
     ]
 }

@@ -18,6 +18,7 @@
 //! ClusterRoleBindings and then among RoleBindings of the request's
 //! namespace, and scans those rules.
 
+use super::node::{self, NodeAuthorizer};
 use super::rules::Rule;
 use super::{Attributes, Decision, SYSTEM_MASTERS, UserInfo};
 use crate::registry::{ListOptions, Registry};
@@ -236,6 +237,8 @@ impl PolicyIndex {
 /// The RBAC authorizer of one apiserver.
 #[derive(Debug)]
 pub struct Authorizer {
+    /// The Node authorizer, asked first (`--authorization-mode=Node,RBAC`).
+    node: Arc<NodeAuthorizer>,
     objects: std::sync::Mutex<Objects>,
     index: RwLock<Arc<PolicyIndex>>,
     /// True once the bootstrap policy is in etcd ([`Authorizer::policy_bootstrapped`]).
@@ -249,6 +252,7 @@ pub struct Authorizer {
 impl Default for Authorizer {
     fn default() -> Self {
         Authorizer {
+            node: Default::default(),
             objects: Default::default(),
             index: Default::default(),
             bootstrapped: AtomicBool::new(false),
@@ -296,18 +300,40 @@ impl Authorizer {
         self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The Node authorizer (its graph follows the registry once started).
+    pub fn node(&self) -> &Arc<NodeAuthorizer> {
+        &self.node
+    }
+
     /// Decides whether the request `attrs` describes is allowed, waiting
-    /// for the first list of the policy if it is not in yet.
+    /// for the first list of the policy if it is not in yet: the Node
+    /// authorizer first for node users, then RBAC (kube's union
+    /// authorizer: the first to allow wins; the reasons of those without
+    /// an opinion are joined).
     pub async fn authorize(&self, attrs: &Attributes<'_>) -> Decision {
         // kube-apiserver puts a system:masters authorizer before RBAC; the
         // cluster-admin ClusterRoleBinding to the group grants the same.
         if attrs.user.groups.iter().any(|g| g == SYSTEM_MASTERS) {
             return Decision::Allow { reason: String::new() };
         }
+        let mut reasons = Vec::new();
+        if let Some(name) = node::node_name(attrs.user) {
+            match self.node.authorize(name, attrs).await {
+                allowed @ Decision::Allow { .. } => return allowed,
+                Decision::Deny { reason } => reasons.push(reason),
+            }
+        }
         if !self.is_synced() {
             self.wait_synced().await;
         }
-        self.index().decide(attrs)
+        match self.index().decide(attrs) {
+            allowed @ Decision::Allow { .. } => allowed,
+            Decision::Deny { reason } => {
+                reasons.push(reason);
+                reasons.retain(|r| !r.is_empty());
+                Decision::Deny { reason: reasons.join("\n") }
+            }
+        }
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, Objects> {

@@ -1,4 +1,4 @@
-//! Authorization: Kubernetes' RBAC authorizer.
+//! Authorization: Kubernetes' Node and RBAC authorizers.
 //!
 //! A request becomes [`Attributes`] (who, which verb, on what), read from
 //! the URL by [`RequestInfo::parse`] as kube-apiserver's `requestinfo.go`
@@ -10,13 +10,14 @@
 //! subject, so a decision is a few hash lookups and a scan of the user's
 //! rules. [`bootstrap`] writes kube-apiserver's default roles and bindings at
 //! start; [`review`] answers SelfSubjectAccessReviews and
-//! SubjectAccessReviews (`kubectl auth can-i`).
-//!
-//! The front-ends do not call the authorizer on requests yet: that comes
-//! with authentication, which supplies the [`UserInfo`].
+//! SubjectAccessReviews (`kubectl auth can-i`). Before RBAC, [`node`]
+//! decides for kubelets (`system:node:<name>`): a node reads only the
+//! Secrets, ConfigMaps and volumes its pods use, and the rest of what
+//! kubelets need by the node rules.
 
 pub mod bootstrap;
 pub mod cache;
+pub mod node;
 pub mod request_info;
 pub mod review;
 pub mod rules;
@@ -200,16 +201,16 @@ pub async fn authorize(
 ) -> axum::response::Response {
     let grpc =
         req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+    // Admission (NodeRestriction) asks who writes: the call runs as `user`.
     if grpc {
-        return next.run(req).await;
+        return crate::admission::as_user(user, next.run(req)).await;
     }
-    let anonymous = UserInfo::anonymous();
-    let user = req.extensions().get::<UserInfo>().unwrap_or(&anonymous);
     let info =
         request_info::RequestInfo::parse(req.method().as_str(), req.uri().path(), req.uri().query().unwrap_or(""));
-    let attrs = info.attributes(user);
+    let attrs = info.attributes(&user);
     match authorizer.authorize(&attrs).await.into_result(&attrs) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => crate::admission::as_user(user, next.run(req)).await,
         Err(e) => crate::rest::error_response(&e),
     }
 }

@@ -55,13 +55,13 @@ fn watch_requested(value: &str) -> bool {
 }
 
 /// Kubernetes' `path.IsValidPathSegmentName`.
-fn valid_path_segment(name: &str) -> bool {
+pub(crate) fn valid_path_segment(name: &str) -> bool {
     name != "." && name != ".." && !name.contains('/') && !name.contains('%')
 }
 
 /// The name a field selector asks for exactly (`metadata.name=web`,
 /// `metadata.name==web`).
-fn exact_name(field_selector: &str) -> Option<&str> {
+pub(crate) fn exact_name(field_selector: &str) -> Option<&str> {
     field_selector.split(',').find_map(|term| {
         let (key, value) = term.split_once("==").or_else(|| term.split_once('='))?;
         (key.trim() == "metadata.name" && !key.ends_with('!')).then(|| value.trim())

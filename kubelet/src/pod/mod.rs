@@ -102,7 +102,7 @@ impl<R: Runtime> PodManager<R> {
     ) -> Self {
         PodManager {
             client: informers.client().clone(),
-            objects: ObjectCache::new(&informers),
+            objects: volumes.objects().clone(),
             informers,
             node,
             runtime,
@@ -173,7 +173,7 @@ impl<R: Runtime> PodManager<R> {
             }
         });
 
-        objects::requeue_users(&self.informers, informer.store(), &queue, &tracker, &shutdown);
+        objects::requeue_users(&self.objects, &informer, &queue, &tracker, &shutdown);
 
         let mut network = self.network.clone();
         let (q, store, stop, statics) =
