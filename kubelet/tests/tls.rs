@@ -154,6 +154,8 @@ async fn a_node_with_its_own_certificate_registers_runs_its_pods_and_follows_the
     let pod = pods
         .create(&from(json!({"metadata": {"name": "web"}, "spec": {
             "nodeName": node,
+            // No token volume: its kube-root-ca.crt comes from a controller manager, which this test has not.
+            "automountServiceAccountToken": false,
             "volumes": [{"name": "cfg", "configMap": {"name": "c1"}}, {"name": "sec", "secret": {"secretName": "s1"}}],
             "containers": [{"name": "c", "image": "nginx",
                             "env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}}]}]}})))

@@ -73,7 +73,7 @@ mod tests {
         assert!(lines.next().expect("first").starts_with("configmaps "));
         assert!(
             text.contains(
-                "replicationcontrollers     rc           v1                       true         ReplicationController"
+                "replicationcontrollers     rc           v1                             true         ReplicationController"
             ),
             "{text}"
         );
