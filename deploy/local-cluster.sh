@@ -28,8 +28,16 @@
 # pairs; every daemon is given both apiservers and moves to the other when
 # one cannot be reached.
 #
-# State (etcd data, logs, pid files, kubeconfig) lives in $RKUBE_HOME
-# (default: .rkube/ in the checkout).
+# The one-host cluster starts secure: rkube-certs makes a CA and every
+# component's certificate and kubeconfig in $RKUBE_HOME/pki (kept across
+# `up`s), the apiserver serves TLS on $API_PORT with RBAC, kubelets serve
+# their API over TLS to the apiserver only, pods get service account
+# tokens, and $RKUBE_HOME/kubeconfig is the admin's (rkubectl and kubectl
+# both read it). A plain port for this host's tools stays on
+# 127.0.0.1:$INSECURE_PORT (8081; 0 turns it off).
+#
+# State (etcd data, logs, pid files, certificates, kubeconfig) lives in
+# $RKUBE_HOME (default: .rkube/ in the checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,6 +45,7 @@ RKUBE_HOME=${RKUBE_HOME:-$ROOT/.rkube}
 ETCD_PORT=${ETCD_PORT:-2379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 API_PORT=${API_PORT:-8080}
+INSECURE_PORT=${INSECURE_PORT:-8081}
 SERVICE_RANGE=${SERVICE_RANGE:-10.254.0.0/16}
 CLUSTER_CIDR=${CLUSTER_CIDR:-10.1.0.0/16}
 NODES=${NODES:-2}
@@ -60,17 +69,18 @@ start() { # name, command...
     echo "started $name (pid $!, log $RKUBE_HOME/logs/$name.log)"
 }
 
-wait_http() { # url, name
+wait_http() { # url, name, curl options...
+    local url=$1 name=$2; shift 2
     for _ in $(seq 1 100); do
-        if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
-        if ! kill -0 "$(cat "$RKUBE_HOME/$2.pid")" 2>/dev/null; then
-            echo "error: $2 exited; the end of its log ($RKUBE_HOME/logs/$2.log):" >&2
-            tail -n 20 "$RKUBE_HOME/logs/$2.log" >&2
+        if curl -fsS "$@" "$url" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$(cat "$RKUBE_HOME/$name.pid")" 2>/dev/null; then
+            echo "error: $name exited; the end of its log ($RKUBE_HOME/logs/$name.log):" >&2
+            tail -n 20 "$RKUBE_HOME/logs/$name.log" >&2
             exit 1
         fi
         sleep 0.2
     done
-    echo "error: $2 did not become ready ($1); see $RKUBE_HOME/logs/$2.log" >&2
+    echo "error: $name did not become ready ($url); see $RKUBE_HOME/logs/$name.log" >&2
     exit 1
 }
 
@@ -91,43 +101,56 @@ up() {
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster "rkube=http://127.0.0.1:$ETCD_PEER_PORT"
     wait_http "http://127.0.0.1:$ETCD_PORT/health" etcd
+    local pki=$RKUBE_HOME/pki
+    local node_args=()
+    for i in $(seq 1 "$NODES"); do node_args+=(--node "node-$i=127.0.0.1"); done
+    "$BIN/rkube-certs" --dir "$pki" --server "https://127.0.0.1:$API_PORT" --service-cidr "$SERVICE_RANGE" \
+        --apiserver-cert-extra-sans "$ADVERTISE_ADDRESS" "${node_args[@]}" >/dev/null
     start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-        --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE" --advertise-address "$ADVERTISE_ADDRESS"
-    wait_http "http://127.0.0.1:$API_PORT/readyz" apiserver
-    local server="http://127.0.0.1:$API_PORT"
-    start controller-manager "$BIN/rkube-controller-manager" --server "$server" --cluster-cidr "$CLUSTER_CIDR"
+        --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE" --advertise-address "$ADVERTISE_ADDRESS" \
+        --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt" \
+        --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority "$pki/ca.crt" \
+        --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub" \
+        --insecure-port "$INSECURE_PORT"
+    wait_http "https://127.0.0.1:$API_PORT/readyz" apiserver --cacert "$pki/ca.crt"
+    start controller-manager "$BIN/rkube-controller-manager" --kubeconfig "$pki/controller-manager.kubeconfig" \
+        --cluster-cidr "$CLUSTER_CIDR" --root-ca-file "$pki/ca.crt"
     wait_http "http://127.0.0.1:10257/healthz" controller-manager
-    start scheduler "$BIN/rkube-scheduler" --server "$server"
+    start scheduler "$BIN/rkube-scheduler" --kubeconfig "$pki/scheduler.kubeconfig"
     wait_http "http://127.0.0.1:10259/healthz" scheduler
     if [ "$HA" = 1 ]; then
-        start controller-manager-2 "$BIN/rkube-controller-manager" --server "$server" --cluster-cidr "$CLUSTER_CIDR" \
-            --healthz-bind-address 127.0.0.1:10267
+        start controller-manager-2 "$BIN/rkube-controller-manager" --kubeconfig "$pki/controller-manager.kubeconfig" \
+            --cluster-cidr "$CLUSTER_CIDR" --root-ca-file "$pki/ca.crt" --healthz-bind-address 127.0.0.1:10267
         wait_http "http://127.0.0.1:10267/healthz" controller-manager-2
-        start scheduler-2 "$BIN/rkube-scheduler" --server "$server" --healthz-bind-address 127.0.0.1:10269
+        start scheduler-2 "$BIN/rkube-scheduler" --kubeconfig "$pki/scheduler.kubeconfig" \
+            --healthz-bind-address 127.0.0.1:10269
         wait_http "http://127.0.0.1:10269/healthz" scheduler-2
     fi
     deploy/start-docker.sh
     for i in $(seq 1 "$NODES"); do
         mkdir -p "$RKUBE_HOME/node-$i" "$RKUBE_HOME/node-$i/manifests"
-        start "node-$i" "$BIN/rkubelet" --server "$server" --hostname-override "node-$i" --node-ip 127.0.0.1 \
+        start "node-$i" "$BIN/rkubelet" --kubeconfig "$pki/node-node-$i.kubeconfig" \
+            --tls-cert-file "$pki/kubelet-node-$i.crt" --tls-private-key-file "$pki/kubelet-node-$i.key" \
+            --client-ca-file "$pki/ca.crt" --hostname-override "node-$i" --node-ip 127.0.0.1 \
             --root-dir "$RKUBE_HOME/node-$i" --pod-manifest-path "$RKUBE_HOME/node-$i/manifests" \
             --cluster-cidr "$CLUSTER_CIDR" --port $((10250 + i * 10)) --cluster-dns "$CLUSTER_DNS" \
             --healthz-bind-address "127.0.0.1:$((10248 + i * 10))"
         wait_http "http://127.0.0.1:$((10248 + i * 10))/healthz" "node-$i"
     done
-    start proxy "$BIN/rkube-proxy" --server "$server" --hostname-override node-1 --cluster-cidr "$CLUSTER_CIDR" \
+    start proxy "$BIN/rkube-proxy" --kubeconfig "$pki/proxy.kubeconfig" --hostname-override node-1 --cluster-cidr "$CLUSTER_CIDR" \
         --healthz-bind-address 127.0.0.1:10256
     wait_http "http://127.0.0.1:10256/healthz" proxy
     images/build.sh dns
-    "$BIN/rkubectl" --server "$server" apply -f deploy/addons/dns.yaml
-    write_kubeconfig "http://127.0.0.1:$API_PORT"
+    cp "$pki/admin.kubeconfig" "$RKUBE_HOME/kubeconfig"
+    "$BIN/rkubectl" --kubeconfig "$RKUBE_HOME/kubeconfig" apply -f deploy/addons/dns.yaml
     echo
-    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on 127.0.0.1:$API_PORT, $NODES nodes,"
+    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on https://127.0.0.1:$API_PORT (TLS, RBAC), $NODES nodes,"
     [ "$HA" = 1 ] && echo "two controller managers and two schedulers (one of each leads: see the Leases in kube-system),"
     echo "rkube-proxy, and the DNS add-on (kube-dns at $CLUSTER_DNS) starting in kube-system."
-    echo "Point rkubectl at it:"
-    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
-    echo "  rkubectl get nodes"
+    echo "Point rkubectl (and kubectl) at it, as the cluster admin:"
+    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig KUBECONFIG=$RKUBE_HOME/kubeconfig"
+    echo "  rkubectl get nodes    # or: kubectl get nodes"
     echo "  rkubectl create -f examples/two-container-pod.yaml && rkubectl get pods -o wide"
     echo "Stop it with: deploy/local-cluster.sh down"
 }
