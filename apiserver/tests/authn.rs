@@ -9,16 +9,8 @@ use rkube_api::resource::lookup;
 use rkube_client::config::{ClientConfig, Credentials};
 use rkube_client::{Client, ListParams};
 use rkube_pki::Pki;
-use rkube_testkit::TestApiserver;
-use std::path::{Path, PathBuf};
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use rkube_testkit::{ScratchDir as Scratch, TestApiserver, kubectl};
+use std::path::Path;
 
 /// A PKI for one node `n1`, a token file, and a TLS apiserver using them.
 async fn secure_apiserver(name: &str) -> anyhow::Result<(TestApiserver, Scratch)> {
@@ -90,17 +82,6 @@ async fn certificates_and_tokens_authenticate_and_everyone_else_is_refused() -> 
     let insecure = api.insecure_url().expect("an insecure port");
     list_nodes(&Client::new(&insecure)?).await?;
     Ok(())
-}
-
-/// Runs the real kubectl, returning (success, stdout, stderr).
-async fn kubectl(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    // Async: a blocking wait would starve the in-process apiserver.
-    let out = tokio::process::Command::new("kubectl").args(args).stdin(std::process::Stdio::null()).output().await?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

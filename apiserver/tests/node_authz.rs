@@ -9,39 +9,20 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use rkube_api::{ApiError, Reason};
 use rkube_client::config::ClientConfig;
 use rkube_client::{Api, Client, DeleteParams, ListParams};
-use rkube_testkit::TestApiserver;
+use rkube_testkit::{ScratchDir as Scratch, TestApiserver, kubectl};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn client(pki: &Path, user: &str) -> anyhow::Result<Client> {
     Ok(Client::from_config(&ClientConfig::from_kubeconfig(&pki.join(format!("{user}.kubeconfig")))?)?)
 }
 
-/// Runs the real kubectl as `user`, returning (success, stdout, stderr).
-async fn kubectl(pki: &Path, user: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+/// The real kubectl as the holder of `pki/<user>.kubeconfig`.
+async fn kubectl_as(pki: &Path, user: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     let config = pki.join(format!("{user}.kubeconfig"));
-    // Async: a blocking wait would starve the in-process apiserver.
-    let out = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&config)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    let config = config.to_str().expect("a UTF-8 path");
+    kubectl(&[&["--kubeconfig", config][..], args].concat()).await
 }
 
 fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
@@ -133,11 +114,12 @@ async fn nodes_reach_only_what_their_pods_use_and_write_only_their_own() -> anyh
     Api::<Pod>::namespaced(n1.clone(), "default").patch_status("web", &status).await?;
 
     // The same over REST: the authorizer, and NodeRestriction with the user.
-    let (ok, out, err) = kubectl(&pki, "node-n1", &["get", "secret", "s1", "-n", "default", "-o", "name"]).await?;
+    let (ok, out, err) = kubectl_as(&pki, "node-n1", &["get", "secret", "s1", "-n", "default", "-o", "name"]).await?;
     assert!(ok && out.trim() == "secret/s1", "{out}{err}");
-    let (ok, _, err) = kubectl(&pki, "node-n2", &["get", "secret", "s1", "-n", "default"]).await?;
+    let (ok, _, err) = kubectl_as(&pki, "node-n2", &["get", "secret", "s1", "-n", "default"]).await?;
     assert!(!ok && err.contains("no relationship found between node 'n2' and this object"), "{err}");
-    let (ok, _, err) = kubectl(&pki, "node-n1", &["delete", "pod", "other", "-n", "default", "--wait=false"]).await?;
+    let (ok, _, err) =
+        kubectl_as(&pki, "node-n1", &["delete", "pod", "other", "-n", "default", "--wait=false"]).await?;
     assert!(!ok && err.contains(r#"node "n1" can only delete pods with spec.nodeName set to itself"#), "{err}");
 
     Api::<Pod>::namespaced(n2.clone(), "default").delete("other", &DeleteParams::default()).await?;

@@ -13,17 +13,9 @@ use rkube_apiserver::service_account_token::{
 };
 use rkube_client::config::{ClientConfig, Credentials};
 use rkube_client::{Api, Client, DeleteParams, ListParams};
-use rkube_testkit::TestApiserver;
+use rkube_testkit::{ScratchDir as Scratch, TestApiserver, kubectl};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::path::Path;
 
 /// A PKI and a TLS apiserver that signs tokens with its `sa.key`, where
 /// the service accounts of `default` may view that namespace (RBAC: a
@@ -93,16 +85,6 @@ fn bound_to(kind: &str, name: &str, uid: Option<String>, seconds: Option<i64>) -
         },
         ..Default::default()
     }
-}
-
-/// Runs the real kubectl, returning (success, stdout, stderr).
-async fn kubectl(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let out = tokio::process::Command::new("kubectl").args(args).stdin(std::process::Stdio::null()).output().await?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

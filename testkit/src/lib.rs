@@ -335,6 +335,27 @@ impl Drop for TestApiserver {
     }
 }
 
+/// A directory removed with everything in it on Drop.
+#[derive(Debug)]
+pub struct ScratchDir(pub std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the real kubectl with `args` and no stdin: (success, stdout,
+/// stderr). Async, so an in-process apiserver keeps serving meanwhile.
+pub async fn kubectl(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = tokio::process::Command::new("kubectl").args(args).stdin(std::process::Stdio::null()).output().await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 /// A plain HTTP/1.1 GET: the status code and the body as text.
 pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     let r = http_request("GET", url, &[], b"").await?;
