@@ -376,7 +376,7 @@ async fn the_addon_manifest_is_accepted_by_the_apiserver() -> anyhow::Result<()>
         client.create(info, namespace, serde_json::to_vec(&doc)?).await.with_context(|| kind.to_string())?;
         kinds.push(kind.to_string());
     }
-    assert_eq!(kinds, vec!["Deployment", "Service"]);
+    assert_eq!(kinds, vec!["ServiceAccount", "Deployment", "Service"]);
     let svc = Api::<Service>::namespaced(client.clone(), "kube-system").get("kube-dns").await?;
     let spec = svc.spec.context("spec")?;
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.254.0.10"));

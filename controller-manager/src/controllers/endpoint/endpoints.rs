@@ -90,6 +90,15 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
     let existing = ctx.endpoints.get(&key);
     let Some(svc) = ctx.services.get(&key) else {
         if existing.is_some() {
+            // The Services and Endpoints caches follow separate watches: a
+            // user's Endpoints may arrive before its Service does. Delete
+            // only what the apiserver confirms has no Service.
+            let services = Api::<Service>::namespaced(ctx.client.clone(), &key.namespace);
+            match services.get(&key.name).await {
+                Err(e) if e.reason == Reason::NotFound => {}
+                Ok(_) => return Ok(Action::AwaitChange),
+                Err(e) => return Err(Error::api(&key, "reading the service of endpoints")(e)),
+            }
             match api.delete(&key.name, &DeleteParams::default()).await {
                 Ok(_) => debug!(controller = NAME, service = %key, "deleted the endpoints of a deleted service"),
                 Err(e) if e.reason == Reason::NotFound => {}
@@ -190,6 +199,43 @@ mod tests {
     use super::super::tests::{pod, web_service};
     use super::*;
     use serde_json::json;
+
+    /// The endpoints watch may deliver a user's Endpoints before the
+    /// services watch delivers its Service: they are kept until the
+    /// apiserver says the Service is gone.
+    #[tokio::test]
+    async fn endpoints_of_a_service_not_cached_yet_are_kept_until_the_service_is_gone() -> anyhow::Result<()> {
+        let api = rkube_testkit::TestApiserver::start().await?;
+        let client = rkube_client::Client::new(&api.url())?;
+        let services = Api::<Service>::namespaced(client.clone(), "default");
+        let endpoints = Api::<Endpoints>::namespaced(client.clone(), "default");
+        services
+            .create(&serde_json::from_value(json!({"metadata": {"name": "ext"}, "spec": {"ports": [{"port": 5432}]}}))?)
+            .await?;
+        let user = endpoints
+            .create(&serde_json::from_value(json!({"metadata": {"name": "ext"},
+                "subsets": [{"addresses": [{"ip": "192.168.50.2"}], "ports": [{"port": 5432}]}]}))?)
+            .await?;
+        let cached = rkube_client::Writer::new();
+        cached.apply(Arc::new(user));
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let ctx = Arc::new(Context {
+            services: rkube_client::Writer::new().as_reader(),
+            pods: rkube_client::Writer::new().as_reader(),
+            endpoints: cached.as_reader(),
+            client: client.clone(),
+            recorder: EventRecorder::start(client.clone(), "test", "test", &tracker, shutdown.clone()),
+        });
+        let key = ObjectKey::new("default", "ext");
+        reconcile(key.clone(), ctx.clone()).await?;
+        endpoints.get("ext").await.expect("kept: the Service exists");
+        services.delete("ext", &DeleteParams::default()).await?;
+        reconcile(key, ctx).await?;
+        let gone = endpoints.get("ext").await.expect_err("deleted with its Service");
+        assert_eq!(gone.reason, Reason::NotFound);
+        shutdown.cancel();
+        Ok(())
+    }
 
     #[test]
     fn subsets_group_addresses_by_port_set_and_readiness() {
