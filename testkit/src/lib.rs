@@ -47,11 +47,19 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub async fn start() -> anyhow::Result<Etcd> {
-        let mut etcd = Etcd::member("rkube-test");
-        etcd.initial_cluster = format!("{}={}", etcd.name, etcd.peer_url());
-        etcd.spawn()?;
-        etcd.wait_ready().await?;
-        Ok(etcd)
+        // Another test may take a probed free port before etcd binds it;
+        // etcd then exits at once: try again on other ports.
+        let mut failure = None;
+        for _ in 0..3 {
+            let mut etcd = Etcd::member("rkube-test");
+            etcd.initial_cluster = format!("{}={}", etcd.name, etcd.peer_url());
+            etcd.spawn()?;
+            match etcd.wait_ready().await {
+                Ok(()) => return Ok(etcd),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
     fn member(name: &str) -> Etcd {
@@ -92,11 +100,23 @@ impl Etcd {
         Ok(())
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Waits until etcd listens; fails at once if it exits first.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse()?;
-        wait_for(Duration::from_secs(60), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
-            .await
-            .context("etcd did not start listening")
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                bail!("etcd exited ({status}) before listening on {addr}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("etcd did not start listening on {addr} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The client URL.
@@ -162,7 +182,7 @@ impl EtcdCluster {
             m.initial_cluster = initial.join(",");
             m.spawn()?;
         }
-        for m in &members {
+        for m in &mut members {
             m.wait_ready().await?;
         }
         Ok(EtcdCluster { members })
