@@ -10,4 +10,9 @@ deploy/start-docker.sh
 # the daemons, debug profile, one cargo run sharing its dependencies): once,
 # before the e2e tests use them.
 images/build.sh dns compose
+# On a small disk (CI): the images hold the static binaries; their build
+# directory is not needed while the tests run.
+if [ "${RKUBE_DROP_STATIC_BUILD:-0}" = 1 ]; then
+    rm -rf "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu"
+fi
 cargo nextest run --workspace --no-fail-fast "$@"
