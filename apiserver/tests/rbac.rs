@@ -8,54 +8,16 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use rkube_api::Reason;
 use rkube_apiserver::authz::review::SELF_SUBJECT_ACCESS_REVIEWS;
 use rkube_apiserver::authz::{Attributes, Authorizer, Decision, UserInfo, bootstrap};
-use rkube_apiserver::registry::Registry;
 use rkube_client::{Api, Client, DeleteParams};
-use rkube_testkit::{Etcd, http_request, wait_for};
+use rkube_testkit::{TestApiserver, http_request, wait_for};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An apiserver built in-process, so the test reaches its authorizer.
-struct Server {
-    url: String,
-    registry: Arc<Registry>,
-    shutdown: CancellationToken,
-    _etcd: Etcd,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> anyhow::Result<Server> {
-    let etcd = Etcd::start().await?;
-    let url = etcd.url();
-    let args = <rkube_apiserver::Args as clap::Parser>::try_parse_from([
-        "rkube-apiserver",
-        "--etcd-servers",
-        &url,
-        "--bind-address",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ])?;
-    let app = rkube_apiserver::App::build(args).await?;
-    let url = format!("http://{}", app.local_addr());
-    let registry = app.registry();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    let ready = format!("{url}/readyz");
-    wait_for(Duration::from_secs(20), || {
-        let ready = ready.clone();
-        async move { rkube_testkit::http_get(&ready).await.is_ok_and(|(code, _)| code == 200) }
-    })
-    .await?;
-    Ok(Server { url, registry, shutdown, _etcd: etcd })
+/// An apiserver in-process, so the test reaches its authorizer.
+async fn start() -> anyhow::Result<TestApiserver> {
+    TestApiserver::start().await
 }
 
 fn user(name: &str) -> UserInfo {
@@ -84,7 +46,7 @@ async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
 #[tokio::test]
 async fn bootstrap_policy_exists_after_start_and_is_left_alone_when_edited() -> anyhow::Result<()> {
     let server = start().await?;
-    let client = Client::new(&server.url)?;
+    let client = Client::new(&server.url())?;
     let roles: Api<ClusterRole> = Api::all(client.clone());
     for name in [
         "cluster-admin",
@@ -127,7 +89,7 @@ async fn bootstrap_policy_exists_after_start_and_is_left_alone_when_edited() -> 
     edit.rules = Some(edit.rules.unwrap_or_default().into_iter().take(1).collect());
     roles.replace(&edit).await?;
     roles.delete("admin", &DeleteParams::default()).await?;
-    assert_eq!(bootstrap::ensure(&server.registry).await?, 1, "only admin was missing");
+    assert_eq!(bootstrap::ensure(&server.registry()).await?, 1, "only admin was missing");
     assert!(roles.get("admin").await.is_ok());
     assert_eq!(roles.get("edit").await?.rules.unwrap_or_default().len(), 1, "the edited role is left alone");
     Ok(())
@@ -136,10 +98,10 @@ async fn bootstrap_policy_exists_after_start_and_is_left_alone_when_edited() -> 
 #[tokio::test]
 async fn a_view_binding_grants_reading_its_namespace_only_and_takes_effect_at_once() -> anyhow::Result<()> {
     let server = start().await?;
-    let client = Client::new(&server.url)?;
+    let client = Client::new(&server.url())?;
     create_namespace(&client, "a").await?;
     create_namespace(&client, "b").await?;
-    let authorizer = server.registry.authorizer().clone();
+    let authorizer = server.registry().authorizer().clone();
     let jane = user("jane");
 
     // Nothing bound yet: denied, with Kubernetes' message.
@@ -211,10 +173,10 @@ async fn post(url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
 #[tokio::test]
 async fn access_reviews_answer_over_rest_and_grpc() -> anyhow::Result<()> {
     let server = start().await?;
-    let client = Client::new(&server.url)?;
+    let client = Client::new(&server.url())?;
     create_namespace(&client, "a").await?;
     Api::<RoleBinding>::namespaced(client.clone(), "a").create(&role_binding("a", "jane-view", "view", "jane")).await?;
-    let authorizer = server.registry.authorizer().clone();
+    let authorizer = server.registry().authorizer().clone();
     let jane = user("jane");
     wait_for(TIMEOUT, || {
         let (authorizer, jane) = (authorizer.clone(), jane.clone());
@@ -227,7 +189,7 @@ async fn access_reviews_answer_over_rest_and_grpc() -> anyhow::Result<()> {
     let ssar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
         "spec": {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}});
     let (code, answer) =
-        post(&format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", server.url), &ssar).await?;
+        post(&format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", server.url()), &ssar).await?;
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["kind"], "SelfSubjectAccessReview");
     assert_eq!(answer["status"]["allowed"], true, "{answer}");
@@ -238,7 +200,7 @@ async fn access_reviews_answer_over_rest_and_grpc() -> anyhow::Result<()> {
         json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "spec": {"user": "jane", "resourceAttributes": {"verb": "list", "resource": "pods", "namespace": ns}}})
     };
-    let url = format!("{}/apis/authorization.k8s.io/v1/subjectaccessreviews", server.url);
+    let url = format!("{}/apis/authorization.k8s.io/v1/subjectaccessreviews", server.url());
     let (code, answer) = post(&url, &sar("a")).await?;
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["status"]["allowed"], true, "{answer}");
@@ -259,7 +221,7 @@ async fn access_reviews_answer_over_rest_and_grpc() -> anyhow::Result<()> {
     );
 
     // Discovery lists them, so kubectl finds the resource.
-    let (_, discovery) = rkube_testkit::http_get(&format!("{}/apis/authorization.k8s.io/v1", server.url)).await?;
+    let (_, discovery) = rkube_testkit::http_get(&format!("{}/apis/authorization.k8s.io/v1", server.url())).await?;
     assert!(discovery.contains("\"selfsubjectaccessreviews\""), "{discovery}");
 
     // gRPC create of the same.

@@ -203,6 +203,8 @@ pub struct TestApiserver {
     addr: SocketAddr,
     /// The plain loopback port, when the apiserver speaks TLS.
     insecure: Option<SocketAddr>,
+    /// The running apiserver's registry (for tests that reach inside).
+    registry: Option<std::sync::Arc<rkube_apiserver::registry::Registry>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -273,6 +275,7 @@ impl TestApiserver {
             args,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             insecure: None,
+            registry: None,
             shutdown: CancellationToken::new(),
             task: None,
         };
@@ -288,6 +291,7 @@ impl TestApiserver {
             self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         self.insecure = app.insecure_addr();
+        self.registry = Some(app.registry());
         if app.tls() && self.insecure.is_none() {
             anyhow::bail!("a test apiserver with TLS needs --insecure-port (0 picks none: use a free port)");
         }
@@ -332,6 +336,11 @@ impl TestApiserver {
     /// The plain loopback port's URL, when the apiserver speaks TLS.
     pub fn insecure_url(&self) -> Option<String> {
         self.insecure.map(|a| format!("http://{a}"))
+    }
+
+    /// The running apiserver's registry (its authorizer, storage, ...).
+    pub fn registry(&self) -> std::sync::Arc<rkube_apiserver::registry::Registry> {
+        self.registry.clone().expect("a started apiserver has a registry")
     }
 
     /// The listening address.
