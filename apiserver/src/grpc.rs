@@ -54,7 +54,12 @@ impl GrpcApi {
     ) -> Result<(), ApiError> {
         let attrs =
             Attributes::resource(user, verb, info.group, info.plural, namespace, name).with_subresource(subresource);
-        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)
+        self.allow(&attrs).await
+    }
+
+    /// Whether the authorizer allows `attrs` (Kubernetes' 403 if not).
+    async fn allow(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+        self.registry.authorizer().authorize(attrs).await.into_result(attrs)
     }
 
     /// Records a finished request and turns its result into a gRPC answer.
@@ -488,7 +493,7 @@ impl Resources for GrpcApi {
             })?;
             let verb = if req.name.is_empty() { "list" } else { "get" };
             let attrs = Attributes::resource(&user, verb, "metrics.k8s.io", resource.plural, &req.namespace, &req.name);
-            self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
+            self.allow(&attrs).await?;
             let q = MetricsQuery {
                 resource,
                 namespace: &req.namespace,
@@ -525,14 +530,14 @@ impl Resources for GrpcApi {
     async fn version(&self, req: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
         let user = user_of(&req);
         let attrs = Attributes::non_resource(&user, "get", "/version");
-        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
+        self.allow(&attrs).await?;
         Ok(Response::new(pb::VersionResponse { json: version_json().into_bytes().into() }))
     }
 
     async fn discovery(&self, req: Request<pb::DiscoveryRequest>) -> Result<Response<pb::DiscoveryResponse>, Status> {
         let user = user_of(&req);
         let attrs = Attributes::non_resource(&user, "get", "/apis");
-        self.registry.authorizer().authorize(&attrs).await.into_result(&attrs)?;
+        self.allow(&attrs).await?;
         let resources = RESOURCES
             .iter()
             .map(|r| pb::ResourceInfo {
