@@ -30,7 +30,8 @@
 #
 # The one-host cluster starts secure: rkube-certs makes a CA and every
 # component's certificate and kubeconfig in $RKUBE_HOME/pki (kept across
-# `up`s), the apiserver serves TLS on $API_PORT with RBAC, kubelets serve
+# `up`s), etcd serves TLS to holders of its own CA's certificates (the
+# apiserver's), the apiserver serves TLS on $API_PORT with RBAC, kubelets serve
 # their API over TLS to the apiserver only, pods get service account
 # tokens, and $RKUBE_HOME/kubeconfig is the admin's (rkubectl and kubectl
 # both read it). A plain port for this host's tools stays on
@@ -96,17 +97,24 @@ up() {
     cargo build --workspace --bins
     mkdir -p "$RKUBE_HOME/logs" "$RKUBE_HOME/etcd"
     bridge_up
-    start etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name rkube --data-dir "$RKUBE_HOME/etcd" \
-        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-        --initial-cluster "rkube=http://127.0.0.1:$ETCD_PEER_PORT"
-    wait_http "http://127.0.0.1:$ETCD_PORT/health" etcd
     local pki=$RKUBE_HOME/pki
     local node_args=()
     for i in $(seq 1 "$NODES"); do node_args+=(--node "node-$i=127.0.0.1"); done
     "$BIN/rkube-certs" --dir "$pki" --server "https://127.0.0.1:$API_PORT" --service-cidr "$SERVICE_RANGE" \
         --apiserver-cert-extra-sans "$ADVERTISE_ADDRESS" "${node_args[@]}" >/dev/null
-    start apiserver "$BIN/rkube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    # etcd serves TLS and lets in only certificates from its own CA (the
+    # apiserver's apiserver-etcd-client), as kubeadm sets it up.
+    start etcd env ETCD_UNSUPPORTED_ARCH="$(uname -m)" etcd --name rkube --data-dir "$RKUBE_HOME/etcd" \
+        --listen-client-urls "https://127.0.0.1:$ETCD_PORT" --advertise-client-urls "https://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "rkube=http://127.0.0.1:$ETCD_PEER_PORT" \
+        --cert-file "$pki/etcd/server.crt" --key-file "$pki/etcd/server.key" \
+        --trusted-ca-file "$pki/etcd/ca.crt" --client-cert-auth
+    wait_http "https://127.0.0.1:$ETCD_PORT/health" etcd --cacert "$pki/etcd/ca.crt" \
+        --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key"
+    start apiserver "$BIN/rkube-apiserver" --etcd-servers "https://127.0.0.1:$ETCD_PORT" \
+        --etcd-cafile "$pki/etcd/ca.crt" --etcd-certfile "$pki/apiserver-etcd-client.crt" \
+        --etcd-keyfile "$pki/apiserver-etcd-client.key" \
         --port "$API_PORT" --service-cluster-ip-range "$SERVICE_RANGE" --advertise-address "$ADVERTISE_ADDRESS" \
         --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt" \
         --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
@@ -145,7 +153,7 @@ up() {
     cp "$pki/admin.kubeconfig" "$RKUBE_HOME/kubeconfig"
     "$BIN/rkubectl" --kubeconfig "$RKUBE_HOME/kubeconfig" apply -f deploy/addons/dns.yaml
     echo
-    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT, apiserver on https://127.0.0.1:$API_PORT (TLS, RBAC), $NODES nodes,"
+    echo "rkube is up: etcd on 127.0.0.1:$ETCD_PORT (TLS), apiserver on https://127.0.0.1:$API_PORT (TLS, RBAC), $NODES nodes,"
     [ "$HA" = 1 ] && echo "two controller managers and two schedulers (one of each leads: see the Leases in kube-system),"
     echo "rkube-proxy, and the DNS add-on (kube-dns at $CLUSTER_DNS) starting in kube-system."
     echo "Point rkubectl (and kubectl) at it, as the cluster admin:"

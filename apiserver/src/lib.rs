@@ -69,6 +69,16 @@ pub struct Args {
     /// etcd endpoints, comma-separated.
     #[arg(long, env = "RKUBE_ETCD_SERVERS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub etcd_servers: Vec<String>,
+    /// The CA that signed etcd's serving certificate: talk to etcd over
+    /// TLS (the `--etcd-servers` are then https).
+    #[arg(long, env = "RKUBE_ETCD_CAFILE")]
+    pub etcd_cafile: Option<std::path::PathBuf>,
+    /// The client certificate presented to etcd (etcd's `--client-cert-auth`).
+    #[arg(long, env = "RKUBE_ETCD_CERTFILE", requires_all = ["etcd_keyfile", "etcd_cafile"])]
+    pub etcd_certfile: Option<std::path::PathBuf>,
+    /// The key of `--etcd-certfile`.
+    #[arg(long, env = "RKUBE_ETCD_KEYFILE", requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<std::path::PathBuf>,
     /// An EncryptionConfiguration file (apiserver.config.k8s.io/v1): which
     /// resources are encrypted in etcd, and with which keys.
     #[arg(long, env = "RKUBE_ENCRYPTION_PROVIDER_CONFIG")]
@@ -214,8 +224,17 @@ impl App {
             Some(path) => encryption::Encryption::from_file(path)?,
             None => encryption::Encryption::none(),
         };
-        let storage =
-            Storage::connect(&args.etcd_servers).await.context("connecting to etcd")?.with_encryption(encryption);
+        let etcd_tls = match &args.etcd_cafile {
+            Some(ca) => {
+                let identity = args.etcd_certfile.as_deref().zip(args.etcd_keyfile.as_deref());
+                Some(node_proxy::tls_config(ca, identity).context("--etcd-cafile/--etcd-certfile/--etcd-keyfile")?)
+            }
+            None => None,
+        };
+        let storage = Storage::connect_tls(&args.etcd_servers, etcd_tls)
+            .await
+            .context("connecting to etcd")?
+            .with_encryption(encryption);
         let shutdown = CancellationToken::new();
         let tokens = service_account_token::ServiceAccountTokens::from_options(&service_account_token::TokenOptions {
             signing_key_file: args.service_account_signing_key_file.clone(),
@@ -278,7 +297,7 @@ impl App {
         };
         let kubelet_tls =
             match (&args.kubelet_client_certificate, &args.kubelet_client_key, &args.kubelet_certificate_authority) {
-                (Some(cert), Some(key), Some(ca)) => Some(node_proxy::tls_config(cert, key, ca)?),
+                (Some(cert), Some(key), Some(ca)) => Some(node_proxy::tls_config(ca, Some((cert, key)))?),
                 _ => None,
             };
         Ok(App {

@@ -17,13 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// The TLS to reach kubelets with: our client certificate and key, and the
-/// CA that signed their serving certificates.
-pub fn tls_config(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<ClientTlsConfig> {
+/// Client TLS toward a kubelet or etcd: the CA that signed its serving
+/// certificate, and our client certificate and key if it asks for one.
+pub fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<ClientTlsConfig> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
-    Ok(ClientTlsConfig::new()
-        .identity(Identity::from_pem(read(cert)?, read(key)?))
-        .ca_certificate(Certificate::from_pem(read(ca)?)))
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
 }
 
 /// Connections to kubelets, by address.

@@ -15,6 +15,7 @@ use rkube_api::{ApiError, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tonic::transport::ClientTlsConfig;
 use tracing::{debug, info};
 
 /// One stored object as etcd returned it.
@@ -121,11 +122,39 @@ impl Storage {
     /// made while etcd is down fails at once instead of waiting (with
     /// several endpoints, once each has been tried for [`FAILOVER_BUDGET`]).
     pub async fn connect(endpoints: &[String]) -> Result<Storage, etcd_client::Error> {
+        Storage::connect_tls(endpoints, None).await
+    }
+
+    /// [`Storage::connect`], over TLS when `tls` is given: every endpoint
+    /// must then be https (or have no scheme), and without it none may be.
+    pub async fn connect_tls(
+        endpoints: &[String],
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Storage, etcd_client::Error> {
         let mut list = Vec::new();
         for e in endpoints {
-            let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                .map_err(|e| etcd_client::Error::InvalidArgs(format!("etcd endpoint \"{url}\": {e}")))?
+            let invalid =
+                |problem: String| etcd_client::Error::InvalidArgs(format!("etcd endpoint \"{e}\": {problem}"));
+            let url = match (e.split_once("://"), &tls) {
+                (None, None) => format!("http://{e}"),
+                (None, Some(_)) => format!("https://{e}"),
+                (Some(("http", _)), None) | (Some(("https", _)), Some(_)) => e.clone(),
+                (Some(("https", _)), None) => {
+                    return Err(invalid("https needs the CA that signed etcd's certificate (--etcd-cafile)".into()));
+                }
+                (Some(("http", _)), Some(_)) => {
+                    return Err(invalid("plain http, but --etcd-cafile asks for TLS: use https://".into()));
+                }
+                (Some((scheme, _)), _) => {
+                    return Err(invalid(format!("unknown scheme {scheme:?}, expected http or https")));
+                }
+            };
+            let mut endpoint =
+                tonic::transport::Endpoint::from_shared(url.clone()).map_err(|e| invalid(e.to_string()))?;
+            if let Some(tls) = &tls {
+                endpoint = endpoint.tls_config(tls.clone()).map_err(|e| invalid(format!("TLS: {e}")))?;
+            }
+            let channel = endpoint
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(REQUEST_TIMEOUT)
                 .tcp_nodelay(true)

@@ -30,6 +30,11 @@ pub struct Args {
     #[arg(long = "service-cidr", value_name = "CIDR", value_parser = parse_service_cidr, env = "RKUBE_SERVICE_CIDR")]
     pub service_ip: Option<IpAddr>,
 
+    /// Extra DNS names or IP addresses for etcd's serving and peer certificates (its members'
+    /// addresses), comma-separated; localhost, 127.0.0.1 and ::1 are always in them.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', value_parser = parse_san, env = "RKUBE_ETCD_CERT_EXTRA_SANS")]
+    pub etcd_cert_extra_sans: Vec<String>,
+
     /// A node to issue a kubelet client and serving certificate for; `NAME=IP,IP` adds the node's
     /// IPs to its serving certificate. Repeat for more nodes.
     #[arg(long = "node", value_name = "NAME[=IP,...]", value_parser = parse_node)]
@@ -53,6 +58,7 @@ impl Args {
             server: self.server,
             apiserver_names: self.apiserver_cert_extra_sans,
             service_ip: self.service_ip,
+            etcd_names: self.etcd_cert_extra_sans,
             ..Pki::default()
         };
         for node in self.nodes {
@@ -194,5 +200,9 @@ mod tests {
         assert_eq!(args.apiserver_cert_extra_sans, ["api.example.com", "192.168.1.10"]);
         let err = error(&["--apiserver-cert-extra-sans", "a,,b"]);
         assert!(err.contains("--apiserver-cert-extra-sans") && err.contains("empty"), "{err}");
+        let args = parse(&["--etcd-cert-extra-sans", "10.250.0.10,etcd-1"]).expect("valid");
+        assert_eq!(args.into_pki().expect("pki").etcd_names, ["10.250.0.10", "etcd-1"]);
+        let err = error(&["--etcd-cert-extra-sans", "a b"]);
+        assert!(err.contains("--etcd-cert-extra-sans") && err.contains("neither an IP"), "{err}");
     }
 }

@@ -23,6 +23,13 @@ const APISERVER_NAMES: [&str; 6] = [
     "127.0.0.1",
 ];
 
+/// The etcd CA's common name, as kubeadm has it. etcd gets a CA of its own so that no certificate
+/// of the cluster CA (a node's, say) is a client certificate etcd accepts.
+const ETCD_CA_NAME: &str = "etcd-ca";
+
+/// The names etcd is reached at on its own host.
+const ETCD_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
 /// The control plane's client credentials: file name, user (CN), group (O).
 const CONTROL_PLANE_CLIENTS: [(&str, &str, Option<&str>); 5] = [
     ("admin", "kubernetes-admin", Some("system:masters")),
@@ -50,6 +57,9 @@ pub struct Pki {
     pub nodes: Vec<String>,
     /// Extra IPs per node name for its kubelet serving certificate.
     pub node_ips: BTreeMap<String, Vec<IpAddr>>,
+    /// Extra DNS names or IPs for etcd's serving and peer certificates (the members' addresses),
+    /// beside localhost, 127.0.0.1 and ::1.
+    pub etcd_names: Vec<String>,
 }
 
 /// Whether [`Pki::ensure`] wrote a file or found it already there.
@@ -97,11 +107,19 @@ impl Report {
     }
 }
 
-/// One credential: `<name>.crt` and `<name>.key`, plus `<name>.kubeconfig` for clients.
+/// One credential: `<name>.crt` and `<name>.key`, plus `<name>.kubeconfig` for clients. The name
+/// is a path relative to the certificate directory (`etcd/server`).
 struct Credential {
     name: String,
     spec: LeafSpec,
     kubeconfig: bool,
+}
+
+/// A CA (`<name>.crt`, `<name>.key`) and the credentials it issues.
+struct Authority {
+    name: &'static str,
+    common_name: &'static str,
+    credentials: Vec<Credential>,
 }
 
 impl Pki {
@@ -120,14 +138,40 @@ impl Pki {
             .create(&self.dir)
             .map_err(|source| Error::Io { path: self.dir.clone(), source })?;
 
-        let credentials = self.credentials();
+        let etcd_dir = self.dir.join("etcd");
+        DirBuilder::new().mode(0o700).create(&etcd_dir).or_else(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(Error::Io { path: etcd_dir, source }),
+        })?;
+
         let mut report = Report::default();
-        let ca = self.ensure_ca(&credentials, &mut report)?;
-        for credential in &credentials {
-            self.ensure_credential(&ca, credential, &mut report)?;
+        for authority in [self.cluster_authority(), self.etcd_authority()] {
+            let ca = self.ensure_ca(&authority, &mut report)?;
+            for credential in &authority.credentials {
+                self.ensure_credential(&ca, credential, &mut report)?;
+            }
         }
         self.ensure_service_account_key(&mut report)?;
         Ok(report)
+    }
+
+    /// etcd's own CA (`etcd/ca`) and what it issues, as kubeadm lays them out: etcd's serving
+    /// certificate (`etcd/server`, also its client certificate toward itself), the certificate its
+    /// members present to each other (`etcd/peer`), and the apiserver's client certificate toward
+    /// etcd (`apiserver-etcd-client`).
+    fn etcd_authority(&self) -> Authority {
+        let names: Vec<&str> = ETCD_NAMES.into_iter().chain(self.etcd_names.iter().map(String::as_str)).collect();
+        let both = |common_name: &str| LeafSpec { client: true, ..LeafSpec::server(common_name, &names) };
+        let credential = |name: &str, spec| Credential { name: name.to_owned(), spec, kubeconfig: false };
+        Authority {
+            name: "etcd/ca",
+            common_name: ETCD_CA_NAME,
+            credentials: vec![
+                credential("etcd/server", both("kube-etcd")),
+                credential("etcd/peer", both("kube-etcd-peer")),
+                credential("apiserver-etcd-client", LeafSpec::client("kube-apiserver-etcd-client", None)),
+            ],
+        }
     }
 
     /// `sa.key` and `sa.pub`, as kubeadm writes them: the key pair that signs and verifies
@@ -148,6 +192,10 @@ impl Pki {
         report.push(key, Outcome::Created);
         report.push(public, Outcome::Created);
         Ok(())
+    }
+
+    fn cluster_authority(&self) -> Authority {
+        Authority { name: "ca", common_name: CLUSTER_NAME, credentials: self.credentials() }
     }
 
     fn credentials(&self) -> Vec<Credential> {
@@ -184,23 +232,23 @@ impl Pki {
         credentials
     }
 
-    fn ensure_ca(&self, credentials: &[Credential], report: &mut Report) -> Result<Ca> {
-        let cert = self.dir.join("ca.crt");
-        let key = self.dir.join("ca.key");
+    fn ensure_ca(&self, authority: &Authority, report: &mut Report) -> Result<Ca> {
+        let cert = self.dir.join(format!("{}.crt", authority.name));
+        let key = self.dir.join(format!("{}.key", authority.name));
         if exists_pair(&cert, &key)? {
             let ca = Ca::load(&cert, &key)?;
             report.push(cert, Outcome::Kept);
             report.push(key, Outcome::Kept);
             return Ok(ca);
         }
-        for credential in credentials {
+        for credential in &authority.credentials {
             for file in self.files(credential) {
                 if exists(&file)? {
                     return Err(Error::OrphanedCertificate { ca: cert, existing: file });
                 }
             }
         }
-        let ca = Ca::generate(CLUSTER_NAME)?;
+        let ca = Ca::generate(authority.common_name)?;
         ca.write(&cert, &key)?;
         report.push(cert, Outcome::Created);
         report.push(key, Outcome::Created);
@@ -306,6 +354,7 @@ mod tests {
             service_ip: Some("10.96.0.1".parse().expect("IP")),
             nodes: vec!["n1".to_owned()],
             node_ips: BTreeMap::from([("n1".to_owned(), vec!["10.0.0.11".parse().expect("IP")])]),
+            etcd_names: vec!["10.0.0.5".to_owned()],
         }
     }
 
@@ -317,7 +366,7 @@ mod tests {
         std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
     }
 
-    const FILES: [&str; 26] = [
+    const FILES: [&str; 34] = [
         "ca.crt",
         "ca.key",
         "apiserver.crt",
@@ -342,6 +391,14 @@ mod tests {
         "node-n1.kubeconfig",
         "kubelet-n1.crt",
         "kubelet-n1.key",
+        "etcd/ca.crt",
+        "etcd/ca.key",
+        "etcd/server.crt",
+        "etcd/server.key",
+        "etcd/peer.crt",
+        "etcd/peer.key",
+        "apiserver-etcd-client.crt",
+        "apiserver-etcd-client.key",
         "sa.key",
         "sa.pub",
     ];
@@ -373,6 +430,7 @@ mod tests {
         let pki = pki(&scratch.0);
         pki.ensure().expect("ensure");
         assert_eq!(mode(&pki.dir), 0o700);
+        assert_eq!(mode(&pki.dir.join("etcd")), 0o700);
         for path in expected_files(&pki) {
             let name = path.to_string_lossy();
             if name.ends_with(".key") || name.ends_with(".kubeconfig") {
@@ -446,6 +504,44 @@ mod tests {
         assert_eq!(sans(&cert), ["n1", "localhost", "127.0.0.1", "10.0.0.11"]);
         assert_eq!(key_purposes(&cert), (true, false));
         assert_issued_by(&cert, &file(&pki, "kubelet-n1.key"), &ca_pem.parse_x509().expect("CA"));
+    }
+
+    #[test]
+    fn etcd_has_a_ca_of_its_own() {
+        let scratch = ScratchDir::new("etcd");
+        let pki = pki(&scratch.0);
+        pki.ensure().expect("ensure");
+        let (cluster_pem, etcd_pem) = (pem(&file(&pki, "ca.crt")), pem(&file(&pki, "etcd/ca.crt")));
+        let (cluster_ca, etcd_ca) = (cluster_pem.parse_x509().expect("CA"), etcd_pem.parse_x509().expect("etcd CA"));
+        assert_eq!(common_name(&etcd_ca), "etcd-ca");
+        assert_ne!(etcd_ca.public_key().raw, cluster_ca.public_key().raw, "a CA of its own");
+        for name in ["etcd/server", "etcd/peer"] {
+            let leaf_pem = pem(&file(&pki, &format!("{name}.crt")));
+            let cert = leaf_pem.parse_x509().expect("leaf");
+            assert_issued_by(&cert, &file(&pki, &format!("{name}.key")), &etcd_ca);
+            assert_eq!(key_purposes(&cert), (true, true), "{name}");
+            assert_eq!(sans(&cert), ["localhost", "127.0.0.1", "::1", "10.0.0.5"], "{name}");
+        }
+        let leaf_pem = pem(&file(&pki, "apiserver-etcd-client.crt"));
+        let client = leaf_pem.parse_x509().expect("leaf");
+        assert_eq!(common_name(&client), "kube-apiserver-etcd-client");
+        assert_eq!(key_purposes(&client), (false, true));
+        assert_issued_by(&client, &file(&pki, "apiserver-etcd-client.key"), &etcd_ca);
+    }
+
+    #[test]
+    fn an_older_directory_gains_the_etcd_files() {
+        let scratch = ScratchDir::new("etcd-later");
+        let pki = pki(&scratch.0);
+        pki.ensure().expect("ensure");
+        let ca = file(&pki, "ca.crt");
+        std::fs::remove_dir_all(pki.dir.join("etcd")).expect("remove etcd/");
+        for name in ["apiserver-etcd-client.crt", "apiserver-etcd-client.key"] {
+            std::fs::remove_file(pki.dir.join(name)).expect("remove");
+        }
+        let report = pki.ensure().expect("ensure again");
+        assert_eq!(report.created().count(), 8, "{report:?}");
+        assert_eq!(file(&pki, "ca.crt"), ca, "the cluster CA is kept");
     }
 
     #[test]

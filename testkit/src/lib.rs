@@ -14,7 +14,7 @@ pub use controller_manager::TestControllerManager;
 use anyhow::{Context as _, bail};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -42,16 +42,31 @@ pub struct Etcd {
     initial_cluster: String,
     /// False for a [`Etcd::handle`]: Drop leaves the process and data alone.
     owner: bool,
+    /// A PKI directory (rkube-pki's layout): serve clients over TLS with
+    /// `etcd/server.crt` and require certificates signed by `etcd/ca.crt`.
+    tls: Option<PathBuf>,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub async fn start() -> anyhow::Result<Etcd> {
+        Etcd::start_on(None).await
+    }
+
+    /// Starts etcd serving clients over TLS with the etcd certificates of
+    /// the rkube-pki directory `pki_dir`, as kubeadm configures it: only
+    /// clients with a certificate from etcd's own CA get in.
+    pub async fn start_tls(pki_dir: &Path) -> anyhow::Result<Etcd> {
+        Etcd::start_on(Some(pki_dir.to_path_buf())).await
+    }
+
+    async fn start_on(tls: Option<PathBuf>) -> anyhow::Result<Etcd> {
         // Another test may take a probed free port before etcd binds it;
         // etcd then exits at once: try again on other ports.
         let mut failure = None;
         for _ in 0..3 {
             let mut etcd = Etcd::member("rkube-test");
+            etcd.tls.clone_from(&tls);
             etcd.initial_cluster = format!("{}={}", etcd.name, etcd.peer_url());
             etcd.spawn()?;
             match etcd.wait_ready().await {
@@ -72,6 +87,7 @@ impl Etcd {
             name: name.into(),
             initial_cluster: String::new(),
             owner: true,
+            tls: None,
         }
     }
 
@@ -82,7 +98,15 @@ impl Etcd {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let client = self.url();
         let peer = self.peer_url();
-        let child = Command::new(etcd_binary())
+        let mut command = Command::new(etcd_binary());
+        if let Some(pki) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", pki.join("etcd/server.crt").display()))
+                .arg(format!("--key-file={}", pki.join("etcd/server.key").display()))
+                .arg(format!("--trusted-ca-file={}", pki.join("etcd/ca.crt").display()))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.dir.display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -121,7 +145,8 @@ impl Etcd {
 
     /// The client URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Another handle on the same etcd, for a second apiserver: dropping
@@ -135,6 +160,7 @@ impl Etcd {
             name: self.name.clone(),
             initial_cluster: self.initial_cluster.clone(),
             owner: false,
+            tls: self.tls.clone(),
         }
     }
 
@@ -217,7 +243,15 @@ impl TestApiserver {
 
     /// Starts etcd and an apiserver whose flags `tweak` may change.
     pub async fn start_with(tweak: impl FnOnce(&mut rkube_apiserver::Args)) -> anyhow::Result<TestApiserver> {
-        let etcd = Etcd::start().await?;
+        Self::start_on_etcd(Etcd::start().await?, tweak).await
+    }
+
+    /// Starts an apiserver on `etcd` (which it owns from now on) with the
+    /// default flags, which `tweak` may change.
+    pub async fn start_on_etcd(
+        etcd: Etcd,
+        tweak: impl FnOnce(&mut rkube_apiserver::Args),
+    ) -> anyhow::Result<TestApiserver> {
         // The daemon's own defaults, so a new flag needs no change here.
         let url = etcd.url();
         let mut args = <rkube_apiserver::Args as clap::Parser>::try_parse_from([
