@@ -5,7 +5,8 @@
 #   rkube/dns:<version> rkube-dns, the cluster DNS add-on (a static Rust binary)
 #   compose: the images docker-compose.yml runs, each one daemon:
 #     rkube/apiserver, rkube/controller-manager, rkube/scheduler, rkube/proxy
-#       (static Rust binaries), rkube/kubelet (static rkubelet plus the host
+#       (static Rust binaries), rkube/certs (static rkube-certs, which
+#       images/compose-host.sh prepare runs to make the PKI), rkube/kubelet (static rkubelet plus the host
 #       tools it runs: iptables, ip, mount, umount, with their libraries),
 #     rkube/etcd (Debian's etcd with the libraries it links), all :<version>
 # Usage: images/build.sh [pause] [toolbox] [dns] [compose]
@@ -83,7 +84,7 @@ static_dir=$target_dir/x86_64-unknown-linux-gnu/debug
 static_bins=()
 wanted dns && static_bins+=(rkube-dns:rkube-dns)
 wanted compose && static_bins+=(rkube-apiserver:rkube-apiserver rkube-controller-manager:rkube-controller-manager
-    rkube-scheduler:rkube-scheduler rkube-kubelet:rkubelet rkube-proxy:rkube-proxy)
+    rkube-scheduler:rkube-scheduler rkube-kubelet:rkubelet rkube-proxy:rkube-proxy rkube-pki:rkube-certs)
 if [ ${#static_bins[@]} -gt 0 ]; then
     cargo_args=()
     for pb in "${static_bins[@]}"; do cargo_args+=(-p "${pb%%:*}" --bin "${pb#*:}"); done
@@ -138,6 +139,7 @@ if wanted compose; then
     static_image "rkube/controller-manager:$version" controller-manager rkube-controller-manager
     static_image "rkube/scheduler:$version" scheduler rkube-scheduler
     static_image "rkube/proxy:$version" proxy rkube-proxy
+    static_image "rkube/certs:$version" certs rkube-certs
     # rkubelet runs iptables (the host's backend: nft or legacy), ip, mount
     # and umount. Debian builds them dynamically linked, so they come with
     # their libraries, and iptables with its extensions (dlopen()ed).

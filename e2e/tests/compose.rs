@@ -5,8 +5,16 @@
 //! the containerised kubelet mounts, seen by the host's dockerd) run, logs
 //! and exec are relayed by the apiserver to the kubelets; then
 //! `docker-compose down` and `images/compose-host.sh cleanup` leave no pod
-//! container, pod network, iptables rule, nftables table or mount of the
-//! compose nodes.
+//! container, pod network, iptables rule, nftables table, mount or PKI of
+//! the compose nodes.
+//!
+//! Secure by default: `compose-host.sh prepare` makes the PKI (rkube-certs
+//! from the rkube/certs image) in `/var/lib/rkube-compose/pki`, 0700 with
+//! 0600 keys; every client here is the admin of `admin.kubeconfig` (the real
+//! kubectl reads it too); an anonymous request gets 401 and a plain-HTTP
+//! one no answer, a kubelet's API refuses a client without the apiserver's
+//! certificate, the proxy's credentials may not read Secrets (RBAC), and no
+//! container is given the CA key.
 //!
 //! No daemon runs privileged: the kubelets get NET_ADMIN and SYS_ADMIN, the
 //! proxies NET_ADMIN, all in the host's network namespace. The one thing a
@@ -40,6 +48,29 @@ use std::time::{Duration, Instant};
 const NODES: [&str; 2] = ["compose-1", "compose-2"];
 const PROJECT_PREFIX: &str = "rkube-e2e-compose-";
 const ROOT_DIR: &str = "/var/lib/rkube-compose";
+const PKI_DIR: &str = "/var/lib/rkube-compose/pki";
+
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn admin_kubeconfig() -> String {
+    format!("{PKI_DIR}/admin.kubeconfig")
+}
+
+/// The kubelets' API ports, as in docker-compose.yml.
+const KUBELET_PORTS: [u16; 2] = [12250, 12260];
+
+/// `curl` `url` with `args`: the HTTP status, or None when no HTTP answer
+/// came (refused, TLS handshake failed, not HTTP).
+fn http_status(url: &str, args: &[&str]) -> anyhow::Result<Option<u16>> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .context("running curl")?;
+    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    Ok((code != 0).then_some(code))
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -58,17 +89,18 @@ fn host_script(action: &str) -> anyhow::Result<String> {
 /// The compose files a project runs and the apiservers its clients use.
 struct Topology {
     files: &'static [&'static str],
-    /// `--server` for rkubectl: every apiserver, comma-separated.
-    server: &'static str,
+    /// `--server` for rkubectl beside the admin kubeconfig: every apiserver,
+    /// comma-separated; None: the kubeconfig's one server.
+    server: Option<&'static str>,
     /// The apiservers' ports, which must be free.
     ports: &'static [u16],
 }
 
-const SINGLE: Topology = Topology { files: &["docker-compose.yml"], server: "http://127.0.0.1:18080", ports: &[18080] };
+const SINGLE: Topology = Topology { files: &["docker-compose.yml"], server: None, ports: &[18080] };
 
 const HA: Topology = Topology {
     files: &["docker-compose.yml", "docker-compose.ha.yml"],
-    server: "http://127.0.0.1:18080,http://127.0.0.1:18081",
+    server: Some("https://127.0.0.1:18080,https://127.0.0.1:18081"),
     ports: &[18080, 18081],
 };
 
@@ -155,9 +187,15 @@ impl Compose {
             .unwrap_or_default()
     }
 
+    /// rkubectl as the cluster admin (admin.kubeconfig), given every
+    /// apiserver of the topology.
     fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let bin = rkube_e2e::bin_dir().join("rkubectl");
-        let out = Command::new(&bin).arg("--server").arg(self.topology.server).args(args).output()?;
+        let mut cmd = Command::new(rkube_e2e::bin_dir().join("rkubectl"));
+        cmd.arg("--kubeconfig").arg(admin_kubeconfig());
+        if let Some(server) = self.topology.server {
+            cmd.arg("--server").arg(server);
+        }
+        let out = cmd.args(args).output()?;
         stdout_of(&format!("rkubectl {args:?}"), out).map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
     }
 
@@ -229,8 +267,11 @@ impl Compose {
         let lock = HostLock::acquire()?;
 
         // The images (deploy/run-tests.sh builds them before the tests).
-        let kubelet_image = format!("rkube/kubelet:{}", env!("CARGO_PKG_VERSION"));
-        let built = Command::new("docker").args(["image", "inspect", &kubelet_image]).output()?.status.success();
+        let mut built = true;
+        for image in ["kubelet", "certs"] {
+            let image = format!("rkube/{image}:{}", env!("CARGO_PKG_VERSION"));
+            built &= Command::new("docker").args(["image", "inspect", &image]).output()?.status.success();
+        }
         let mut images = vec!["pause", "toolbox"];
         if !built {
             images.push("compose");
@@ -267,6 +308,59 @@ impl Compose {
         Ok(compose)
     }
 
+    /// What would break if the cluster were not secure: the PKI's
+    /// directory and keys are root's alone, the apiservers answer only TLS
+    /// and only authenticated requests, the kubelets' API only the
+    /// apiserver, RBAC keeps the proxy's credentials from Secrets, and the
+    /// real kubectl reaches the cluster with admin.kubeconfig.
+    fn assert_secure(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| -> anyhow::Result<u32> { Ok(std::fs::metadata(path)?.permissions().mode() & 0o777) };
+        assert_eq!(mode(Path::new(PKI_DIR))?, 0o700, "{PKI_DIR}");
+        for entry in std::fs::read_dir(PKI_DIR)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "key" || e == "kubeconfig") {
+                assert_eq!(mode(&path)?, 0o600, "{}", path.display());
+            }
+        }
+
+        let ca = format!("{PKI_DIR}/ca.crt");
+        for port in self.topology.ports {
+            let secrets = format!("https://127.0.0.1:{port}/api/v1/namespaces/default/secrets");
+            assert_eq!(http_status(&secrets, &["--cacert", &ca])?, Some(401), "anonymous GET {secrets}");
+            let plain = format!("http://127.0.0.1:{port}/api/v1/namespaces/default/secrets");
+            assert_eq!(http_status(&plain, &[])?, None, "plain HTTP answered: {plain}");
+            let ready = format!("https://127.0.0.1:{port}/readyz");
+            assert_eq!(http_status(&ready, &["--cacert", &ca])?, Some(200), "{ready}");
+        }
+        for port in KUBELET_PORTS {
+            let pods = format!("https://127.0.0.1:{port}/pods");
+            let status = http_status(&pods, &["--cacert", &ca])?;
+            assert!(
+                matches!(status, None | Some(401 | 403)),
+                "the kubelet's API answered {status:?} without a client certificate: {pods}"
+            );
+        }
+
+        let out = Command::new(rkube_e2e::bin_dir().join("rkubectl"))
+            .args(["--kubeconfig", &format!("{PKI_DIR}/proxy.kubeconfig"), "get", "secrets"])
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("forbidden"), "the proxy's credentials read Secrets: {err}");
+
+        match Command::new("kubectl").args(["--kubeconfig", &admin_kubeconfig(), "get", "nodes", "-o", "name"]).output()
+        {
+            Ok(out) => {
+                let nodes = stdout_of("kubectl get nodes", out)?;
+                for node in NODES {
+                    assert!(nodes.lines().any(|l| l == format!("node/{node}")), "kubectl get nodes: {nodes}");
+                }
+            }
+            Err(e) => eprintln!("kubectl not run ({e}): skipped checking it with admin.kubeconfig"),
+        }
+        Ok(())
+    }
+
     /// The id of the container of `service`.
     fn container(&self, service: &str) -> anyhow::Result<String> {
         let id = self.compose(&["ps", "-q", service])?.trim().to_string();
@@ -293,7 +387,7 @@ impl Compose {
 }
 
 /// What the compose nodes left on the host: containers, Docker networks,
-/// iptables rules, nftables tables, mounts.
+/// iptables rules, nftables tables, mounts, the host directory and its PKI.
 fn leftovers() -> anyhow::Result<Vec<String>> {
     let mut left = Vec::new();
     for node in NODES {
@@ -326,6 +420,9 @@ fn leftovers() -> anyhow::Result<Vec<String>> {
             .filter(|m| m.starts_with(ROOT_DIR))
             .map(|m| format!("mount {m}")),
     );
+    if Path::new(ROOT_DIR).exists() {
+        left.push(format!("directory {ROOT_DIR} (the PKI is in it)"));
+    }
     Ok(left)
 }
 
@@ -363,13 +460,23 @@ async fn compose_up_runs_a_pod_on_two_ready_nodes_and_down_leaves_nothing() -> a
     compose.compose(&["up", "-d"])?;
     assert_eq!(compose.compose(&["ps", "-q"])?, before, "a second up recreated containers");
 
-    // Every daemon in the host's network namespace, none privileged.
+    // Every daemon in the host's network namespace, none privileged; the
+    // PKI's files bound read-only, the CA key to none.
     for id in before.split_whitespace() {
         let inspect: Value = serde_json::from_str(&run("docker", &["inspect", id])?)?;
+        let name = &inspect[0]["Name"];
         let host = &inspect[0]["HostConfig"];
-        assert_eq!(host["NetworkMode"], "host", "{}", inspect[0]["Name"]);
-        assert_eq!(host["Privileged"], false, "{}", inspect[0]["Name"]);
+        assert_eq!(host["NetworkMode"], "host", "{name}");
+        assert_eq!(host["Privileged"], false, "{name}");
+        for mount in inspect[0]["Mounts"].as_array().into_iter().flatten() {
+            let source = mount["Source"].as_str().unwrap_or_default();
+            assert!(!source.ends_with("/ca.key"), "{name} is given the CA key: {mount}");
+            if source.starts_with(PKI_DIR) {
+                assert_eq!(mount["RW"], false, "{name} may write {source}");
+            }
+        }
     }
+    compose.assert_secure()?;
 
     // The walkthrough's pod: Running 2/2; logs and exec go through the
     // apiserver to the kubelet's API.
@@ -398,6 +505,10 @@ async fn compose_up_runs_a_pod_on_two_ready_nodes_and_down_leaves_nothing() -> a
     created?;
     compose.wait_pod("secret-reader").await?;
     assert_eq!(compose.rkubectl(&["exec", "secret-reader", "--", "cat", "/s/word"])?, "hello-compose");
+    // Its service account token, signed with the PKI's sa.key.
+    let token = compose.rkubectl(&["exec", "secret-reader", "--", "cat", &format!("{SA_DIR}/token")])?;
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
+    assert_eq!(compose.rkubectl(&["exec", "secret-reader", "--", "cat", &format!("{SA_DIR}/namespace")])?, "default");
 
     down_leaves_nothing(&compose)
 }
@@ -428,11 +539,14 @@ async fn compose_ha_keeps_serving_without_etcd_member_1_and_the_first_apiserver(
         members["members"].as_array().into_iter().flatten().filter_map(|m| m["name"].as_str()).collect();
     names.sort();
     assert_eq!(names, ["rkube-compose-1", "rkube-compose-2", "rkube-compose-3"], "{members}");
-    for server in HA.server.split(',') {
+    for server in HA.server.unwrap_or_default().split(',') {
         let bin = rkube_e2e::bin_dir().join("rkubectl");
-        let out = Command::new(&bin).args(["--server", server, "get", "nodes"]).output()?;
+        let out = Command::new(&bin)
+            .args(["--server", server, "--kubeconfig", &admin_kubeconfig(), "get", "nodes"])
+            .output()?;
         stdout_of(&format!("rkubectl --server {server} get nodes"), out)?;
     }
+    compose.assert_secure()?;
     for service in ["controller-manager-2", "scheduler-2", "etcd-2", "etcd-3", "apiserver-2"] {
         compose.container(service)?;
     }
