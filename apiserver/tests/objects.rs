@@ -68,6 +68,37 @@ async fn generate_name_makes_unique_names() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The suffixes the apiserver picks after `fastrand::seed(seed)` on its
+/// thread, as it picks them (kube's utilrand.String(5)).
+fn suffixes(seed: u64, n: usize) -> Vec<String> {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    fastrand::seed(seed);
+    (0..n).map(|_| (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()).collect()
+}
+
+// One thread: the in-process apiserver draws its random names from the
+// test's seeded generator, so the first name is known and can be taken.
+#[tokio::test(flavor = "current_thread")]
+async fn a_generated_name_that_is_taken_is_drawn_again() -> anyhow::Result<()> {
+    let (_server, client) = setup().await?;
+    let cms = lookup("configmaps")?;
+    let [first, second] = <[String; 2]>::try_from(suffixes(7, 2)).expect("two");
+    let taken = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("gen-{first}")}});
+    client.create(cms, "default", body(&taken)).await?;
+
+    fastrand::seed(7);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}});
+    let created = client.create(cms, "default", body(&cm)).await?;
+    assert_eq!(created.name, format!("gen-{second}"), "the taken gen-{first} was passed over");
+    let names: Vec<String> =
+        client.list(cms, "default", &ListParams::default()).await?.items.into_iter().map(|o| o.name).collect();
+    assert!(names.contains(&format!("gen-{first}")) && names.contains(&format!("gen-{second}")), "{names:?}");
+    // A name the client chose is never replaced: taken is AlreadyExists.
+    let again = client.create(cms, "default", body(&taken)).await.expect_err("taken");
+    assert_eq!(again.reason, Reason::AlreadyExists);
+    Ok(())
+}
+
 #[tokio::test]
 async fn stale_resource_version_is_a_conflict_never_a_lost_update() -> anyhow::Result<()> {
     let (_server, client) = setup().await?;
