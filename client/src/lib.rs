@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod informers;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod reflector;

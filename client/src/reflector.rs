@@ -289,6 +289,10 @@ where
             .chain([Event::Restarted])
             .collect();
         self.subscribers.send(&events);
+        if count >= crate::memory::BURST_ITEMS {
+            // The pages' wire bytes and the replaced objects are garbage now.
+            crate::memory::release_soon();
+        }
         let resource_version = resource_version.unwrap_or_default();
         debug!(resource = self.api.resource().plural, count, resource_version, "listed");
         Ok(resource_version)
