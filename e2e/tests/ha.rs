@@ -9,6 +9,7 @@ use rkube_e2e::TestBed;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,10 +32,13 @@ fn pending_pod(attempt: usize) -> String {
     )
 }
 
-/// `rkubectl create -f -` of `body` against `server`: Ok if acknowledged.
-fn create(server: &str, body: &str) -> Result<(), String> {
+/// `rkubectl create -f -` of `body` against `server` as the user of
+/// `kubeconfig`: Ok if acknowledged.
+fn create(server: &str, kubeconfig: &Path, body: &str) -> Result<(), String> {
     let mut child = Command::new(rkube_e2e::bin_dir().join("rkubectl"))
-        .args(["--server", server, "create", "-f", "-"])
+        .args(["--server", server, "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["create", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,6 +68,7 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (server, acked, next) = (server.clone(), acked.clone(), next.clone());
+            let kubeconfig = bed.kubeconfig();
             std::thread::spawn(move || {
                 let mut results = Vec::new();
                 loop {
@@ -71,7 +76,7 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
                     if attempt >= CREATES {
                         return results;
                     }
-                    let result = create(&server, &pending_pod(attempt));
+                    let result = create(&server, &kubeconfig, &pending_pod(attempt));
                     if result.is_ok() {
                         acked.fetch_add(1, Ordering::SeqCst);
                     }
@@ -101,7 +106,7 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
     // Only creates in flight when the apiserver died may fail (their
     // connection broke after they were sent: not repeated, maybe stored).
     assert!(failed.len() <= WORKERS, "{} creates failed: {failed:?}", failed.len());
-    let killed = format!("http://{}:8080", bed.master_ip("master"));
+    let killed = bed.api_url("master");
     for (attempt, error) in &failed {
         assert!(
             error.contains(&killed) && error.contains("may or may not have been applied"),
@@ -132,7 +137,7 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
         "template": {"metadata": {"labels": {"app": "after"}}, "spec": {"terminationGracePeriodSeconds": 1,
           "containers": [{"name": "c", "image": "rkube/toolbox:1.0", "imagePullPolicy": "Never",
             "command": ["sleep", "3600"]}]}}}}"#;
-    create(&server, deployment).map_err(anyhow::Error::msg)?;
+    create(&server, &bed.kubeconfig(), deployment).map_err(anyhow::Error::msg)?;
     bed.eventually("the deployment's pod Running", Duration::from_secs(90), || {
         let out = bed.rkubectl(&["get", "pods", "-l", "app=after", "--no-headers"])?;
         Ok(out.contains("Running"))
