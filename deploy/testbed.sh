@@ -141,14 +141,17 @@ wait_for() { # what, host, name, command...: until the command succeeds (30 s)
     exit 1
 }
 
+veth_of() { # host -> the host side of its veth on the bridge
+    case "$1" in
+        master) echo "v${NAME}m" ;;
+        master-*) echo "v${NAME}m${1#master-}" ;;
+        *) echo "v$NAME${1#node-}" ;;
+    esac
+}
+
 host_up() { # host: namespace, veth on the bridge, address, forwarding
     local host=$1 n; n=$(ns "$host")
-    local veth
-    case "$host" in
-        master) veth="v${NAME}m" ;;
-        master-*) veth="v${NAME}m${host#master-}" ;;
-        *) veth="v$NAME${host#node-}" ;;
-    esac
+    local veth; veth=$(veth_of "$host")
     mkdir -p "$STATE/$host"
     ip netns list | grep -qw "^$n" || ip netns add "$n"
     if ! ip link show "$veth" >/dev/null 2>&1; then
@@ -268,6 +271,10 @@ down() {
         for name in scheduler controller-manager apiserver etcd; do stop "$m" "$name"; done
     done
     for host in $(hosts); do
+        # The veth pair goes with the namespace, but only once the kernel
+        # has cleaned the namespace up, in the background: deleted here, it
+        # is gone when `down` returns.
+        ip link del "$(veth_of "$host")" 2>/dev/null || true
         ip netns del "$(ns "$host")" 2>/dev/null || true
     done
     ip link del "$BRIDGE" 2>/dev/null || true
