@@ -190,7 +190,7 @@ esac
 if [ -n "$destdir" ]; then
     echo "installed under $destdir; not starting anything"
 elif [ ${#missing_files[@]} -gt 0 ]; then
-    echo "error: installed, but not started: the node's credentials are missing (see above)" >&2
+    echo "error: not enabling or starting the units: the node's credentials are missing (see above)" >&2
     exit 1
 elif [ -d /run/systemd/system ]; then
     run systemctl daemon-reload
