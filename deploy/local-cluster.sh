@@ -16,17 +16,19 @@
 #   deploy/local-cluster.sh up --hosts 3
 #       the same cluster on "hosts" that are network namespaces (a master
 #       and two node hosts, each node with its own Docker engine, on an
-#       underlay bridge 10.250.0.0/24): see deploy/testbed.sh. `down` removes
-#       it too. (No DNS add-on there yet.)
+#       underlay bridge 10.250.0.0/24): see deploy/testbed.sh. It starts
+#       secure too (TLS on port 6443, RBAC, its PKI in the test bed's state
+#       directory); $RKUBE_HOME/kubeconfig is again the admin's. `down`
+#       removes it too. (No DNS add-on there yet.)
 #
 # HA=1 also starts a standby controller manager and scheduler
 # (controller-manager-2, scheduler-2): Lease leader election keeps one of
 # each pair active; kill the leader and the other takes over. With
 # --hosts, HA=1 makes the whole control plane highly available (testbed.sh
 # --ha): two more master hosts, a three-member etcd cluster, two apiservers
-# (10.250.0.10 and 10.250.0.20) and the controller-manager and scheduler
-# pairs; every daemon is given both apiservers and moves to the other when
-# one cannot be reached.
+# (https://10.250.0.10:6443 and https://10.250.0.20:6443) and the
+# controller-manager and scheduler pairs; every daemon is given both
+# apiservers and moves to the other when one cannot be reached.
 #
 # The one-host cluster starts secure: rkube-certs makes a CA and every
 # component's certificate and kubeconfig in $RKUBE_HOME/pki (kept across
@@ -163,24 +165,6 @@ up() {
     echo "Stop it with: deploy/local-cluster.sh down"
 }
 
-write_kubeconfig() { # server
-    cat >"$RKUBE_HOME/kubeconfig" <<CFG
-apiVersion: v1
-kind: Config
-current-context: rkube-local
-clusters:
-- name: rkube-local
-  cluster:
-    server: $1
-contexts:
-- name: rkube-local
-  context:
-    cluster: rkube-local
-    namespace: default
-users: []
-CFG
-}
-
 down() {
     local reversed=""
     for name in $DAEMONS; do reversed="$name $reversed"; done
@@ -237,13 +221,13 @@ hosts_up() { # hosts
     if [ "$HA" = 1 ]; then ha=(--ha); fi
     deploy/testbed.sh up --name local --nodes $((hosts - 1)) "${ha[@]}"
     mkdir -p "$RKUBE_HOME"
-    # A kubeconfig names one server (kubectl reads it too); $RKUBE_SERVER
-    # may name both.
-    write_kubeconfig "http://10.250.0.10:8080"
-    echo "Point rkubectl at it:"
-    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig"
+    # The admin's kubeconfig, copied as the one-host form does: it names one
+    # server (kubectl reads it too); $RKUBE_SERVER may name both, and wins.
+    cp "${RKUBE_TESTBED_DIR:-/var/lib/rkube-testbed}/local/pki/admin.kubeconfig" "$RKUBE_HOME/kubeconfig"
+    echo "Point rkubectl (and kubectl) at it, as the cluster admin:"
+    echo "  export PATH=$BIN:\$PATH RKUBECONFIG=$RKUBE_HOME/kubeconfig KUBECONFIG=$RKUBE_HOME/kubeconfig"
     if [ "$HA" = 1 ]; then
-        echo "  export RKUBE_SERVER=http://10.250.0.10:8080,http://10.250.0.20:8080   # fail over between the apiservers"
+        echo "  export RKUBE_SERVER=https://10.250.0.10:6443,https://10.250.0.20:6443   # fail over between the apiservers"
     fi
     echo "Stop it with: deploy/local-cluster.sh down"
 }

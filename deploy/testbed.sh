@@ -13,16 +13,27 @@
 # InternalIPs are the underlay addresses, so the rkubelets' host-gw routes
 # carry pod traffic between hosts with no NAT. This machine (the root
 # namespace) holds <underlay>.1 on the bridge: it reaches the apiserver at
-# http://<underlay>.10:8080 and NodePorts on the nodes' addresses as any
+# https://<underlay>.10:6443 and NodePorts on the nodes' addresses as any
 # outside client would.
+#
+# The test bed is secure as the one-host local cluster is: `up` makes the
+# cluster's PKI with rkube-certs in <state>/pki (the apiserver's certificate
+# names every apiserver host's underlay address and the kubernetes Service
+# IP; each kubelet's serving certificate its node's underlay address), the
+# apiservers serve TLS on port 6443 (kubeadm's) with RBAC and the Node
+# authorizer and no plain port, every daemon uses its own kubeconfig, the
+# kubelets serve their API over TLS to the apiserver only, and pods get
+# service account tokens. Users and tests are the cluster admin:
+# <state>/pki/admin.kubeconfig. etcd is still plain HTTP on the underlay.
 #
 # With --ha the control plane is highly available: three master hosts
 # (master, master-2, master-3 at <underlay>.10, .20, .30) each run an etcd
 # member of one cluster; master and master-2 each run an apiserver (on every
 # etcd member), a controller manager and a scheduler (Lease leader election
 # keeps one of each pair active). Every client is given both apiservers
-# (`--server http://<underlay>.10:8080,http://<underlay>.20:8080`) and moves
-# to the other when one cannot be reached.
+# (`--server https://<underlay>.10:6443,https://<underlay>.20:6443` beside
+# its kubeconfig, which names one) and moves to the other when one cannot be
+# reached.
 #
 #   deploy/testbed.sh up   [--name N] [--nodes K] [--underlay A.B.C] [--cluster-cidr CIDR]
 #                          [--service-range CIDR] [--ha]
@@ -33,8 +44,10 @@
 #
 # Defaults: name tb, 2 nodes, underlay 10.250.0, cluster CIDR 10.2.0.0/16,
 # Services 10.253.0.0/16; $TESTBED_CONTROLLER_MANAGER_FLAGS adds flags to the
-# controller manager (e.g. a short --node-monitor-grace-period). `up` and `down` are idempotent; `down` removes the
-# namespaces, bridge, veths, iptables rule, Docker data roots and state.
+# controller manager (e.g. a short --node-monitor-grace-period). `up` and
+# `down` are idempotent (a second `up` keeps the PKI); `down` removes the
+# namespaces, bridge, veths, iptables rule, Docker data roots and state, the
+# PKI included.
 # Binaries come from target/debug (cargo build --workspace --bins; $RKUBE_BIN
 # names another directory, e.g. target/release); the pause
 # and toolbox images are copied from this machine's Docker into each node's
@@ -70,6 +83,8 @@ RUN=/run/rkube-tb/$NAME
 BRIDGE=rktb$NAME
 COMMENT="rkube test bed $NAME"
 MASTER_IP=$UNDERLAY.10
+API_PORT=6443
+PKI=$STATE/pki
 # Copied from this machine's engine into each node's (there is no registry).
 IMAGES="rkube/pause:3.9 rkube/toolbox:1.0 rkube/toolbox:latest"
 if [ "$HA" = 1 ]; then
@@ -86,7 +101,7 @@ ip_of() { # host -> its underlay address: master .10, master-k .k0, node-i .1i
         *) echo "$UNDERLAY.1${1#node-}" ;;
     esac
 }
-SERVER=$(for h in $API_HOSTS; do printf 'http://%s:8080,' "$(ip_of "$h")"; done)
+SERVER=$(for h in $API_HOSTS; do printf 'https://%s:%s,' "$(ip_of "$h")" "$API_PORT"; done)
 SERVER=${SERVER%,}
 ETCD_SERVERS=$(for h in $MASTERS; do printf 'http://%s:2379,' "$(ip_of "$h")"; done)
 ETCD_SERVERS=${ETCD_SERVERS%,}
@@ -126,14 +141,17 @@ wait_for() { # what, host, name, command...: until the command succeeds (30 s)
     exit 1
 }
 
+veth_of() { # host -> the host side of its veth on the bridge
+    case "$1" in
+        master) echo "v${NAME}m" ;;
+        master-*) echo "v${NAME}m${1#master-}" ;;
+        *) echo "v$NAME${1#node-}" ;;
+    esac
+}
+
 host_up() { # host: namespace, veth on the bridge, address, forwarding
     local host=$1 n; n=$(ns "$host")
-    local veth
-    case "$host" in
-        master) veth="v${NAME}m" ;;
-        master-*) veth="v${NAME}m${host#master-}" ;;
-        *) veth="v$NAME${host#node-}" ;;
-    esac
+    local veth; veth=$(veth_of "$host")
     mkdir -p "$STATE/$host"
     ip netns list | grep -qw "^$n" || ip netns add "$n"
     if ! ip link show "$veth" >/dev/null 2>&1; then
@@ -148,7 +166,7 @@ host_up() { # host: namespace, veth on the bridge, address, forwarding
 
 up() {
     [ "$(id -u)" = 0 ] || { echo "error: the test bed needs root (namespaces, bridges, dockerd)" >&2; exit 1; }
-    for b in rkube-apiserver rkube-controller-manager rkube-scheduler rkubelet rkube-proxy rkubectl; do
+    for b in rkube-certs rkube-apiserver rkube-controller-manager rkube-scheduler rkubelet rkube-proxy rkubectl; do
         [ -x "$BIN/$b" ] || { echo "error: $BIN/$b is missing: cargo build --workspace --bins" >&2; exit 1; }
     done
     docker image inspect $IMAGES >/dev/null 2>&1 ||
@@ -163,6 +181,7 @@ up() {
     iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment "$COMMENT" -j ACCEPT 2>/dev/null ||
         iptables -w -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment "$COMMENT" -j ACCEPT
     for host in $(hosts); do host_up "$host"; done
+    pki_up
 
     # The masters: the control plane.
     [ "$HA" = 1 ] && touch "$STATE/ha"
@@ -177,16 +196,23 @@ up() {
     for m in $MASTERS; do wait_for "etcd on $m" "$m" etcd in_ns "$m" curl -fsS http://127.0.0.1:2379/health; done
     for m in $API_HOSTS; do
         start "$m" apiserver "$BIN/rkube-apiserver" --etcd-servers "$ETCD_SERVERS" --bind-address 0.0.0.0 \
-            --port 8080 --advertise-address "$(ip_of "$m")" --service-cluster-ip-range "$SERVICE_RANGE"
+            --port "$API_PORT" --advertise-address "$(ip_of "$m")" --service-cluster-ip-range "$SERVICE_RANGE" \
+            --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+            --client-ca-file "$PKI/ca.crt" \
+            --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+            --kubelet-client-key "$PKI/apiserver-kubelet-client.key" --kubelet-certificate-authority "$PKI/ca.crt" \
+            --service-account-signing-key-file "$PKI/sa.key" --service-account-key-file "$PKI/sa.pub"
     done
     for m in $API_HOSTS; do
-        wait_for "apiserver on $m" "$m" apiserver curl -fsS "http://$(ip_of "$m"):8080/readyz"
+        wait_for "apiserver on $m" "$m" apiserver \
+            curl -fsS --cacert "$PKI/ca.crt" "https://$(ip_of "$m"):$API_PORT/readyz"
     done
     for m in $API_HOSTS; do
         # shellcheck disable=SC2086 # extra flags, split on spaces
         start "$m" controller-manager "$BIN/rkube-controller-manager" --server "$SERVER" \
+            --kubeconfig "$PKI/controller-manager.kubeconfig" --root-ca-file "$PKI/ca.crt" \
             --cluster-cidr "$CLUSTER_CIDR" ${TESTBED_CONTROLLER_MANAGER_FLAGS:-}
-        start "$m" scheduler "$BIN/rkube-scheduler" --server "$SERVER"
+        start "$m" scheduler "$BIN/rkube-scheduler" --server "$SERVER" --kubeconfig "$PKI/scheduler.kubeconfig"
     done
 
     # The nodes: a Docker engine each, the rkubelet and rkube-proxy.
@@ -199,18 +225,33 @@ up() {
         if ! docker -H "unix://$s" image inspect $IMAGES >/dev/null 2>&1; then
             docker save $IMAGES | docker -H "unix://$s" load -q >/dev/null
         fi
-        start "$host" kubelet "$BIN/rkubelet" --server "$SERVER" --hostname-override "$host" \
+        start "$host" kubelet "$BIN/rkubelet" --server "$SERVER" --kubeconfig "$PKI/node-$host.kubeconfig" \
+            --tls-cert-file "$PKI/kubelet-$host.crt" --tls-private-key-file "$PKI/kubelet-$host.key" \
+            --client-ca-file "$PKI/ca.crt" --hostname-override "$host" \
             --node-ip "$(ip_of "$host")" --container-runtime-endpoint "unix://$s" \
             --root-dir "$STATE/$host/kubelet" --cluster-cidr "$CLUSTER_CIDR"
-        start "$host" proxy "$BIN/rkube-proxy" --server "$SERVER" --hostname-override "$host" \
-            --cluster-cidr "$CLUSTER_CIDR"
+        start "$host" proxy "$BIN/rkube-proxy" --server "$SERVER" --kubeconfig "$PKI/proxy.kubeconfig" \
+            --hostname-override "$host" --cluster-cidr "$CLUSTER_CIDR"
     done
     for i in $(seq 1 "$NODES"); do
         wait_for "node-$i Ready" "node-$i" kubelet sh -c \
-            "'$BIN/rkubectl' --server '$SERVER' get node node-$i --no-headers | grep -qw Ready"
+            "'$BIN/rkubectl' --server '$SERVER' --kubeconfig '$PKI/admin.kubeconfig' get node node-$i --no-headers | grep -qw Ready"
     done
-    echo "test bed $NAME is up: apiserver $SERVER, nodes $(for i in $(seq 1 "$NODES"); do printf 'node-%s=%s ' "$i" "$(ip_of "node-$i")"; done)"
-    echo "  $BIN/rkubectl --server $SERVER get nodes -o wide"
+    echo "test bed $NAME is up: apiserver $SERVER (TLS, RBAC), nodes $(for i in $(seq 1 "$NODES"); do printf 'node-%s=%s ' "$i" "$(ip_of "node-$i")"; done)"
+    echo "the cluster admin's kubeconfig: $PKI/admin.kubeconfig"
+    echo "  $BIN/rkubectl --kubeconfig $PKI/admin.kubeconfig --server $SERVER get nodes -o wide"
+}
+
+# The cluster's CA, certificates and kubeconfigs (rkube-certs keeps what
+# exists, so a second `up` reuses them and may add nodes). Every daemon's
+# kubeconfig names the master's apiserver; daemons are also given $SERVER,
+# which wins, so with --ha they fail over to master-2's.
+pki_up() {
+    local sans="" nodes=()
+    for m in $API_HOSTS; do sans="$sans${sans:+,}$(ip_of "$m")"; done
+    for i in $(seq 1 "$NODES"); do nodes+=(--node "node-$i=$(ip_of "node-$i")"); done
+    "$BIN/rkube-certs" --dir "$PKI" --server "https://$MASTER_IP:$API_PORT" --service-cidr "$SERVICE_RANGE" \
+        --apiserver-cert-extra-sans "$sans" "${nodes[@]}" >/dev/null
 }
 
 down() {
@@ -230,6 +271,10 @@ down() {
         for name in scheduler controller-manager apiserver etcd; do stop "$m" "$name"; done
     done
     for host in $(hosts); do
+        # The veth pair goes with the namespace, but only once the kernel
+        # has cleaned the namespace up, in the background: deleted here, it
+        # is gone when `down` returns.
+        ip link del "$(veth_of "$host")" 2>/dev/null || true
         ip netns del "$(ns "$host")" 2>/dev/null || true
     done
     ip link del "$BRIDGE" 2>/dev/null || true

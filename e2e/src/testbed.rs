@@ -3,6 +3,11 @@
 //! joined by an underlay bridge. One per address slot, so test beds of
 //! parallel tests do not collide: slot `i` owns the underlay `10.245.<i>.0/24`
 //! and the names `e2e<i>`. Dropping a [`TestBed`] runs `down`.
+//!
+//! The test bed is secure: TLS on the apiservers' port 6443, RBAC, kubelets
+//! that answer only the apiserver. [`TestBed::rkubectl`] is the cluster
+//! admin ([`TestBed::kubeconfig`]); [`TestBed::pki`] holds every other
+//! credential.
 
 use crate::Slot;
 use anyhow::{Context as _, bail};
@@ -82,9 +87,26 @@ impl TestBed {
         Ok(())
     }
 
+    /// The test bed's state directory.
+    fn state(&self) -> PathBuf {
+        Path::new("/var/lib/rkube-testbed").join(&self.name)
+    }
+
+    /// The cluster's certificate directory (`rkube-certs`): `ca.crt`,
+    /// `admin.crt`/`.key`, `node-<node>.crt`/`.key`, the kubeconfigs…
+    pub fn pki(&self) -> PathBuf {
+        self.state().join("pki")
+    }
+
+    /// The cluster admin's kubeconfig (system:masters; names the master's
+    /// apiserver).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.pki().join("admin.kubeconfig")
+    }
+
     /// The pid of `daemon` (`dockerd`, `kubelet`, `apiserver`…) on `host`.
     pub fn pid(&self, host: &str, daemon: &str) -> anyhow::Result<u32> {
-        let path = Path::new("/var/lib/rkube-testbed").join(&self.name).join(host).join(format!("{daemon}.pid"));
+        let path = self.state().join(host).join(format!("{daemon}.pid"));
         let pid = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         pid.trim().parse().with_context(|| format!("{} holds no pid", path.display()))
     }
@@ -100,13 +122,19 @@ impl TestBed {
     }
 
     /// The apiserver's URL (on the master's underlay address); with
-    /// [`TestBed::up_ha`], both apiservers' (master's first).
+    /// [`TestBed::up_ha`], both apiservers' (master's first). Give it with
+    /// [`TestBed::kubeconfig`] (or another credential).
     pub fn server(&self) -> String {
         if self.ha {
-            format!("http://{0}.10:8080,http://{0}.20:8080", self.underlay)
+            format!("{},{}", self.api_url("master"), self.api_url("master-2"))
         } else {
-            format!("http://{}.10:8080", self.underlay)
+            self.api_url("master")
         }
+    }
+
+    /// The URL of the apiserver on master host `host` (`master`, `master-2`).
+    pub fn api_url(&self, host: &str) -> String {
+        format!("https://{}:6443", self.master_ip(host))
     }
 
     /// The underlay address of a master host (`master`, `master-2`, `master-3`).
@@ -129,7 +157,12 @@ impl TestBed {
 
     /// Runs rkubectl against the test bed; its stdout, or an error with its output.
     pub fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = run(Command::new(crate::bin_dir().join("rkubectl")).arg("--server").arg(self.server()).args(args))?;
+        let out = run(Command::new(crate::bin_dir().join("rkubectl"))
+            .arg("--server")
+            .arg(self.server())
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args))?;
         if !out.status.success() {
             bail!("rkubectl {} failed: {}", args.join(" "), text(&out));
         }
@@ -167,7 +200,7 @@ impl TestBed {
 
     /// The end of every daemon's log, for failure messages.
     pub fn logs(&self) -> String {
-        let dir = Path::new("/var/lib/rkube-testbed").join(&self.name);
+        let dir = self.state();
         let mut all = String::new();
         for host in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             for log in std::fs::read_dir(host.path()).into_iter().flatten().flatten() {

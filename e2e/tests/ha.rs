@@ -9,10 +9,12 @@ use rkube_e2e::TestBed;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::ops::Range;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CREATES: usize = 200;
 const WORKERS: usize = 4;
@@ -31,10 +33,13 @@ fn pending_pod(attempt: usize) -> String {
     )
 }
 
-/// `rkubectl create -f -` of `body` against `server`: Ok if acknowledged.
-fn create(server: &str, body: &str) -> Result<(), String> {
+/// `rkubectl create -f -` of `body` against `server` as the user of
+/// `kubeconfig`: Ok if acknowledged.
+fn create(server: &str, kubeconfig: &Path, body: &str) -> Result<(), String> {
     let mut child = Command::new(rkube_e2e::bin_dir().join("rkubectl"))
-        .args(["--server", server, "create", "-f", "-"])
+        .args(["--server", server, "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["create", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -58,12 +63,13 @@ fn kill9(pid: u32) -> anyhow::Result<()> {
 async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repeat_nothing() -> anyhow::Result<()> {
     let bed = TestBed::up_ha(1)?;
     let server = bed.server();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let acked = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (server, acked, next) = (server.clone(), acked.clone(), next.clone());
+            let kubeconfig = bed.kubeconfig();
             std::thread::spawn(move || {
                 let mut results = Vec::new();
                 loop {
@@ -71,11 +77,12 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
                     if attempt >= CREATES {
                         return results;
                     }
-                    let result = create(&server, &pending_pod(attempt));
+                    let sent = Instant::now();
+                    let result = create(&server, &kubeconfig, &pending_pod(attempt));
                     if result.is_ok() {
                         acked.fetch_add(1, Ordering::SeqCst);
                     }
-                    results.push((attempt, result));
+                    results.push((attempt, (sent..Instant::now(), result)));
                 }
             })
         })
@@ -86,30 +93,32 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
     bed.eventually("creates under way", Duration::from_secs(120), || Ok(acked.load(Ordering::SeqCst) >= KILL_AFTER))
         .await?;
     kill9(bed.pid("master", "etcd")?)?;
-    // Creates in flight when the apiserver dies took their numbers in
-    // [before - WORKERS, after).
-    let before = next.load(Ordering::SeqCst);
-    kill9(bed.pid("master", "apiserver")?)?;
+    let apiserver = bed.pid("master", "apiserver")?;
+    let kill_started = Instant::now();
+    kill9(apiserver)?;
+    let kill_done = Instant::now();
     let killed_at = next.load(Ordering::SeqCst);
 
-    let mut results: BTreeMap<usize, Result<(), String>> = BTreeMap::new();
+    let mut runs: BTreeMap<usize, (Range<Instant>, Result<(), String>)> = BTreeMap::new();
     for w in workers {
-        results.extend(w.join().map_err(|_| anyhow::anyhow!("a create worker panicked"))?);
+        runs.extend(w.join().map_err(|_| anyhow::anyhow!("a create worker panicked"))?);
     }
+    let in_flight_at_kill = |a: &usize| runs[a].0.start <= kill_done && runs[a].0.end >= kill_started;
+    let results: BTreeMap<usize, Result<(), String>> = runs.iter().map(|(a, (_, r))| (*a, r.clone())).collect();
     let failed: Vec<_> = results.iter().filter_map(|(a, r)| r.as_ref().err().map(|e| (a, e))).collect();
     eprintln!("{CREATES} creates in {:?}, killed at attempt {killed_at}: {failed:?}", started.elapsed());
     // Only creates in flight when the apiserver died may fail (their
     // connection broke after they were sent: not repeated, maybe stored).
     assert!(failed.len() <= WORKERS, "{} creates failed: {failed:?}", failed.len());
-    let killed = format!("http://{}:8080", bed.master_ip("master"));
+    let killed = bed.api_url("master");
     for (attempt, error) in &failed {
         assert!(
             error.contains(&killed) && error.contains("may or may not have been applied"),
             "a failure names the apiserver whose connection broke and says the create may be stored: {error}"
         );
         assert!(
-            (before.saturating_sub(WORKERS)..killed_at).contains(*attempt),
-            "attempt {attempt} failed far from the kills (at {killed_at}): {failed:?}"
+            in_flight_at_kill(attempt),
+            "attempt {attempt} failed but was not in flight when the apiserver died: {failed:?}"
         );
     }
 
@@ -132,7 +141,7 @@ async fn an_etcd_member_and_an_apiserver_killed_during_200_creates_lose_and_repe
         "template": {"metadata": {"labels": {"app": "after"}}, "spec": {"terminationGracePeriodSeconds": 1,
           "containers": [{"name": "c", "image": "rkube/toolbox:1.0", "imagePullPolicy": "Never",
             "command": ["sleep", "3600"]}]}}}}"#;
-    create(&server, deployment).map_err(anyhow::Error::msg)?;
+    create(&server, &bed.kubeconfig(), deployment).map_err(anyhow::Error::msg)?;
     bed.eventually("the deployment's pod Running", Duration::from_secs(90), || {
         let out = bed.rkubectl(&["get", "pods", "-l", "app=after", "--no-headers"])?;
         Ok(out.contains("Running"))

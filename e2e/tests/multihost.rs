@@ -4,6 +4,9 @@
 //! talking over the host-gw routes with no NAT, NodePorts on the nodes' own
 //! addresses reached from outside the cluster, a node cut off the network
 //! going NotReady and coming back, and a host whose Docker engine dies.
+//! The test bed is secure by default: the first test also checks, from
+//! outside the cluster, that the apiserver refuses anonymous requests and
+//! that a node's kubelet API answers the apiserver only.
 
 use anyhow::Context as _;
 use rkube_e2e::TestBed;
@@ -52,9 +55,63 @@ fn curl(url: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `curl ARGS` from this machine: its exit code and what it wrote
+/// (`-D -` headers, body, `-w` output; stderr after them).
+fn curl_raw(args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let out = std::process::Command::new("curl").args(["-sS", "-m", "5"]).args(args).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// The apiserver on the underlay speaks only TLS and answers an anonymous
+/// client's API request with 401 (its health with 200); the kubelet API on
+/// a node host fails a client without a certificate in the handshake,
+/// refuses a node's own certificate (PermissionDenied) and lets the
+/// apiserver's through.
+fn assert_secure(bed: &TestBed) -> anyhow::Result<()> {
+    let pki = bed.pki();
+    let file = |name: &str| pki.join(name).display().to_string();
+    let ca = file("ca.crt");
+    let api = bed.api_url("master");
+    let status =
+        |path: &str| curl_raw(&["-o", "/dev/null", "-w", "%{http_code}", "--cacert", &ca, &format!("{api}{path}")]);
+    assert_eq!(status("/readyz")?, (0, "200".to_string()), "anonymous /readyz");
+    assert_eq!(status("/api/v1/namespaces/default/pods")?, (0, "401".to_string()), "anonymous list of pods");
+    assert_eq!(status("/api/v1/nodes")?, (0, "401".to_string()), "anonymous list of nodes");
+    let plain = curl_raw(&["-o", "/dev/null", "-w", "%{http_code}", &api.replace("https://", "http://")])?;
+    assert!(plain.0 != 0 || plain.1 != "200", "plain HTTP must not reach the API: {plain:?}");
+
+    // A gRPC call to the kubelet API (an empty Stats request).
+    let kubelet = format!("https://{}:10250/rkube.v1.Kubelet/Stats", bed.node_ip(2));
+    let grpc = |cert: Option<&str>| {
+        let (crt, key) = cert.map(|c| (file(&format!("{c}.crt")), file(&format!("{c}.key")))).unzip();
+        let mut args = vec!["--http2", "--cacert", &ca, "-D", "-", "-o", "/dev/null", "-X", "POST"];
+        args.extend(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
+        args.extend(["--data-binary", "@/dev/null"]);
+        if let (Some(crt), Some(key)) = (&crt, &key) {
+            args.extend(["--cert", crt, "--key", key]);
+        }
+        args.push(&kubelet);
+        curl_raw(&args)
+    };
+    let (code, out) = grpc(None)?;
+    assert!(code != 0 && !out.contains("grpc-status"), "no client certificate, no kubelet API: {code} {out}");
+    let (code, out) = grpc(Some("node-node-2"))?;
+    assert!(code == 0 && out.contains("grpc-status: 7"), "a node's certificate is PermissionDenied: {code} {out}");
+    // grpc-message is percent-encoded.
+    assert!(out.replace("%20", " ").contains("only the apiserver may"), "the refusal says who may: {out}");
+    let (code, out) = grpc(Some("apiserver-kubelet-client"))?;
+    assert!(
+        code == 0 && !out.contains("grpc-status: 7") && !out.contains("grpc-status: 16"),
+        "the apiserver's certificate passes: {code} {out}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn pods_on_two_hosts_talk_without_nat_and_node_ports_answer_on_node_addresses() -> anyhow::Result<()> {
     let bed = TestBed::up(2, "")?;
+    assert_secure(&bed)?;
     let nodes = bed.rkubectl(&["get", "nodes", "-o", "wide"])?;
     for i in [1, 2] {
         assert!(nodes.contains(&bed.node_ip(i)), "node InternalIPs are the underlay addresses:\n{nodes}");

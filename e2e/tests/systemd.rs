@@ -6,13 +6,19 @@
 //! expects. There is no systemd as PID 1 here: the test plays its part, a
 //! datagram socket named by `$NOTIFY_SOCKET`.
 //!
-//! Only what must differ on a shared test host is overridden: ports,
-//! the etcd and apiserver addresses, directories, the proxy's table, and
-//! the kubelet's runtime (`fake`: registering the Node is what READY=1
-//! waits for, and it needs no Docker).
+//! The daemons run secure, as the samples configure them: `install.sh
+//! master` (under a temporary `DESTDIR`) makes the PKI with rkube-certs,
+//! `install.sh node --pki` takes the node's credentials from it, and the
+//! samples' `/etc/rkube/pki/...` paths point into those roots.
+//!
+//! Only what must differ on a shared test host is overridden: ports (so
+//! `RKUBE_SERVER`, which keeps each kubeconfig's credentials), the etcd
+//! address, directories, the proxy's table, and the kubelet's runtime
+//! (`fake`: registering the Node is what READY=1 waits for, and it needs no
+//! Docker).
 
 use anyhow::{Context as _, bail, ensure};
-use rkube_testkit::{Etcd, free_port, http_get};
+use rkube_testkit::{Etcd, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -73,9 +79,15 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `name`'s ExecStart with its environment, then `overrides`.
-    fn start(name: &str, dir: &Path, overrides: &[(&str, String)]) -> anyhow::Result<Daemon> {
-        let unit = unit(name)?;
+    /// Starts `name`'s ExecStart with its environment, its `/etc/rkube/`
+    /// paths moved under `root` (an install.sh DESTDIR), then `overrides`.
+    fn start(name: &str, dir: &Path, root: &Path, overrides: &[(&str, String)]) -> anyhow::Result<Daemon> {
+        let mut unit = unit(name)?;
+        for (_, value) in &mut unit.env {
+            if value.starts_with("/etc/rkube/") {
+                *value = format!("{}{value}", root.display());
+            }
+        }
         let socket = dir.join(format!("{name}.notify"));
         let notify = UnixDatagram::bind(&socket)?;
         let log = dir.join(format!("{name}.log"));
@@ -165,18 +177,53 @@ fn systemd_analyze_verify_accepts_every_unit() {
 
 #[test]
 fn every_unit_parses_to_its_binary_and_both_env_files() {
-    for (name, binary, own) in [
-        ("rkube-apiserver", "rkube-apiserver", "RKUBE_ETCD_SERVERS"),
-        ("rkube-controller-manager", "rkube-controller-manager", "RKUBE_PV_HOSTPATH_DELETE_ROOT"),
-        ("rkube-scheduler", "rkube-scheduler", "RKUBE_HEALTHZ_BIND_ADDRESS"),
-        ("rkubelet", "rkubelet", "RKUBE_CONTAINER_RUNTIME"),
-        ("rkube-proxy", "rkube-proxy", "RKUBE_PROXY_TABLE"),
+    for (name, binary, own, secure) in [
+        ("rkube-apiserver", "rkube-apiserver", "RKUBE_ETCD_SERVERS", "RKUBE_TLS_CERT_FILE"),
+        ("rkube-controller-manager", "rkube-controller-manager", "RKUBE_PV_HOSTPATH_DELETE_ROOT", "RKUBECONFIG"),
+        ("rkube-scheduler", "rkube-scheduler", "RKUBE_HEALTHZ_BIND_ADDRESS", "RKUBECONFIG"),
+        ("rkubelet", "rkubelet", "RKUBE_CONTAINER_RUNTIME", "RKUBE_TLS_CERT_FILE"),
+        ("rkube-proxy", "rkube-proxy", "RKUBE_PROXY_TABLE", "RKUBECONFIG"),
     ] {
         let unit = unit(name).unwrap();
         assert_eq!(unit.binary, binary);
         let has = |k: &str| unit.env.iter().any(|(key, _)| key == k);
-        assert!(has("RKUBE_SERVER") && has(own), "{name}: {:?}", unit.env);
+        assert!(has("RKUBE_LOG_FORMAT") && has(own), "{name}: {:?}", unit.env);
+        // Secure by default: credentials from /etc/rkube/pki, nothing else.
+        assert!(has(secure), "{name} has no {secure}: {:?}", unit.env);
+        for (key, value) in &unit.env {
+            if key.ends_with("_FILE") || key.ends_with("CONFIG") || key.starts_with("RKUBE_KUBELET_C") {
+                assert!(value.starts_with("/etc/rkube/pki/"), "{name}: {key}={value} is not in /etc/rkube/pki");
+            }
+        }
     }
+}
+
+/// Runs `deploy/install.sh ARGS` with `DESTDIR=root`; fails with its output.
+fn install(root: &Path, args: &[&str]) {
+    let out = Command::new(repo().join("deploy/install.sh"))
+        .env("DESTDIR", root)
+        .arg("--bin-dir")
+        .arg(rkube_e2e::bin_dir())
+        .args(args)
+        .output()
+        .expect("running deploy/install.sh");
+    assert!(
+        out.status.success(),
+        "install.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `curl` of `url` trusting `ca`, with no client certificate: the status code.
+fn anonymous_status(ca: &Path, url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,12 +232,22 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("rkube-e2e-systemd-{:06x}", fastrand::u32(..0xff_ffff)));
     std::fs::create_dir_all(&dir).unwrap();
     let api_port = free_port();
-    let server = format!("http://127.0.0.1:{api_port}");
+    let server = format!("https://127.0.0.1:{api_port}");
     let ready_timeout = Duration::from_secs(60);
+    let node = format!("sd-{:06x}", fastrand::u32(..0xff_ffff));
+
+    // The master's PKI, and the node's credentials taken from it, as
+    // docs/deploy.md does it on three machines.
+    let (master, node_root) = (dir.join("master"), dir.join("node"));
+    install(&master, &["master", "--master-address", "127.0.0.1", "--node", &format!("{node}=127.0.0.1")]);
+    let master_pki = master.join("etc/rkube/pki");
+    install(&node_root, &["node", "--pki", &master_pki.display().to_string(), "--node-name", &node]);
+    let ca = master_pki.join("ca.crt");
 
     let mut apiserver = Daemon::start(
         "rkube-apiserver",
         &dir,
+        &master,
         &[
             ("RKUBE_ETCD_SERVERS", etcd.url()),
             ("RKUBE_BIND_ADDRESS", "127.0.0.1".into()),
@@ -199,19 +256,20 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
     )
     .unwrap();
     apiserver.expect("READY=1", ready_timeout).await.unwrap();
-    // READY=1 means what /readyz means.
-    let (code, body) = http_get(&format!("{server}/readyz")).await.unwrap();
-    assert_eq!(code, 200, "/readyz after READY=1: {body}");
+    // READY=1 means what /readyz means; the port is TLS, and anonymous
+    // clients get nothing else.
+    assert_eq!(anonymous_status(&ca, &format!("{server}/readyz")), "200", "/readyz after READY=1");
+    assert_eq!(anonymous_status(&ca, &format!("{server}/api/v1/nodes")), "401", "an anonymous list of nodes");
 
     let health = || ("RKUBE_HEALTHZ_BIND_ADDRESS", format!("127.0.0.1:{}", free_port()));
     let pv_root = dir.join("hostpath-pv");
     std::fs::create_dir_all(&pv_root).unwrap();
     let table = format!("rkube-sd-{:06x}", fastrand::u32(..0xff_ffff));
-    let node = format!("sd-{:06x}", fastrand::u32(..0xff_ffff));
     let mut daemons = vec![
         Daemon::start(
             "rkube-controller-manager",
             &dir,
+            &master,
             &[
                 ("RKUBE_SERVER", server.clone()),
                 health(),
@@ -219,10 +277,11 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
             ],
         )
         .unwrap(),
-        Daemon::start("rkube-scheduler", &dir, &[("RKUBE_SERVER", server.clone()), health()]).unwrap(),
+        Daemon::start("rkube-scheduler", &dir, &master, &[("RKUBE_SERVER", server.clone()), health()]).unwrap(),
         Daemon::start(
             "rkubelet",
             &dir,
+            &node_root,
             &[
                 ("RKUBE_SERVER", server.clone()),
                 health(),
@@ -237,6 +296,7 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
         Daemon::start(
             "rkube-proxy",
             &dir,
+            &node_root,
             &[
                 ("RKUBE_SERVER", server.clone()),
                 health(),
@@ -249,8 +309,9 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
     for d in &mut daemons {
         d.expect("READY=1", ready_timeout).await.unwrap();
     }
-    // The kubelet says READY=1 once its Node exists.
-    let client = rkube_client::Client::new(&server).unwrap();
+    // The kubelet says READY=1 once its Node exists; the admin sees it.
+    let admin = rkube_client::ClientConfig::resolve(Some(&server), Some(&master_pki.join("admin.kubeconfig"))).unwrap();
+    let client = rkube_client::Client::from_config(&admin).unwrap();
     let nodes = rkube_client::Api::<k8s_openapi::api::core::v1::Node>::all(client);
     nodes.get(&node).await.expect("rkubelet registered its Node before READY=1");
 
@@ -262,8 +323,12 @@ async fn every_daemon_notifies_ready_when_ready_and_stopping_on_sigterm() {
         assert!(clean, "{} exited with an error after SIGTERM\n{}", d.name, d.log_text());
     }
 
-    let cleanup =
-        Command::new(rkube_e2e::bin_dir().join("rkube-proxy")).args(["--cleanup", "--table", &table]).output().unwrap();
+    // --cleanup binds the health port too: not the default one, which a
+    // cluster on this host may hold.
+    let cleanup = Command::new(rkube_e2e::bin_dir().join("rkube-proxy"))
+        .args(["--cleanup", "--table", &table, "--healthz-bind-address", "127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert!(cleanup.status.success(), "rkube-proxy --cleanup: {}", String::from_utf8_lossy(&cleanup.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
