@@ -120,14 +120,19 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "RKUBE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
-    /// The serving certificate (PEM, the leaf first). With it, the port
-    /// speaks TLS (gRPC and REST) and requests are authenticated; without
-    /// it, the port is plain HTTP and every client is trusted.
+    /// The serving certificate (PEM, the leaf first): the port speaks TLS
+    /// (gRPC and REST) and requests are authenticated. Required, unless
+    /// --plain-http.
     #[arg(long, env = "RKUBE_TLS_CERT_FILE", requires = "tls_private_key_file")]
     pub tls_cert_file: Option<std::path::PathBuf>,
     /// The serving certificate's private key (PEM).
     #[arg(long, env = "RKUBE_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
     pub tls_private_key_file: Option<std::path::PathBuf>,
+    /// Serve the port as plain HTTP instead, trusting every client as an
+    /// administrator: for tests and a sandbox no one else reaches. Off by
+    /// default; refused beside --tls-cert-file.
+    #[arg(long, env = "RKUBE_PLAIN_HTTP", conflicts_with = "tls_cert_file")]
+    pub plain_http: bool,
     /// A CA bundle (PEM): client certificates it signed authenticate their
     /// CN as the user and each O as a group.
     #[arg(long, env = "RKUBE_CLIENT_CA_FILE", requires = "tls_cert_file")]
@@ -209,6 +214,14 @@ impl std::fmt::Debug for App {
 impl App {
     /// Checks the flags, connects to etcd (lazily) and binds the port.
     pub async fn build(args: Args) -> anyhow::Result<App> {
+        match (&args.tls_cert_file, args.plain_http) {
+            (None, false) => anyhow::bail!(
+                "no --tls-cert-file and --tls-private-key-file: the apiserver serves TLS only \
+                 (rkube-certs makes the certificates); --plain-http serves plain HTTP trusting every client, for tests"
+            ),
+            (Some(_), true) => anyhow::bail!("--plain-http and --tls-cert-file: choose one"),
+            _ => {}
+        }
         let plugins = args
             .enable_admission_plugins
             .iter()
@@ -272,7 +285,7 @@ impl App {
             }
             _ => {
                 warn!(
-                    "no --tls-cert-file: serving plain HTTP and trusting every client; anyone who reaches {addr} can read and change everything"
+                    "--plain-http: serving plain HTTP and trusting every client; anyone who reaches {addr} can read and change everything"
                 );
                 None
             }

@@ -227,3 +227,19 @@ async fn stalled_handshakes_garbage_and_huge_headers_are_refused_without_harm() 
     assert!(waited >= std::time::Duration::from_secs(9), "closed after the handshake limit, not at once: {waited:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn without_certificates_the_apiserver_starts_only_when_told_plain_http() -> anyhow::Result<()> {
+    let parse = |extra: &[&str]| {
+        let args = ["rkube-apiserver", "--etcd-servers", "http://127.0.0.1:1", "--port", "0"];
+        <rkube_apiserver::Args as clap::Parser>::try_parse_from(args.iter().chain(extra))
+    };
+    let err = format!("{:#}", rkube_apiserver::App::build(parse(&[])?).await.expect_err("no TLS, no --plain-http"));
+    assert!(err.contains("--tls-cert-file") && err.contains("--plain-http"), "{err}");
+    let both = parse(&["--plain-http", "--tls-cert-file", "a.crt", "--tls-private-key-file", "a.key"]);
+    let err = both.expect_err("both").to_string();
+    assert!(err.contains("--plain-http") && err.contains("--tls-cert-file"), "{err}");
+    // Asked for, plain HTTP serves (lazily connected to an etcd that is not there).
+    rkube_apiserver::App::build(parse(&["--plain-http"])?).await?;
+    Ok(())
+}

@@ -65,7 +65,7 @@ async fn the_apiserver_stores_through_an_etcd_that_requires_client_certificates(
 }
 
 async fn build_error(dir: &Path, servers: &str, cafile: bool) -> String {
-    let mut args = vec!["rkube-apiserver", "--etcd-servers", servers, "--port", "0"];
+    let mut args = vec!["rkube-apiserver", "--etcd-servers", servers, "--port", "0", "--plain-http"];
     let ca = dir.join("etcd/ca.crt").display().to_string();
     if cafile {
         args.extend(["--etcd-cafile", &ca]);
@@ -96,7 +96,16 @@ async fn endpoints_and_tls_flags_that_do_not_fit_are_refused() -> anyhow::Result
     assert!(err.contains("--etcd-certfile"), "{err}");
     // A CA file that is not there names itself.
     let missing = pki.0.join("nope.crt").display().to_string();
-    let args = ["rkube-apiserver", "--etcd-servers", "https://127.0.0.1:1", "--port", "0", "--etcd-cafile", &missing];
+    let args = [
+        "rkube-apiserver",
+        "--plain-http",
+        "--etcd-servers",
+        "https://127.0.0.1:1",
+        "--port",
+        "0",
+        "--etcd-cafile",
+        &missing,
+    ];
     let args = <rkube_apiserver::Args as clap::Parser>::try_parse_from(args)?;
     let err = format!("{:#}", rkube_apiserver::App::build(args).await.expect_err("missing CA file"));
     assert!(err.contains("nope.crt") && err.contains("--etcd-cafile"), "{err}");

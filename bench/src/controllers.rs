@@ -91,9 +91,13 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();

@@ -160,9 +160,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dns_bin = args.dns_bin.clone().unwrap_or_else(|| args.bin_dir.join("rkube-dns"));
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let dns_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let dns = start_dns(&dns_bin, &api.url, dns_addr).await?;

@@ -75,7 +75,8 @@ fn now_nanos() -> u128 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api = start_daemon(&args.apiserver_bin, &["--etcd-servers", &etcd.url()], "--port", "/readyz").await?;
+    let api = start_daemon(&args.apiserver_bin, &["--etcd-servers", &etcd.url(), "--plain-http"], "--port", "/readyz")
+        .await?;
     let pid = api.child.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid)?;

@@ -113,9 +113,13 @@ async fn round(client: &Client, ns: &str, objects: usize, schedule: bool) -> any
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let _cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();

@@ -164,9 +164,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let root = std::env::temp_dir().join(format!("rkube-bench-pods-{}", std::process::id()));
     let root_s = root.display().to_string();

@@ -135,9 +135,13 @@ async fn main() -> anyhow::Result<()> {
     let table = format!("rkube-bench-{}", std::process::id());
     let _guard = TableGuard(table.clone());
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let slices = rkube_api::resource::for_kind("discovery.k8s.io/v1", "EndpointSlice")?;
     let mut proxy = start_proxy(&args.bin_dir, &api.url, &table).await?;

@@ -45,9 +45,13 @@ fn pod(name: &str) -> Vec<u8> {
 
 async fn measure(args: &Args, n_nodes: usize) -> anyhow::Result<()> {
     let etcd = Etcd::start().await?;
-    let api =
-        start_daemon(&args.bin_dir.join("rkube-apiserver"), &["--etcd-servers", &etcd.url()], "--port", "/readyz")
-            .await?;
+    let api = start_daemon(
+        &args.bin_dir.join("rkube-apiserver"),
+        &["--etcd-servers", &etcd.url(), "--plain-http"],
+        "--port",
+        "/readyz",
+    )
+    .await?;
     let client = Client::new(&api.url)?;
     let _cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();

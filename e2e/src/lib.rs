@@ -128,6 +128,7 @@ impl Cluster {
         let etcd_url = cluster.etcd.url();
         let api_port = api_port.to_string();
         let mut apiserver_args = vec![
+            "--plain-http",
             "--etcd-servers",
             &etcd_url,
             "--port",

@@ -262,6 +262,7 @@ impl TestApiserver {
             "127.0.0.1",
             "--port",
             "0",
+            "--plain-http",
         ])?;
         tweak(&mut args);
         Self::start_on(etcd, args).await
@@ -289,6 +290,7 @@ impl TestApiserver {
         let p = |name: &str| Some(pki_dir.join(name));
         Self::start_with(|a| {
             a.port = port;
+            a.plain_http = false;
             a.tls_cert_file = p("apiserver.crt");
             a.tls_private_key_file = p("apiserver.key");
             a.client_ca_file = p("ca.crt");
