@@ -103,7 +103,11 @@ impl App {
     pub async fn build(args: Args) -> anyhow::Result<App> {
         let cfg = args.api.resolve()?;
         let client = Client::from_config(&cfg)?;
-        let health = rkube_client::daemon::bind_health(args.healthz_bind_address)
+        // --cleanup serves nothing, and must work beside a running proxy
+        // that holds the health port.
+        let health_addr =
+            if args.cleanup { std::net::SocketAddr::from(([127, 0, 0, 1], 0)) } else { args.healthz_bind_address };
+        let health = rkube_client::daemon::bind_health(health_addr)
             .await
             .with_context(|| format!("binding --healthz-bind-address {}", args.healthz_bind_address))?;
         Ok(App { args, client, health })
@@ -240,5 +244,19 @@ mod tests {
         assert!(args.cleanup);
         assert!(Args::try_parse_from(["rkube-proxy", "--table=bad name"]).is_err());
         assert!(Args::try_parse_from(["rkube-proxy", "--cluster-cidr=10.1.0.0"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn cleanup_does_not_need_the_health_port_a_running_proxy_holds() {
+        let running = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let held = running.local_addr().expect("addr").to_string();
+        let flags = |extra: &[&str]| {
+            let base = ["rkube-proxy", "--server", "http://127.0.0.1:1", "--healthz-bind-address", &held];
+            Args::try_parse_from(base.iter().chain(extra)).expect("flags")
+        };
+        let err = App::build(flags(&[])).await.expect_err("the port is taken");
+        assert!(format!("{err:#}").contains("--healthz-bind-address"), "{err:#}");
+        let cleanup = App::build(flags(&["--cleanup"])).await.expect("--cleanup binds no fixed port");
+        assert_ne!(cleanup.health_addr().to_string(), held);
     }
 }
