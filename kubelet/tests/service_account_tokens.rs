@@ -67,6 +67,7 @@ async fn a_pod_gets_a_token_the_apiserver_accepts_with_the_ca_and_namespace() ->
         .apiserver
         .peer(|a| {
             a.port = tls_port;
+            a.plain_http = false;
             a.tls_cert_file = Some(p.join("apiserver.crt"));
             a.tls_private_key_file = Some(p.join("apiserver.key"));
             a.client_ca_file = Some(p.join("ca.crt"));
