@@ -16,7 +16,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, ready_nodes, rss_kib, start_controller_manager, start_daemon};
+use rkube_bench::{drive, ready_nodes, rss_kib, start_apiserver, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use serde_json::{Value, json};
@@ -91,13 +91,7 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();

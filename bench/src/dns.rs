@@ -13,7 +13,7 @@
 use anyhow::{Context as _, ensure};
 use clap::Parser;
 use rkube_api::resource::lookup;
-use rkube_bench::{Daemon, drive, percentile, rss_kib, start_daemon};
+use rkube_bench::{Daemon, drive, percentile, rss_kib, start_apiserver, start_daemon};
 use rkube_client::Client;
 use rkube_testkit::{Etcd, free_port, http_get, wait_for};
 use std::net::SocketAddr;
@@ -160,13 +160,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dns_bin = args.dns_bin.clone().unwrap_or_else(|| args.bin_dir.join("rkube-dns"));
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let dns_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let dns = start_dns(&dns_bin, &api.url, dns_addr).await?;

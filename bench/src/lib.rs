@@ -107,6 +107,13 @@ impl Drop for Daemon {
     }
 }
 
+/// `rkube-apiserver` from `bin_dir` on `etcd_url`, plain HTTP (a benchmark's
+/// own sandbox), ready to answer.
+pub async fn start_apiserver(bin_dir: &Path, etcd_url: &str) -> anyhow::Result<Daemon> {
+    start_daemon(&bin_dir.join("rkube-apiserver"), &["--etcd-servers", etcd_url, "--plain-http"], "--port", "/readyz")
+        .await
+}
+
 /// Starts `bin` with `args` plus `<port_flag> <free port>`, and waits until
 /// `<url><ready_path>` answers 200.
 pub async fn start_daemon(bin: &Path, args: &[&str], port_flag: &str, ready_path: &str) -> anyhow::Result<Daemon> {

@@ -15,7 +15,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, ready_nodes, start_controller_manager, start_daemon};
+use rkube_bench::{drive, ready_nodes, start_apiserver, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, Reason, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use serde_json::{Value, json};
@@ -113,13 +113,7 @@ async fn round(client: &Client, ns: &str, objects: usize, schedule: bool) -> any
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let _cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();

@@ -14,7 +14,7 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{percentile, rss_kib, start_daemon};
+use rkube_bench::{percentile, rss_kib, start_apiserver, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use std::collections::HashMap;
@@ -164,13 +164,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let root = std::env::temp_dir().join(format!("rkube-bench-pods-{}", std::process::id()));
     let root_s = root.display().to_string();

@@ -14,7 +14,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use rkube_bench::{Daemon, drive, percentile, rss_kib, start_daemon};
+use rkube_bench::{Daemon, drive, percentile, rss_kib, start_apiserver, start_daemon};
 use rkube_client::Client;
 use rkube_testkit::{Etcd, http_get, wait_for};
 use serde_json::{Value, json};
@@ -135,13 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let table = format!("rkube-bench-{}", std::process::id());
     let _guard = TableGuard(table.clone());
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let slices = rkube_api::resource::for_kind("discovery.k8s.io/v1", "EndpointSlice")?;
     let mut proxy = start_proxy(&args.bin_dir, &api.url, &table).await?;

@@ -10,7 +10,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, percentile, ready_nodes, rss_kib, start_controller_manager, start_daemon};
+use rkube_bench::{drive, percentile, ready_nodes, rss_kib, start_apiserver, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use std::collections::HashMap;
@@ -45,13 +45,7 @@ fn pod(name: &str) -> Vec<u8> {
 
 async fn measure(args: &Args, n_nodes: usize) -> anyhow::Result<()> {
     let etcd = Etcd::start().await?;
-    let api = start_daemon(
-        &args.bin_dir.join("rkube-apiserver"),
-        &["--etcd-servers", &etcd.url(), "--plain-http"],
-        "--port",
-        "/readyz",
-    )
-    .await?;
+    let api = start_apiserver(&args.bin_dir, &etcd.url()).await?;
     let client = Client::new(&api.url)?;
     let _cm = start_controller_manager(&args.bin_dir, &api.url).await?;
     let shutdown = CancellationToken::new();
