@@ -272,7 +272,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     m.as_object_mut().expect("made an object above")
 }
 
-fn random_suffix() -> String {
+/// 5 characters as kube's `utilrand.String(5)` picks them (generated names,
+/// the token volume's name).
+pub(crate) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
 }

@@ -32,7 +32,7 @@
 //! ServiceAccounts; a name missing from the cache is looked up in etcd
 //! before a pod is refused.
 
-use crate::registry::{ListOptions, Registry};
+use crate::registry::{ListOptions, Registry, random_suffix};
 use crate::storage::Storage;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
@@ -238,12 +238,6 @@ pub fn add_token_volume(pod: &mut Value) {
             }
         }
     }
-}
-
-/// 5 characters as kube's `utilrand.String(5)` picks them.
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
 }
 
 #[cfg(test)]
