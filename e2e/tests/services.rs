@@ -120,6 +120,24 @@ fn nft_table(table: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `text` names the address `ip` itself, not merely a longer one
+/// it begins (10.248.5.2 in 10.248.5.23: ClusterIPs share a /24 here).
+fn mentions_ip(text: &str, ip: &str) -> bool {
+    text.match_indices(ip).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + ip.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit() || c == '.') && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[test]
+fn an_address_is_not_mentioned_by_a_longer_one() {
+    let table = "ip daddr 10.248.5.23 tcp dport 80 jump svc\nip daddr 10.248.5.2 . 81";
+    assert!(mentions_ip(table, "10.248.5.2"));
+    assert!(!mentions_ip("ip daddr 10.248.5.23 tcp dport 80", "10.248.5.2"));
+    assert!(!mentions_ip("ip daddr 110.248.5.2 tcp", "10.248.5.2"));
+}
+
 #[tokio::test]
 async fn a_cluster_ip_balances_over_ready_pods_on_both_nodes() -> anyhow::Result<()> {
     let cluster = Cluster::start_with(Options { nodes: 2, proxy: true, ..Options::default() }).await?;
@@ -249,7 +267,7 @@ async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result
     // A Service with no ready endpoint refuses at once rather than hanging.
     cluster.create("apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n  ports: [{port: 80}]\n")?;
     let empty_ip = service_field(&cluster, "empty", "/spec/clusterIP")?.as_str().unwrap_or_default().to_string();
-    wait_for(TIMEOUT, || async { nft_table(&table).is_some_and(|t| t.contains(&empty_ip)) })
+    wait_for(TIMEOUT, || async { nft_table(&table).is_some_and(|t| mentions_ip(&t, &empty_ip)) })
         .await
         .context("the empty service was never programmed")?;
     let started = Instant::now();
@@ -276,17 +294,17 @@ async fn node_ports_no_endpoints_deletion_and_proxy_restarts() -> anyhow::Result
     wait_for(TIMEOUT, || async { host_get(&url2).await.is_ok_and(|b| b.starts_with(&format!("{pod} "))) })
         .await
         .context("a service made while the proxy was down never answered")?;
-    wait_for(TIMEOUT, || async { nft_table(&table).is_some_and(|t| !t.contains(&empty_ip)) })
-        .await
-        .context("a service deleted while the proxy was down kept its rules")?;
+    wait_for(TIMEOUT, || async { nft_table(&table).is_some_and(|t| !mentions_ip(&t, &empty_ip)) }).await.with_context(
+        || format!("a service deleted while the proxy was down kept its rules ({empty_ip}):\n{:?}", nft_table(&table)),
+    )?;
 
     // Deleting a Service removes its rules: its NodePort stops answering.
     cluster.rkubectl_ok(&["delete", "svc", "np"])?;
     wait_for(TIMEOUT, || async {
-        nft_table(&table).is_some_and(|t| !t.contains(&ip) && !t.contains(&format!(" {node_port} ")))
+        nft_table(&table).is_some_and(|t| !mentions_ip(&t, &ip) && !t.contains(&format!(" {node_port} ")))
     })
     .await
-    .context("the deleted service's rules stayed")?;
+    .with_context(|| format!("the deleted service's rules stayed ({ip}):\n{:?}", nft_table(&table)))?;
     assert!(host_get(&node_url).await.is_err(), "a deleted NodePort still answers");
 
     // --cleanup removes the table.
