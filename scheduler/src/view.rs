@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rkube_api::view::{self, exact, exact_vec};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -28,9 +29,8 @@ use std::collections::BTreeMap;
 /// Decodes object metadata, dropping annotations and managed fields (often
 /// the largest part of an object, and never read by the scheduler).
 fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let mut meta = ObjectMeta::deserialize(d)?;
+    let mut meta = view::lean_metadata(d)?;
     meta.annotations = None;
-    meta.managed_fields = None;
     Ok(meta)
 }
 
@@ -44,7 +44,7 @@ fn pod_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error>
 /// Decodes a container's ports, keeping those that take a host port.
 fn host_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ContainerPort>, D::Error> {
     let ports: Option<Vec<ContainerPort>> = Deserialize::deserialize(d)?;
-    Ok(ports.into_iter().flatten().filter(|p| p.host_port.is_some_and(|hp| hp > 0)).collect())
+    Ok(view::shrunk(ports.into_iter().flatten().filter(|p| p.host_port.is_some_and(|hp| hp > 0)).collect()))
 }
 
 /// Serializes a view with the apiVersion and kind of the resource it views.
@@ -109,15 +109,18 @@ pub struct PodSpecView {
     /// Node (and pod) affinity.
     pub affinity: Option<Box<Affinity>>,
     /// Taints the pod tolerates.
+    #[serde(default, deserialize_with = "exact")]
     pub tolerations: Option<Vec<Toleration>>,
     /// The containers: their requests and host ports.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub containers: Vec<ContainerView>,
     /// The init containers: their requests count while they run.
+    #[serde(default, deserialize_with = "exact")]
     pub init_containers: Option<Vec<ContainerView>>,
     /// Resources the pod's sandbox uses beyond its containers.
     pub overhead: Option<BTreeMap<String, Quantity>>,
     /// While any gate remains, the pod is not scheduled.
+    #[serde(default, deserialize_with = "exact")]
     pub scheduling_gates: Option<Vec<PodSchedulingGate>>,
 }
 
@@ -168,7 +171,7 @@ impl ResourceList {
 impl<'de> Deserialize<'de> for ResourceList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map: Option<BTreeMap<String, Quantity>> = Deserialize::deserialize(d)?;
-        Ok(ResourceList(map.into_iter().flatten().collect()))
+        Ok(ResourceList(view::shrunk(map.into_iter().flatten().collect())))
     }
 }
 
@@ -185,6 +188,7 @@ pub struct PodStatusView {
     /// Pending, Running, Succeeded, Failed or Unknown.
     pub phase: Option<String>,
     /// Conditions, among them PodScheduled (not kept once the pod is bound).
+    #[serde(default, deserialize_with = "exact")]
     pub conditions: Option<Vec<PodCondition>>,
 }
 
@@ -229,6 +233,7 @@ pub struct NodeSpecView {
     /// Cordoned: no new pods (unless they tolerate it).
     pub unschedulable: Option<bool>,
     /// Taints repelling pods that do not tolerate them.
+    #[serde(default, deserialize_with = "exact")]
     pub taints: Option<Vec<Taint>>,
 }
 
@@ -241,6 +246,7 @@ pub struct NodeStatusView {
     /// The node's total resources (used when allocatable is missing).
     pub capacity: Option<BTreeMap<String, Quantity>>,
     /// Conditions, of which Ready decides whether the node takes pods.
+    #[serde(default, deserialize_with = "exact")]
     pub conditions: Option<Vec<NodeConditionView>>,
 }
 

@@ -13,10 +13,11 @@
 //! read-only projection: writing one back would drop what it leaves out.
 
 use k8s_openapi::api::core::v1::{
-    Affinity, ContainerPort, ContainerState, ContainerStatus, Pod, PodCondition, PodIP, Toleration,
+    Affinity, ContainerPort, ContainerStateTerminated, Pod, PodCondition, PodIP, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use rkube_api::view::{exact, exact_vec, lean_metadata, shrunk};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cmp::Ordering;
 
@@ -43,18 +44,20 @@ pub struct PodSpecView {
     /// Its affinity (a DaemonSet pod names its node there).
     pub affinity: Option<Affinity>,
     /// Its tolerations.
+    #[serde(default, deserialize_with = "exact")]
     pub tolerations: Option<Vec<Toleration>>,
     /// Always, OnFailure or Never.
     pub restart_policy: Option<String>,
     /// The app containers: names and ports only (Services resolve named
     /// target ports against them).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub containers: Vec<ContainerView>,
     /// `spec.hostname` (a headless Service's DNS name for the pod).
     pub hostname: Option<String>,
     /// `spec.subdomain` (the headless Service the hostname is under).
     pub subdomain: Option<String>,
     /// The init containers (resource quota sums their resources).
+    #[serde(default, deserialize_with = "exact")]
     pub init_containers: Option<Vec<ContainerView>>,
     /// `spec.overhead` (counted by resource quota).
     pub overhead: Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
@@ -68,6 +71,7 @@ pub struct ContainerView {
     /// The container's name.
     pub name: String,
     /// Its ports.
+    #[serde(default, deserialize_with = "exact")]
     pub ports: Option<Vec<ContainerPort>>,
     /// Its requests and limits (resource quota sums them).
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
@@ -87,51 +91,52 @@ pub struct PodStatusView {
     pub conditions: Option<Vec<PodCondition>>,
     /// The app containers' statuses: name, readiness, restarts and how
     /// they terminated.
-    #[serde(default, deserialize_with = "lean_container_statuses")]
-    pub container_statuses: Option<Vec<ContainerStatus>>,
+    #[serde(default, deserialize_with = "exact")]
+    pub container_statuses: Option<Vec<ContainerStatusView>>,
     /// The init containers' statuses, as lean.
-    #[serde(default, deserialize_with = "lean_container_statuses")]
-    pub init_container_statuses: Option<Vec<ContainerStatus>>,
+    #[serde(default, deserialize_with = "exact")]
+    pub init_container_statuses: Option<Vec<ContainerStatusView>>,
     /// When the kubelet started the pod.
     pub start_time: Option<Time>,
     /// The pod's IP, once the kubelet has set up its network.
     #[serde(rename = "podIP")]
     pub pod_ip: Option<String>,
     /// All its IPs (the first is `podIP`).
-    #[serde(rename = "podIPs")]
+    #[serde(default, rename = "podIPs", deserialize_with = "exact")]
     pub pod_ips: Option<Vec<PodIP>>,
-}
-
-fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let mut meta = ObjectMeta::deserialize(d)?;
-    meta.managed_fields = None;
-    Ok(meta)
 }
 
 /// Keeps the Ready condition only.
 fn ready_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PodCondition>>, D::Error> {
     let conditions: Option<Vec<PodCondition>> = Deserialize::deserialize(d)?;
-    Ok(conditions.map(|cs| cs.into_iter().filter(|c| c.type_ == "Ready").collect()))
+    Ok(conditions.map(|cs| shrunk(cs.into_iter().filter(|c| c.type_ == "Ready").collect())))
 }
 
-/// Keeps of each container status its name, readiness, restart count and
-/// terminated state (images, ids and the running/waiting details go).
-fn lean_container_statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ContainerStatus>>, D::Error> {
-    let statuses: Option<Vec<ContainerStatus>> = Deserialize::deserialize(d)?;
-    Ok(statuses.map(|cs| {
-        cs.into_iter()
-            .map(|c| ContainerStatus {
-                name: c.name,
-                ready: c.ready,
-                restart_count: c.restart_count,
-                state: c
-                    .state
-                    .and_then(|s| s.terminated)
-                    .map(|t| ContainerState { terminated: Some(t), ..Default::default() }),
-                ..Default::default()
-            })
-            .collect()
-    }))
+/// Of a container's status, what controllers read: its name, readiness,
+/// restart count and how it terminated (images, ids and the running and
+/// waiting details go).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatusView {
+    /// The container's name.
+    pub name: String,
+    /// Whether it passes its readiness probe.
+    #[serde(default)]
+    pub ready: bool,
+    /// How often the kubelet restarted it.
+    #[serde(default)]
+    pub restart_count: i32,
+    /// Its state: only a termination is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ContainerStateView>,
+}
+
+/// A container's state, as far as controllers read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStateView {
+    /// Set once the container has terminated (boxed: rare, and 136 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<Box<ContainerStateTerminated>>,
 }
 
 impl PodView {
@@ -258,7 +263,8 @@ mod tests {
         let conditions = status.conditions.as_ref().unwrap();
         assert_eq!(conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready"]);
         let c = &status.container_statuses.as_ref().unwrap()[0];
-        assert_eq!((c.name.as_str(), c.restart_count, c.image.as_str(), c.image_id.as_str()), ("c", 2, "", ""));
+        assert_eq!((c.name.as_str(), c.restart_count, c.ready), ("c", 2, false));
+        assert_eq!(serde_json::to_value(c).unwrap().get("image"), None, "the image is not kept");
         assert_eq!(c.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(3));
         assert_eq!(phase(&view), "Failed");
         assert_eq!(spec.containers[0].name, "c");
