@@ -271,6 +271,7 @@ impl Resources for GrpcApi {
             let kind = match pb::PatchType::try_from(req.patch_type) {
                 Ok(pb::PatchType::Merge) | Ok(pb::PatchType::Unspecified) => PatchKind::Merge,
                 Ok(pb::PatchType::Json) => PatchKind::Json,
+                Ok(pb::PatchType::Strategic) => PatchKind::Strategic,
                 Err(_) => return Err(ApiError::bad_request(format!("unknown patch type {}", req.patch_type))),
             };
             let patch = Patch {

@@ -471,11 +471,24 @@ impl Client {
         patch: &serde_json::Value,
         status: bool,
     ) -> Result<pb::Object> {
+        self.patch_as(info, namespace, name, pb::PatchType::Merge, patch, status).await
+    }
+
+    /// Applies a patch of type `kind` (or, with `status`, patches the status).
+    pub async fn patch_as(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        kind: pb::PatchType,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<pb::Object> {
         let req = pb::PatchRequest {
             resource: resource_ref(info),
             namespace: namespace.into(),
             name: name.into(),
-            patch_type: pb::PatchType::Merge as i32,
+            patch_type: kind as i32,
             patch: serde_json::to_vec(patch).expect("a Value always serializes").into(),
             status,
             dry_run: false,
@@ -842,6 +855,14 @@ where
     /// Applies a JSON merge patch to `name`'s status.
     pub async fn patch_status(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
         decode(&self.client.patch(self.info, &self.namespace, name, patch, true).await?)
+    }
+
+    /// Applies a strategic merge patch to `name`'s status: lists with a
+    /// merge key merge by it, so `{"status": {"conditions": [{"type":
+    /// "Ready", ...}]}}` changes the Ready condition and keeps the others.
+    pub async fn patch_status_strategic(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+        let kind = pb::PatchType::Strategic;
+        decode(&self.client.patch_as(self.info, &self.namespace, name, kind, patch, true).await?)
     }
 
     /// The Scale of `name` (replicationcontrollers, replicasets, deployments).

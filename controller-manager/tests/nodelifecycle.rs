@@ -123,7 +123,8 @@ async fn a_silent_node_turns_unknown_is_tainted_and_its_pods_evicted_after_their
     for name in ["short", "forever", "default", "elsewhere"] {
         let now = Timestamp::now().to_string();
         let status = json!({"status": {"phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
         pods.patch_status(name, &status).await?;
     }
 
@@ -172,6 +173,7 @@ async fn a_silent_node_turns_unknown_is_tainted_and_its_pods_evicted_after_their
                 .any(|c| c.type_ == "DisruptionTarget" && c.reason.as_deref() == Some("DeletionByTaintManager")),
             "{conditions:?}"
         );
+        assert!(conditions.iter().any(|c| c.type_ == "PodScheduled"), "the other conditions stay: {conditions:?}");
     }
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     wait_for(TIMEOUT, || async {
@@ -189,7 +191,13 @@ async fn a_silent_node_turns_unknown_is_tainted_and_its_pods_evicted_after_their
         let p = pods.get(name).await?;
         assert!(p.metadata.deletion_timestamp.is_none(), "{name} was evicted");
     }
-    assert_eq!(ready(&pods.get("forever").await?).as_deref(), Some("False"), "pods of the node are not ready");
+    let forever = pods.get("forever").await?;
+    assert_eq!(ready(&forever).as_deref(), Some("False"), "pods of the node are not ready");
+    let kept = forever.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        kept.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"),
+        "the other conditions stay: {kept:?}"
+    );
     assert_eq!(ready(&pods.get("elsewhere").await?).as_deref(), Some("True"));
     assert!(taints(&nodes.get("healthy").await?).is_empty());
 

@@ -24,6 +24,7 @@
 pub mod health;
 pub mod zones;
 
+use crate::controllers::pod_state::PodView;
 use crate::controllers::{Controller, ControllerContext, Error};
 use health::{
     Probe, excluded_from_disruption, grace_period, has_no_execute, ready_status, swap_no_execute, taints,
@@ -159,7 +160,7 @@ struct Monitor {
     client: Client,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
+    pods: Store<PodView>,
     recorder: Arc<EventRecorder>,
     probes: HashMap<String, Probe>,
     zone_states: HashMap<String, ZoneState>,
@@ -295,17 +296,17 @@ impl Monitor {
             if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
                 continue;
             }
-            let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-            let Some(ready) = conditions.iter_mut().find(|c| c.type_ == "Ready" && c.status != "False") else {
+            let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+            if !conditions.iter().any(|c| c.type_ == "Ready" && c.status != "False") {
                 continue;
-            };
-            ready.status = "False".into();
-            ready.last_transition_time = Some(now.clone());
+            }
             let key = ObjectKey::of(pod.as_ref());
+            // Strategic: conditions merge by type, the others stay.
+            let ready = json!({"type": "Ready", "status": "False", "lastTransitionTime": now});
             let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version},
-                "status": {"conditions": conditions}});
+                "status": {"conditions": [ready]}});
             let api = Api::<Pod>::namespaced(self.client.clone(), &key.namespace);
-            match api.patch_status(&key.name, &patch).await {
+            match api.patch_status_strategic(&key.name, &patch).await {
                 Ok(_) => info!(controller = NAME, pod = %key, node, "marked pod not ready"),
                 Err(e) if e.reason == Reason::NotFound => {}
                 Err(e) => {
@@ -418,7 +419,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
     let flags = ctx.flags.nodelifecycle.clone();
     let nodes = ctx.informers.get::<Node>();
     let leases = ctx.informers.get::<Lease>();
-    let pods = ctx.informers.get::<Pod>();
+    let pods = ctx.informers.get::<PodView>();
     let recorder = ctx.recorder("node-controller", tracker, shutdown.clone());
     let context = Arc::new(Context { nodes: nodes.store().clone(), client: ctx.client.clone() });
     let queue = WorkQueue::new();

@@ -17,8 +17,9 @@
 //! longer due (the taint went, a toleration was added) is cancelled with
 //! the event "Cancelling deletion of Pod ns/name".
 
+use crate::controllers::pod_state::PodView;
 use crate::controllers::{Controller, ControllerContext, Error};
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rkube_api::scheduling::tolerates;
@@ -92,7 +93,7 @@ fn taint_id(node: &str, t: &Taint) -> TaintId {
 
 /// The state shared by the workers.
 pub struct Context {
-    pods: Store<Pod>,
+    pods: Store<PodView>,
     nodes: Store<Node>,
     client: Client,
     recorder: Arc<EventRecorder>,
@@ -117,7 +118,7 @@ impl Context {
         }
     }
 
-    fn cancel(&self, key: &ObjectKey, pod: Option<&Pod>) {
+    fn cancel(&self, key: &ObjectKey, pod: Option<&PodView>) {
         if lock(&self.scheduled).remove(key)
             && let Some(pod) = pod
         {
@@ -182,19 +183,13 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
     lock(&ctx.scheduled).remove(&key);
     ctx.recorder.normal(pod.as_ref(), REASON_EVICTION, format!("Marking for deletion Pod {key}"));
     let api = Api::<Pod>::namespaced(ctx.client.clone(), &key.namespace);
-    let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    conditions.retain(|c| c.type_ != "DisruptionTarget");
-    conditions.push(PodCondition {
-        type_: "DisruptionTarget".into(),
-        status: "True".into(),
-        reason: Some("DeletionByTaintManager".into()),
-        message: Some("Taint manager: deleting due to NoExecute taint".into()),
-        last_transition_time: Some(Time(now)),
-        ..Default::default()
-    });
+    // A strategic merge patch: conditions merge by type, so the pod's
+    // other conditions (which the pod view does not keep) stay.
+    let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+        "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": Time(now)});
     let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version},
-        "status": {"conditions": conditions}});
-    match api.patch_status(&key.name, &patch).await {
+        "status": {"conditions": [condition]}});
+    match api.patch_status_strategic(&key.name, &patch).await {
         Ok(_) => {}
         Err(e) if e.reason == Reason::NotFound => return Ok(Action::AwaitChange),
         Err(e) => return Err(Error::api(&key, "adding the DisruptionTarget condition")(e)),
@@ -211,7 +206,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<(), String> {
-    let pods = ctx.informers.get::<Pod>();
+    let pods = ctx.informers.get::<PodView>();
     let nodes = ctx.informers.get::<Node>();
     let context = Arc::new(Context {
         pods: pods.store().clone(),
@@ -233,7 +228,7 @@ fn start(ctx: &ControllerContext, tracker: &TaskTracker, shutdown: CancellationT
             return;
         }
         let resync = enqueue_all(pods.store().clone(), queue.clone());
-        let on_pod = |p: &Pod| {
+        let on_pod = |p: &PodView| {
             let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
             if bound { vec![ObjectKey::of(p)] } else { Vec::new() }
         };
