@@ -16,7 +16,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use rkube_api::resource::lookup;
-use rkube_bench::{drive, ready_nodes, rss_kib, start_apiserver, start_controller_manager, start_daemon};
+use rkube_bench::{drive, ready_nodes, rss_summary, start_apiserver, start_controller_manager, start_daemon};
 use rkube_client::{Client, ListParams, WatchEventType};
 use rkube_testkit::{Etcd, wait_for};
 use serde_json::{Value, json};
@@ -214,19 +214,16 @@ async fn main() -> anyhow::Result<()> {
     let (cpu0, t0) = (cpu_time(pid)?, Instant::now());
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let cpu = cpu_time(pid)?.saturating_sub(cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
-    let rss = rss_kib(pid)? as f64 / 1024.0;
+    let rss = rss_summary(pid)?;
     // A fresh controller-manager over the same cluster: its caches filled
     // by one list, without the allocator's high-water mark of the scenario.
     drop(cm);
     let fresh = start_controller_manager(&args.bin_dir, &api.url).await?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    let fresh_rss = rss_kib(fresh.child.id())? as f64 / 1024.0;
+    let fresh_rss = rss_summary(fresh.child.id())?;
+    println!("\nfresh controller-manager over the same {stored} pods, after {} s: {fresh_rss}", args.idle_seconds);
     println!(
-        "\nfresh controller-manager over the same {stored} pods, after {} s: RSS {fresh_rss:.1} MiB",
-        args.idle_seconds
-    );
-    println!(
-        "\ncontroller-manager, every controller on, {stored} pods: RSS {rss:.1} MiB, idle CPU {:.2}% over {} s",
+        "\ncontroller-manager, every controller on, {stored} pods: {rss}, idle CPU {:.2}% over {} s",
         cpu * 100.0,
         args.idle_seconds
     );

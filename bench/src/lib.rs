@@ -83,13 +83,25 @@ pub async fn ready_nodes(client: &rkube_client::Client) -> usize {
 
 /// Resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `RssAnon`, `RssFile`).
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// `RSS 61.4 MiB (anon 40.1, file 21.3)`: the resident set and how much of
+/// it is the heap and stacks (anonymous) and how much mapped files (code).
+pub fn rss_summary(pid: u32) -> anyhow::Result<String> {
+    let mib = |field| status_kib(pid, field).map(|k| k as f64 / 1024.0);
+    Ok(format!("RSS {:.1} MiB (anon {:.1}, file {:.1})", mib("VmRSS")?, mib("RssAnon")?, mib("RssFile")?))
 }
 
 /// A daemon running as a child process, killed on drop.

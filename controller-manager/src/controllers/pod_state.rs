@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use rkube_api::view::{exact, exact_vec, lean_metadata, shrunk};
+use rkube_api::view::{exact, exact_vec, lean_metadata};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cmp::Ordering;
 
@@ -41,8 +41,9 @@ pub struct PodView {
 pub struct PodSpecView {
     /// The node it is bound to.
     pub node_name: Option<String>,
-    /// Its affinity (a DaemonSet pod names its node there).
-    pub affinity: Option<Affinity>,
+    /// Its affinity (a DaemonSet pod names its node there). Boxed: most
+    /// pods have none, and inline it would take 144 bytes of every pod.
+    pub affinity: Option<Box<Affinity>>,
     /// Its tolerations.
     #[serde(default, deserialize_with = "exact")]
     pub tolerations: Option<Vec<Toleration>>,
@@ -106,10 +107,36 @@ pub struct PodStatusView {
     pub pod_ips: Option<Vec<PodIP>>,
 }
 
-/// Keeps the Ready condition only.
+/// Keeps the Ready condition only, dropping the others as they are read
+/// (no list of every condition is built and freed: a cache filled from
+/// such short-lived lists keeps their holes in its pages).
 fn ready_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PodCondition>>, D::Error> {
-    let conditions: Option<Vec<PodCondition>> = Deserialize::deserialize(d)?;
-    Ok(conditions.map(|cs| shrunk(cs.into_iter().filter(|c| c.type_ == "Ready").collect())))
+    struct ReadyOnly;
+    impl<'de> serde::de::Visitor<'de> for ReadyOnly {
+        type Value = Option<Vec<PodCondition>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of pod conditions")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut ready = Vec::new();
+            while let Some(condition) = seq.next_element::<PodCondition>()? {
+                if condition.type_ == "Ready" {
+                    ready = vec![condition];
+                }
+            }
+            Ok(Some(ready))
+        }
+    }
+    d.deserialize_option(ReadyOnly)
 }
 
 /// Of a container's status, what controllers read: its name, readiness,
@@ -262,6 +289,11 @@ mod tests {
         let status = view.status.as_ref().unwrap();
         let conditions = status.conditions.as_ref().unwrap();
         assert_eq!(conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready"]);
+        assert_eq!(conditions.capacity(), 1, "no room kept for the conditions dropped");
+        let none = pod(json!({"metadata": {"name": "p"}, "status": {"conditions": null}}));
+        assert_eq!(none.status.unwrap().conditions, None);
+        let bad = serde_json::from_value::<PodView>(json!({"status": {"conditions": [{"type": 5}]}}));
+        assert!(bad.is_err(), "a malformed condition is an error, not silently dropped");
         let c = &status.container_statuses.as_ref().unwrap()[0];
         assert_eq!((c.name.as_str(), c.restart_count, c.ready), ("c", 2, false));
         assert_eq!(serde_json::to_value(c).unwrap().get("image"), None, "the image is not kept");
