@@ -113,13 +113,15 @@ impl PodNetwork {
         let spec = bridge::NetworkSpec::new(&net.node, net.pod_cidr, net.gateway, &net.cluster_cidr);
         bridge::ensure(docker, &spec).await?;
         // Another kubelet on this host tearing down its network may remove
-        // the shared chains between our steps: start over (a few times).
+        // the shared chains between our steps: start over (a few times,
+        // pausing a little longer each time so that its teardown can end).
         let mut attempt = 1;
         while let Err(e) = net.install_rules().await {
-            if attempt == 3 {
+            if attempt == 5 {
                 return Err(e);
             }
             tracing::debug!(node = %net.node, error = %e, attempt, "installing rules failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
             attempt += 1;
         }
         tracing::info!(node = %net.node, network = %net.docker_network, pod_cidr = %net.pod_cidr, cluster_cidr = %net.cluster_cidr, "pod network ready");
